@@ -1,0 +1,1 @@
+"""AWS CDK (Python) app that deploys cardstream."""

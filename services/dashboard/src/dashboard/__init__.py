@@ -1,0 +1,1 @@
+"""Read-only monitoring dashboard over the analytics views."""

@@ -1,0 +1,1 @@
+"""Merchant-facing FastAPI service: JWT-authenticated, tokenizes card numbers, writes to Kinesis."""

@@ -1,0 +1,1 @@
+"""KCL-style Kinesis consumer: DynamoDB leases and fenced checkpoints, batches records into S3."""

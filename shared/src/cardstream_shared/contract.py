@@ -1,0 +1,316 @@
+"""The transaction contract: what merchants send and what travels through the stream.
+
+``TransactionIn`` is the Kaggle "Credit Card Transactions Fraud Detection" schema as merchant
+systems send it. ``StreamEnvelope`` is what ingest-api puts on Kinesis: the same facts with
+the card number replaced by its token, last four digits and key version, plus ingest
+lineage. Validation refuses what is impossible or dangerous, not what is merely unusual:
+every row of the published files passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, CardToken, luhn_valid
+
+SCHEMA_VERSION: Final = 1
+TIMESTAMP_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+
+# Field order of the published CSV after its unnamed index column.
+KAGGLE_FIELDS: Final = (
+    "trans_date_trans_time",
+    "cc_num",
+    "merchant",
+    "category",
+    "amt",
+    "first",
+    "last",
+    "gender",
+    "street",
+    "city",
+    "state",
+    "zip",
+    "lat",
+    "long",
+    "city_pop",
+    "job",
+    "dob",
+    "trans_num",
+    "unix_time",
+    "merch_lat",
+    "merch_long",
+    "is_fraud",
+)
+
+# Sensitive authentication data (PCI DSS 3.3): never accepted, never stored, never logged.
+# Compared after lower-casing and dropping everything but letters and digits.
+SENSITIVE_FIELD_NAMES: Final = frozenset(
+    {
+        "cvv",
+        "cvv2",
+        "cvc",
+        "cvc2",
+        "cid",
+        "cav2",
+        "cvn",
+        "cvd",
+        "csc",
+        "securitycode",
+        "cardsecuritycode",
+        "cardverificationvalue",
+        "cardverificationcode",
+        "pin",
+        "pinblock",
+        "pincode",
+        "encryptedpin",
+        "track",
+        "track1",
+        "track2",
+        "track3",
+        "trackdata",
+        "magstripe",
+        "magneticstripe",
+        "stripe",
+        "icc",
+        "chipdata",
+        "emvdata",
+    }
+)
+
+MAX_NAME_LENGTH: Final = 100
+MAX_TEXT_LENGTH: Final = 200
+MAX_AMOUNT: Final = Decimal("9999999999.99")  # numeric(12,2)
+_TRANS_NUM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def normalized_field_name(name: str) -> str:
+    """Lower-case letters and digits only: ``CVV-2`` and ``cvv_2`` both become ``cvv2``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def sensitive_fields(keys: Any) -> list[str]:
+    """Names among ``keys`` that carry sensitive authentication data."""
+    return [str(k) for k in keys if normalized_field_name(str(k)) in SENSITIVE_FIELD_NAMES]
+
+
+class SensitiveDataError(ValueError):
+    """A record carried CVV, PIN or track data; the values are never repeated."""
+
+    def __init__(self, fields: list[str]) -> None:
+        self.fields = fields
+        super().__init__(
+            "sensitive authentication data is never accepted (PCI DSS 3.3); remove field(s): "
+            + ", ".join(sorted(fields))
+        )
+
+
+def _strip_str(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _digits(value: Any) -> Any:
+    # CSV gives strings, JSON may give numbers; identifiers are kept as strings of digits.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return _strip_str(value)
+
+
+def _parse_timestamp(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        for fmt in (TIMESTAMP_FORMAT, "%Y-%m-%dT%H:%M:%S"):
+            try:
+                return dt.datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+        raise ValueError("must be a timestamp 'YYYY-MM-DD HH:MM:SS'")
+    return value
+
+
+def _parse_amount(value: Any) -> Any:
+    if isinstance(value, float):
+        # repr gives the shortest string that round-trips, i.e. what the sender wrote.
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        return value.strip()
+    return value
+
+
+def _parse_fraud(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "":
+            return None
+        if text in ("0", "1"):
+            return int(text)
+        raise ValueError("must be 0 or 1")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+Timestamp = Annotated[
+    dt.datetime,
+    BeforeValidator(_parse_timestamp),
+    PlainSerializer(lambda v: v.strftime(TIMESTAMP_FORMAT), return_type=str),
+]
+DigitString = Annotated[str, BeforeValidator(_digits)]
+Text = Annotated[str, BeforeValidator(_strip_str)]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_parse_amount),
+    Field(ge=0, le=MAX_AMOUNT, decimal_places=2),
+    PlainSerializer(lambda v: format(v, "f"), return_type=str),
+]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+FraudLabel = Annotated[Literal[0, 1] | None, BeforeValidator(_parse_fraud)]
+
+
+class _TransactionFacts(BaseModel):
+    """Every source fact except the card number, shared by input and envelope."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    trans_date_trans_time: Timestamp = Field(description="Transaction time as sent (local).")
+    merchant: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
+    category: Text = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_ &-]+$")
+    amt: Amount = Field(description="Amount, at most two decimals.")
+    first: Text = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    last: Text = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    gender: Text = Field(min_length=1, max_length=16)
+    street: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
+    city: Text = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    state: Text = Field(pattern=r"^[A-Z]{2}$", description="Two-letter state code.")
+    # Published files write zips as integers, so New England zips lose their leading zero;
+    # they are kept as sent (digits), not re-padded.
+    zip: DigitString = Field(pattern=r"^\d{1,10}$")
+    lat: Latitude
+    long: Longitude
+    city_pop: int = Field(ge=0, le=100_000_000)
+    job: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
+    dob: dt.date
+    trans_num: Text = Field(
+        pattern=_TRANS_NUM.pattern, description="Unique id; the idempotency key."
+    )
+    unix_time: int = Field(ge=0, le=10**11, description="Unix time as sent (not recomputed).")
+    merch_lat: Latitude
+    merch_long: Longitude
+    is_fraud: FraudLabel = Field(default=None, description="0 or 1; may arrive later or never.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_sensitive_data(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sensitive_fields(data.keys())
+            if found:
+                raise SensitiveDataError(found)
+        return data
+
+    @model_validator(mode="after")
+    def _born_before_transaction(self) -> _TransactionFacts:
+        if self.dob > self.trans_date_trans_time.date():
+            raise ValueError("dob is after the transaction date")
+        return self
+
+
+class TransactionIn(_TransactionFacts):
+    """One transaction as a merchant sends it (the Kaggle schema)."""
+
+    cc_num: DigitString = Field(
+        description="Card number (PAN), 11 to 19 digits passing the Luhn check. Tokenized at "
+        "the edge; never stored or echoed.",
+        json_schema_extra={"format": "pan"},
+    )
+
+    @field_validator("cc_num")
+    @classmethod
+    def _valid_pan(cls, value: str) -> str:
+        if not value.isdigit() or not PAN_MIN_DIGITS <= len(value) <= PAN_MAX_DIGITS:
+            raise ValueError(f"must be {PAN_MIN_DIGITS} to {PAN_MAX_DIGITS} digits")
+        if not luhn_valid(value):
+            raise ValueError("is not a valid card number (Luhn check failed)")
+        return value
+
+
+class StreamEnvelope(_TransactionFacts):
+    """What travels on Kinesis and lands in S3: no PAN, plus ingest lineage."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    ingest_id: uuid.UUID
+    received_at: dt.datetime = Field(description="When ingest-api accepted the record (UTC).")
+    client_id: str = Field(min_length=1, max_length=256, description="The token's subject.")
+    card_token: str = Field(pattern=r"^[0-9a-f]{64}$")
+    card_last4: str = Field(pattern=r"^\d{4}$")
+    card_key_version: str = Field(min_length=1, max_length=32)
+
+    @classmethod
+    def from_transaction(
+        cls,
+        txn: TransactionIn,
+        card: CardToken,
+        *,
+        client_id: str,
+        received_at: dt.datetime,
+        ingest_id: uuid.UUID | None = None,
+    ) -> StreamEnvelope:
+        """Replace the PAN of ``txn`` by its token and add lineage."""
+        facts = {name: getattr(txn, name) for name in _TransactionFacts.model_fields}
+        return cls.model_construct(
+            **facts,
+            schema_version=SCHEMA_VERSION,
+            ingest_id=ingest_id or uuid.uuid4(),
+            received_at=received_at,
+            client_id=client_id,
+            card_token=card.token,
+            card_last4=card.last4,
+            card_key_version=card.key_version,
+        )
+
+    def to_json_bytes(self) -> bytes:
+        """Compact JSON for the stream (one record, no trailing newline)."""
+        return self.model_dump_json().encode()
+
+
+def kaggle_example() -> dict[str, Any]:
+    """One row of the published data, used for OpenAPI examples and documentation."""
+    return {
+        "trans_date_trans_time": "2019-01-01 00:00:18",
+        "cc_num": "2703186189652095",
+        "merchant": "fraud_Rippin, Kub and Mann",
+        "category": "misc_net",
+        "amt": "4.97",
+        "first": "Jennifer",
+        "last": "Banks",
+        "gender": "F",
+        "street": "561 Perry Cove",
+        "city": "Moravian Falls",
+        "state": "NC",
+        "zip": "28654",
+        "lat": 36.0788,
+        "long": -81.1781,
+        "city_pop": 3495,
+        "job": "Psychologist, counselling",
+        "dob": "1988-03-09",
+        "trans_num": "0b242abb623afc578575680df30655b9",
+        "unix_time": 1325376018,
+        "merch_lat": 36.011293,
+        "merch_long": -82.048315,
+        "is_fraud": 0,
+    }

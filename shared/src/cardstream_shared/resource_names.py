@@ -1,0 +1,41 @@
+"""Names of the AWS resources cardstream uses, shared by the CDK app and the local stack.
+
+Keeping them in one place means the local stack creates exactly what the services will meet
+in AWS, and a rename cannot leave one side behind.
+"""
+
+from typing import Final
+
+STREAM_NAME: Final = "cardstream-transactions"
+LANDING_BUCKET: Final = "cardstream-landing"
+ACCESS_LOG_BUCKET: Final = "cardstream-access-logs"
+LANDED_QUEUE: Final = "cardstream-landed-objects"
+LANDED_DLQ: Final = "cardstream-landed-objects-dlq"
+LEASE_TABLE: Final = "cardstream-stream-writer-leases"
+
+# Landed objects live under raw/; only that prefix notifies the loader.
+RAW_PREFIX: Final = "raw/"
+QUARANTINE_PREFIX: Final = "quarantine/"
+
+# After this many receives SQS moves a message to the DLQ (the loader never deletes it).
+MAX_RECEIVE_COUNT: Final = 5
+
+# Secret *names* (not values): S105 does not apply.
+PAN_KEY_SECRET: Final = "cardstream/pan-key"  # noqa: S105
+JWT_SIGNING_KEY_SECRET: Final = "cardstream/jwt-signing-key"  # noqa: S105
+DB_OWNER_SECRET: Final = "cardstream/db/owner"  # noqa: S105
+DB_LOADER_SECRET: Final = "cardstream/db/loader"  # noqa: S105
+DB_API_SECRET: Final = "cardstream/db/api"  # noqa: S105
+DB_ANALYST_SECRET: Final = "cardstream/db/analyst"  # noqa: S105
+
+# Database roles (least privilege, see docs/data-model.md).
+DB_NAME: Final = "cardstream"
+DB_OWNER_ROLE: Final = "cardstream_owner"
+DB_LOADER_ROLE: Final = "cardstream_loader"
+DB_API_ROLE: Final = "cardstream_api"
+DB_ANALYST_ROLE: Final = "cardstream_analyst"
+
+# OAuth scopes carried by merchant and reader tokens.
+SCOPE_WRITE: Final = "transactions:write"
+SCOPE_READ: Final = "transactions:read"
+SCOPE_ALERTS_REVIEW: Final = "alerts:review"

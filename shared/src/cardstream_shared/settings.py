@@ -1,0 +1,77 @@
+"""Typed settings base for every cardstream service.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``INGEST_``,
+``WRITER_``, ``LOADER_``, ``DASHBOARD_``). Settings are validated at start-up by
+:func:`load_settings`; a service with bad configuration refuses to start and names the
+variable that is wrong, without echoing its value.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["local", "test", "dev", "staging", "prod"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+_PLACEHOLDERS = frozenset({"", "changeme", "changethis", "secret", "password", "example"})
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has: where it runs, how it logs, how it reaches AWS."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, validate_default=True)
+
+    environment: Environment = "local"
+    log_level: LogLevel = "INFO"
+    aws_region: str = Field(default="us-east-1", min_length=1)
+    # Set locally to the moto server; unset in AWS so botocore uses the regional endpoint.
+    aws_endpoint_url: str | None = None
+    aws_max_attempts: int = Field(default=5, ge=1, le=20)
+    aws_connect_timeout_s: float = Field(default=2.0, gt=0)
+    aws_read_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _enforce_non_default_secrets(self) -> ServiceSettings:
+        # Outside a developer's machine a placeholder secret is a deployment mistake.
+        if self.environment in ("local", "test"):
+            return self
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value().lower() in _PLACEHOLDERS:
+                raise ValueError(
+                    f"{name} holds a placeholder secret in environment {self.environment}"
+                )
+        return self
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """Environment variable that sets ``field``."""
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        return f"{prefix}{field}".upper()
+
+
+def describe_errors(cls: type[ServiceSettings], error: ValidationError) -> list[str]:
+    """One line per invalid setting, naming its environment variable, never its value."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        name = cls.env_name(field) if field else cls.__name__
+        lines.append(f"{name}: {item['msg']}")
+    return lines
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build ``cls`` from the environment or exit with status 2 naming each bad variable."""
+    try:
+        return cls()
+    except ValidationError as error:
+        print("invalid configuration, refusing to start:", file=sys.stderr)
+        for line in describe_errors(cls, error):
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(2) from None

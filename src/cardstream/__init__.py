@@ -1,0 +1,1 @@
+"""cardstream command line and local stack."""

@@ -1,0 +1,1 @@
+"""The local stack: moto in server mode, embedded PostgreSQL, and the services as processes."""
