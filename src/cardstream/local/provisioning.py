@@ -1,0 +1,72 @@
+"""Secrets and resources for a local or compose deployment, created the way CDK would.
+
+``cardstream up`` and the compose one-shot job (``cardstream bootstrap-aws``) both call
+:func:`provision`, so the two environments cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cardstream.local.aws_resources import AwsResources, create_all, put_secret
+from cardstream_shared import resource_names as names
+from cardstream_shared.jwt_auth import SigningKey, generate_signing_key
+from cardstream_shared.pan import PanKeyring
+
+# Role -> the secret the service using it reads (RDS secret format).
+ROLE_SECRETS: dict[str, str] = {
+    names.DB_OWNER_ROLE: names.DB_OWNER_SECRET,
+    names.DB_LOADER_ROLE: names.DB_LOADER_SECRET,
+    names.DB_API_ROLE: names.DB_API_SECRET,
+    names.DB_ANALYST_ROLE: names.DB_ANALYST_SECRET,
+}
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What :func:`provision` made: resources, the signing key and the role passwords."""
+
+    resources: AwsResources
+    signing_key: SigningKey
+    role_passwords: dict[str, str]
+
+
+def _secret_json(client: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(client.get_secret_value(SecretId=name)["SecretString"]))
+    except client.exceptions.ResourceNotFoundException:
+        return None
+
+
+def provision(
+    clients: dict[str, Any], *, region: str, shards: int, db_host: str, db_port: int
+) -> Provisioned:
+    """Create every AWS resource and secret; existing secrets are kept (idempotent)."""
+    resources = create_all(clients, region=region, shards=shards)
+    sm = clients["secretsmanager"]
+    # A fresh random key per environment: local and test keys never equal production keys.
+    put_secret(sm, names.PAN_KEY_SECRET, PanKeyring.new_secret_string("v1"))
+    existing_key = _secret_json(sm, names.JWT_SIGNING_KEY_SECRET)
+    if existing_key is None:
+        signing_key = generate_signing_key()
+        put_secret(sm, names.JWT_SIGNING_KEY_SECRET, signing_key.to_secret_string())
+    else:
+        signing_key = SigningKey.from_secret_string(json.dumps(existing_key))
+    passwords: dict[str, str] = {}
+    for role, secret_name in ROLE_SECRETS.items():
+        current = _secret_json(sm, secret_name)
+        password = str(current["password"]) if current else secrets.token_urlsafe(24)
+        passwords[role] = password
+        value = {
+            "engine": "postgres",
+            "username": role,
+            "password": password,
+            "host": db_host,
+            "port": db_port,
+            "dbname": names.DB_NAME,
+        }
+        put_secret(sm, secret_name, json.dumps(value), overwrite=True)
+    return Provisioned(resources=resources, signing_key=signing_key, role_passwords=passwords)

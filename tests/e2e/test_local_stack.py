@@ -1,0 +1,205 @@
+"""The local stack as a newcomer runs it: real processes, real PostgreSQL, moto in server mode.
+
+These tests assert the pipeline's one promise on real data (every accepted transaction in
+PostgreSQL exactly once) and scan everything the run wrote for the card numbers it was fed.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+import psycopg
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+DIGIT_RUN = re.compile(r"(?<!\d)\d{11,19}(?!\d)")
+
+
+def _up(state: Path, *extra: str) -> subprocess.Popen[bytes]:
+    log = (state.parent / "up.log").open("wb")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cardstream.cli",
+            "up",
+            "--state-dir",
+            str(state),
+            "--api-port",
+            "0",
+            "--dashboard-port",
+            "0",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for(path: Path, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        if process.poll() is not None:
+            log = (path.parent.parent / "up.log").read_text(errors="replace")
+            raise AssertionError(f"cardstream up exited with {process.returncode}:\n{log[-4000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"{path} did not appear within {timeout_s}s")
+
+
+def _pans(csv_path: Path) -> set[str]:
+    with csv_path.open(newline="") as handle:
+        return {row["cc_num"] for row in csv.DictReader(handle)}
+
+
+def _leaks(text: str, pans: set[str]) -> set[str]:
+    return {run for run in DIGIT_RUN.findall(text) if run in pans}
+
+
+def _s3_texts(info: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    s3 = boto3.client("s3", endpoint_url=info["aws_endpoint_url"], region_name=info["aws_region"])
+    for bucket in (info["bucket"], info["resources"]["access_log_bucket"]):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                obj = s3.get_object(Bucket=bucket, Key=item["Key"])
+                body = obj["Body"].read()
+                if item["Key"].endswith(".gz"):
+                    body = gzip.decompress(body)
+                meta = json.dumps(obj.get("Metadata", {}))
+                yield f"s3://{bucket}/{item['Key']}", body.decode(errors="replace") + meta
+
+
+def _stream_texts(info: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=info["aws_endpoint_url"], region_name=info["aws_region"]
+    )
+    for shard in kinesis.list_shards(StreamName=info["stream_name"])["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=info["stream_name"],
+            ShardId=shard["ShardId"],
+            ShardIteratorType="TRIM_HORIZON",
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
+            for record in page["Records"]:
+                yield f"kinesis/{shard['ShardId']}", record["Data"].decode(errors="replace")
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+
+
+def _database_texts(admin_dsn: str) -> Iterator[tuple[str, str]]:
+    with psycopg.connect(admin_dsn) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema = 'cardstream' AND table_type = 'BASE TABLE'"
+        ).fetchall()
+        for schema, table in tables:
+            cursor = conn.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
+            for (row,) in cursor:
+                yield f"{schema}.{table}", row
+
+
+def _log_texts(state: Path) -> Iterator[tuple[str, str]]:
+    for path in [*state.rglob("*.log"), state.parent / "up.log"]:
+        if path.is_file():
+            yield str(path), path.read_text(errors="replace")
+
+
+def test_demo_run_loads_every_row_once_and_never_leaks_a_card_number(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process = _up(state, "--demo-rows", "5000", "--shards", "2", "--writers", "2")
+    try:
+        _wait_for(state / "demo-summary.json", process, timeout_s=600)
+        summary = json.loads((state / "demo-summary.json").read_text())
+        info = json.loads((state / "stack.json").read_text())
+        assert summary["accepted"] == 5000, summary
+        assert summary["complete"], summary
+
+        with psycopg.connect(info["admin_database_url"]) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT trans_num) FROM cardstream.transaction"
+            ).fetchone()
+        assert row == (5000, 5000)
+
+        pans = _pans(state / "demo.csv")
+        assert len(pans) > 100
+        scanned = 0
+        for source in (
+            _stream_texts(info),
+            _s3_texts(info),
+            _database_texts(info["admin_database_url"]),
+            _log_texts(state),
+        ):
+            for where, text in source:
+                scanned += 1
+                assert not _leaks(text, pans), f"card number in clear in {where}"
+        assert scanned > 5000
+        pids = [pid for pid in info["processes"].values() if pid]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        status = process.wait(120)
+    assert status == 0, (tmp_path / "up.log").read_text()[-3000:]
+    # Ctrl-C stopped every process it started.
+    assert not [
+        pid
+        for pid in pids
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
+    assert not (state / "stack.json").exists()
+
+
+def test_exit_when_loaded_exits_zero_with_every_row_loaded(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process = _up(state, "--demo-rows", "5000", "--exit-when-loaded", "--timeout", "400")
+    status = process.wait(600)
+    log = (tmp_path / "up.log").read_text(errors="replace")
+    assert status == 0, log[-4000:]
+    summary = json.loads((state / "demo-summary.json").read_text())
+    assert summary["complete"]
+    assert summary["loaded"] == summary["accepted"] == 5000
+    assert "each exactly once" in log
+
+
+def test_a_stack_that_cannot_start_stops_what_it_started(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = dict(os.environ, WRITER_FLUSH_MAX_RECORDS="not-a-number")
+    log = (tmp_path / "up.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cardstream.cli",
+            "up",
+            "--state-dir",
+            str(state),
+            "--api-port",
+            "0",
+            "--dashboard-port",
+            "0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    status = process.wait(300)
+    output = (tmp_path / "up.log").read_text(errors="replace")
+    assert status == 1
+    assert "WRITER_FLUSH_MAX_RECORDS" in output
+    assert not (state / "stack.json").exists()
