@@ -1,0 +1,224 @@
+"""Create the database and its roles, then apply every Alembic migration (idempotent).
+
+``bootstrap`` is what the local stack and the tests call; ``cardstream migrate`` is the same
+step from the command line, with role passwords taken from Secrets Manager (or generated and
+stored there, in the RDS secret format the services read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import sys
+from typing import Any, Final
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from psycopg import sql
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from cardstream_shared import resource_names as names
+from db_loader.models import SCHEMA
+
+ROLES: Final = (
+    names.DB_OWNER_ROLE,
+    names.DB_LOADER_ROLE,
+    names.DB_API_ROLE,
+    names.DB_ANALYST_ROLE,
+)
+SECRET_OF_ROLE: Final = {
+    names.DB_OWNER_ROLE: names.DB_OWNER_SECRET,
+    names.DB_LOADER_ROLE: names.DB_LOADER_SECRET,
+    names.DB_API_ROLE: names.DB_API_SECRET,
+    names.DB_ANALYST_ROLE: names.DB_ANALYST_SECRET,
+}
+# Maintenance databases: an admin URL naming one of these means "use the cardstream database".
+_MAINTENANCE_DATABASES: Final = frozenset({"", "postgres", "template1"})
+# Any constant works; it only has to be the same in every process that migrates.
+_MIGRATION_LOCK_ID: Final = 0x63617264
+
+
+def target_database(admin_dsn: str) -> str:
+    """The database ``bootstrap`` works on: the one the URL names, unless it is a maintenance
+    database, in which case ``cardstream`` (so tests can bootstrap a database of their own)."""
+    name = unquote(urlsplit(admin_dsn).path.lstrip("/"))
+    return names.DB_NAME if name in _MAINTENANCE_DATABASES else name
+
+
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` pointing at ``database``."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def with_credentials(dsn: str, user: str, password: str) -> str:
+    """``dsn`` logging in as ``user`` with ``password`` (host, port, database kept)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or "localhost"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _ensure_roles(conn: psycopg.Connection[Any], role_passwords: dict[str, str]) -> None:
+    for role in ROLES:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            # Another bootstrap may create it between our check and our CREATE.
+            with contextlib.suppress(psycopg.errors.DuplicateObject):
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        password = role_passwords.get(role)
+        if password is not None:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+
+
+def _ensure_database(conn: psycopg.Connection[Any], database: str) -> None:
+    exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+    if exists:
+        return
+    with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(names.DB_OWNER_ROLE)
+            )
+        )
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the migrations inside this package."""
+    config = Config()
+    config.set_main_option("script_location", "db_loader:migrations")
+    return config
+
+
+def bootstrap(admin_dsn: str, *, role_passwords: dict[str, str]) -> None:
+    """Create the roles and the database if missing and apply all migrations, as the owner.
+
+    ``admin_dsn`` is a superuser URL. ``role_passwords`` maps role names
+    (``resource_names.DB_*_ROLE``) to passwords to set; roles not named keep theirs.
+    Safe to call concurrently and repeatedly.
+    """
+    database = target_database(admin_dsn)
+    admin_database = unquote(urlsplit(admin_dsn).path.lstrip("/"))
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        _ensure_roles(conn, role_passwords)
+        if database != admin_database:
+            _ensure_database(conn, database)
+    database_dsn = with_database(admin_dsn, database)
+    with psycopg.connect(database_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                sql.Identifier(SCHEMA), sql.Identifier(names.DB_OWNER_ROLE)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}, {}, {}").format(
+                sql.Identifier(database),
+                sql.Identifier(names.DB_LOADER_ROLE),
+                sql.Identifier(names.DB_API_ROLE),
+                sql.Identifier(names.DB_ANALYST_ROLE),
+            )
+        )
+    engine = create_engine(
+        with_database(admin_dsn, database).replace("postgresql://", "postgresql+psycopg://", 1),
+        poolclass=NullPool,
+    )
+    try:
+        with engine.connect() as connection:
+            # Everything the migrations create belongs to the owner role, not the superuser.
+            connection.exec_driver_sql(f'SET ROLE "{names.DB_OWNER_ROLE}"')
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_ID})")
+            connection.commit()
+            try:
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                # "heads": other teams' migrations may branch from ours.
+                command.upgrade(config, "heads")
+                connection.commit()
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK_ID})")
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+def _role_password_from_secrets(
+    secrets_client: Any, role: str, admin_dsn: str, database: str
+) -> str:
+    """The role's password from its secret, or a new one stored as an RDS-style secret."""
+    name = SECRET_OF_ROLE[role]
+    try:
+        value = secrets_client.get_secret_value(SecretId=name)["SecretString"]
+        return str(json.loads(value)["password"])
+    except secrets_client.exceptions.ResourceNotFoundException:
+        pass
+    password = secrets.token_urlsafe(24)
+    parts = urlsplit(admin_dsn)
+    secret = {
+        "engine": "postgres",
+        "username": role,
+        "password": password,
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 5432,
+        "dbname": database,
+    }
+    secrets_client.create_secret(Name=name, SecretString=json.dumps(secret))
+    return password
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``cardstream migrate``."""
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("CARDSTREAM_ADMIN_DATABASE_URL"),
+        help="superuser PostgreSQL URL (default: $CARDSTREAM_ADMIN_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--secrets",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take role passwords from Secrets Manager, creating missing secrets with "
+        "generated passwords (default); --no-secrets leaves passwords unchanged",
+    )
+    parser.add_argument(
+        "--aws-endpoint-url",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="Secrets Manager endpoint override, e.g. the local moto server",
+    )
+    parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``cardstream migrate``: returns the process exit status."""
+    if not args.admin_url:
+        print(
+            "cardstream migrate: --admin-url (or CARDSTREAM_ADMIN_DATABASE_URL) is required",
+            file=sys.stderr,
+        )
+        return 2
+    passwords: dict[str, str] = {}
+    if args.secrets:
+        import boto3
+
+        kwargs: dict[str, Any] = {"region_name": args.region}
+        if args.aws_endpoint_url:
+            kwargs["endpoint_url"] = args.aws_endpoint_url
+        factory: Any = boto3.client
+        client = factory("secretsmanager", **kwargs)
+        database = target_database(args.admin_url)
+        for role in ROLES:
+            passwords[role] = _role_password_from_secrets(client, role, args.admin_url, database)
+    bootstrap(args.admin_url, role_passwords=passwords)
+    print(f"database {target_database(args.admin_url)} is at the latest migration")
+    return 0

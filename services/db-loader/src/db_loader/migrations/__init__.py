@@ -1,0 +1,1 @@
+"""Alembic migrations of the cardstream schema, shipped inside the package."""

@@ -1,0 +1,122 @@
+"""The model's migrations against real PostgreSQL: idempotent bootstrap, roles, schema drift."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+
+from cardstream_shared import resource_names as names
+from db_loader.migrate import alembic_config, bootstrap, with_credentials
+from db_loader.models import SCHEMA
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def passwords() -> dict[str, str]:
+    return {
+        role: secrets.token_urlsafe(16)
+        for role in (
+            names.DB_OWNER_ROLE,
+            names.DB_LOADER_ROLE,
+            names.DB_API_ROLE,
+            names.DB_ANALYST_ROLE,
+        )
+    }
+
+
+def _relations(dsn: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = 'cardstream'"
+            " AND c.relkind IN ('r', 'p', 'v')"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_bootstrap_twice_creates_the_model_once(
+    empty_database: str, passwords: dict[str, str]
+) -> None:
+    bootstrap(empty_database, role_passwords=passwords)
+    first = _relations(empty_database)
+    bootstrap(empty_database, role_passwords=passwords)
+    assert _relations(empty_database) == first
+    assert first["transaction"] == "p"
+    assert first["transaction_detail"] == "v"
+    assert first["source_row"] == "v"
+    for table in ("object_ledger", "quarantined_row", "transaction_key", "card", "customer"):
+        assert first[table] == "r"
+    with psycopg.connect(empty_database) as conn:
+        owner = conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'cardstream'"
+            " AND tablename = 'customer'"
+        ).fetchone()
+        versions = conn.execute("SELECT version_num FROM cardstream.alembic_version").fetchall()
+    assert owner == (names.DB_OWNER_ROLE,)
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert sorted(v for (v,) in versions) == sorted(heads)
+
+
+def test_migrated_schema_matches_the_sqlmodel_tables(
+    empty_database: str, passwords: dict[str, str]
+) -> None:
+    bootstrap(empty_database, role_passwords=passwords)
+    engine = create_engine(
+        empty_database.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=NullPool
+    )
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, compare_to: Any) -> bool:
+        # Monthly partitions are created by the loader, the version table by Alembic.
+        if kind == "table" and name is not None:
+            return name != "alembic_version" and not name.startswith("transaction_y")
+        return True
+
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={
+                    "include_schemas": True,
+                    "include_name": lambda name, kind, parent: kind != "schema" or name == SCHEMA,
+                    "include_object": include,
+                },
+            )
+            diff = compare_metadata(context, SQLModel.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_roles_see_only_what_they_need(empty_database: str, passwords: dict[str, str]) -> None:
+    bootstrap(empty_database, role_passwords=passwords)
+
+    def connect(role: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            with_credentials(empty_database, role, passwords[role]), autocommit=True
+        )
+
+    with connect(names.DB_LOADER_ROLE) as conn:
+        partition = conn.execute(
+            "SELECT cardstream.ensure_transaction_partition('2019-01-17')"
+        ).fetchone()
+        assert partition == ("transaction_y2019m01",)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE cardstream.intruder (x int)")
+    with connect(names.DB_API_ROLE) as conn:
+        assert conn.execute("SELECT count(*) FROM cardstream.transaction_detail").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM cardstream.source_row")
+    with connect(names.DB_ANALYST_ROLE) as conn:
+        assert conn.execute("SELECT count(*) FROM cardstream.source_row").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM cardstream.customer")
