@@ -41,6 +41,8 @@ class Principal:
     scopes: frozenset[str]
     client_id: str
     token_id: str | None = None
+    # The token's ``exp`` (Unix time): lets a caller cache the verification until then.
+    expires_at: float | None = None
 
     def require(self, scope: str) -> None:
         """Raise :class:`ScopeError` unless the token carries ``scope``."""
@@ -187,6 +189,7 @@ class TokenVerifier:
             scopes=frozenset(self._scopes(claims)),
             client_id=str(claims.get("client_id") or subject),
             token_id=str(claims["jti"]) if "jti" in claims else None,
+            expires_at=float(claims["exp"]),
         )
 
     def _scopes(self, claims: dict[str, Any]) -> Iterable[str]:
