@@ -1,0 +1,159 @@
+"""From parsed records to stream records and per-record results.
+
+Each record is validated on its own (one bad record never costs the others), its card
+number is replaced by the keyed token before anything leaves the process, and it is
+acknowledged only with the receipt Kinesis gave it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from cardstream_shared.contract import StreamEnvelope, TransactionIn
+from cardstream_shared.pan import PanKeyring
+from cardstream_shared.parsers import FieldError, RawRecord, validate
+from cardstream_shared.redaction import redact_text
+from ingest_api.kinesis_producer import KinesisProducer, OutgoingRecord, Receipt
+from ingest_api.metrics import IngestMetrics
+
+Status = Literal["accepted", "rejected", "not_accepted"]
+
+_TRANS_NUM: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(slots=True)
+class RecordResult:
+    """What happened to one record of a request."""
+
+    index: int
+    trans_num: str | None
+    status: Status
+    receipt: Receipt | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form of a batch result entry (the team contract)."""
+        body: dict[str, Any] = {
+            "index": self.index,
+            "trans_num": self.trans_num,
+            "status": self.status,
+        }
+        if self.receipt is not None:
+            body["shard_id"] = self.receipt.shard_id
+            body["sequence_number"] = self.receipt.sequence_number
+        if self.errors:
+            body["errors"] = [e.as_dict() for e in self.errors]
+        return body
+
+
+def echoable_trans_num(data: dict[str, Any] | None) -> str | None:
+    """The record's ``trans_num`` if it is safe to repeat in a response, else None.
+
+    A rejected record's id is echoed so the caller can match results, but only when it has
+    the shape of an id and does not look like a card number.
+    """
+    if not data:
+        return None
+    value = data.get("trans_num")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not _TRANS_NUM.match(value) or redact_text(value) != value:
+        return None
+    return value
+
+
+class Ingestor:
+    """Validates, tokenizes and stores records for one service instance."""
+
+    def __init__(
+        self, *, keyring: PanKeyring, producer: KinesisProducer, metrics: IngestMetrics
+    ) -> None:
+        self._keyring = keyring
+        self._producer = producer
+        self._metrics = metrics
+
+    def envelope(
+        self, txn: TransactionIn, *, client_id: str, received_at: dt.datetime
+    ) -> OutgoingRecord:
+        """The stream record of ``txn``: PAN tokenized, partitioned by card token so that
+        one card's transactions stay in order on one shard."""
+        card = self._keyring.tokenize(txn.cc_num)
+        envelope = StreamEnvelope.from_transaction(
+            txn, card, client_id=client_id, received_at=received_at
+        )
+        return OutgoingRecord(envelope.to_json_bytes(), card.token)
+
+    async def ingest_one(self, txn: TransactionIn, *, client_id: str) -> Receipt | None:
+        """Store one valid transaction (coalesced with concurrent requests)."""
+        record = self.envelope(txn, client_id=client_id, received_at=dt.datetime.now(dt.UTC))
+        receipt = await self._producer.put_record(record)
+        self._count(accepted=1 if receipt else 0, not_accepted=0 if receipt else 1)
+        return receipt
+
+    def reject(self, errors: list[FieldError]) -> None:
+        """Count one rejected record."""
+        reason = errors[0].type if errors else "invalid"
+        self._metrics.records.labels(outcome="rejected", reason=reason).inc()
+
+    async def ingest_many(
+        self, raw_records: Iterable[RawRecord], *, client_id: str
+    ) -> list[RecordResult]:
+        """Results for every record, in input order; valid ones are stored in Kinesis."""
+        received_at = dt.datetime.now(dt.UTC)
+        results: list[RecordResult] = []
+        outgoing: list[OutgoingRecord] = []
+        positions: list[int] = []
+        first_seen: dict[str, int] = {}
+        for raw in raw_records:
+            if raw.data is None:
+                results.append(RecordResult(raw.index, None, "rejected", errors=raw.errors))
+                continue
+            checked = validate(raw.data)
+            if not isinstance(checked, TransactionIn):
+                results.append(
+                    RecordResult(
+                        raw.index, echoable_trans_num(raw.data), "rejected", errors=checked
+                    )
+                )
+                continue
+            earlier = first_seen.get(checked.trans_num)
+            if earlier is not None:
+                # trans_num is the idempotency key; a repeat inside one request is a client
+                # error, reported rather than silently collapsed.
+                error = FieldError(
+                    "trans_num", f"duplicate of record {earlier} in this request", "duplicate"
+                )
+                results.append(
+                    RecordResult(raw.index, checked.trans_num, "rejected", errors=[error])
+                )
+                continue
+            first_seen[checked.trans_num] = raw.index
+            positions.append(len(results))
+            results.append(RecordResult(raw.index, checked.trans_num, "accepted"))
+            outgoing.append(self.envelope(checked, client_id=client_id, received_at=received_at))
+        receipts = await self._producer.put_records(outgoing) if outgoing else []
+        for position, receipt in zip(positions, receipts, strict=True):
+            result = results[position]
+            if receipt is None:
+                result.status = "not_accepted"
+            else:
+                result.receipt = receipt
+        for result in results:
+            if result.status == "rejected":
+                self.reject(result.errors)
+        accepted = sum(1 for r in receipts if r is not None)
+        self._count(accepted=accepted, not_accepted=len(receipts) - accepted)
+        return results
+
+    def _count(self, *, accepted: int, not_accepted: int) -> None:
+        if accepted:
+            self._metrics.records.labels(outcome="accepted", reason="").inc(accepted)
+        if not_accepted:
+            self._metrics.records.labels(outcome="not_accepted", reason="kinesis").inc(not_accepted)

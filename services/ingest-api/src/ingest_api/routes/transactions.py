@@ -1,0 +1,268 @@
+"""``/v1/transactions``: post one, post a batch, read one back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Request, Security
+from starlette.responses import Response
+
+from cardstream_shared import resource_names as names
+from cardstream_shared.contract import TIMESTAMP_FORMAT, TransactionIn
+from cardstream_shared.jwt_auth import Principal
+from cardstream_shared.parsers import validate
+from ingest_api import openapi_docs
+from ingest_api.auth import BearerAuth
+from ingest_api.body import BATCH_TYPES, JSON, media_type, parse_batch, read_body
+from ingest_api.ingest import echoable_trans_num
+from ingest_api.models import (
+    BatchResponse,
+    CardOut,
+    Lineage,
+    Problem,
+    Receipt,
+    TransactionOut,
+)
+from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from ingest_api.rate_limit import TokenBucketLimiter
+from ingest_api.reads import DatabaseUnavailableError
+from ingest_api.runtime import Runtime
+
+router = APIRouter(prefix="/v1", tags=["transactions"])
+
+WRITE = BearerAuth(names.SCOPE_WRITE)
+READ = BearerAuth(names.SCOPE_READ)
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
+
+
+_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _problem("Missing or invalid bearer token."),
+    403: _problem("The token lacks the required scope."),
+    429: _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
+}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_COMMON_ERRORS,
+    400: _problem("The body cannot be read."),
+    413: _problem("Body too large or too many records."),
+    415: _problem("Unsupported media type."),
+    422: _problem("The input is not valid; `errors` names each field."),
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
+    wait = runtime.limiter.acquire(client_id, cost)
+    if wait:
+        runtime.metrics.rate_limited.inc()
+        raise ProblemError(
+            429,
+            "rate-limited",
+            "too many records for this client; slow down",
+            headers={"Retry-After": TokenBucketLimiter.retry_after_header(wait)},
+        )
+
+
+@router.post(
+    "/transactions",
+    status_code=202,
+    summary="Submit one transaction",
+    response_model=Receipt,
+    responses={
+        **_WRITE_ERRORS,
+        503: _problem("Kinesis did not store the record in time; nothing was accepted."),
+    },
+    openapi_extra=openapi_docs.single_request_body(),
+)
+async def post_transaction(
+    request: Request, principal: Annotated[Principal, Security(WRITE)]
+) -> Response:
+    """Validate one transaction, tokenize its card number and store it in the stream.
+
+    Answers 202 with the receipt (shard and sequence number) only once Kinesis stored it.
+    """
+    runtime = _runtime(request)
+    if media_type(request) != JSON:
+        raise ProblemError(415, "unsupported-media-type", "send application/json")
+    _rate_limit(runtime, principal.client_id, 1)
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ProblemError(400, "json-invalid", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProblemError(422, "validation-error", "the body must be a JSON object")
+    checked = validate(data)
+    if not isinstance(checked, TransactionIn):
+        runtime.ingestor.reject(checked)
+        raise ProblemError(
+            422,
+            "validation-error",
+            "the transaction is not valid",
+            errors=checked,
+            extra={"trans_num": echoable_trans_num(data)},
+        )
+    receipt = await runtime.ingestor.ingest_one(checked, client_id=principal.client_id)
+    if receipt is None:
+        raise ProblemError(
+            503,
+            "not-accepted",
+            "the stream did not store the transaction in time; it was not accepted, retry it",
+            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+            extra={"trans_num": checked.trans_num, "status": "not_accepted"},
+        )
+    return _json(
+        {
+            "trans_num": checked.trans_num,
+            "status": "accepted",
+            "shard_id": receipt.shard_id,
+            "sequence_number": receipt.sequence_number,
+        },
+        202,
+    )
+
+
+@router.post(
+    "/transactions/batch",
+    summary="Submit many transactions (JSON array, NDJSON or CSV)",
+    response_model=BatchResponse,
+    responses={
+        **_WRITE_ERRORS,
+        503: _problem(
+            "Some valid records were not stored in time: they have status `not_accepted` in "
+            "`results` (never claimed accepted); retry those."
+        ),
+    },
+    openapi_extra=openapi_docs.batch_request_body(),
+)
+async def post_batch(
+    request: Request, principal: Annotated[Principal, Security(WRITE)]
+) -> Response:
+    """One result per record, in input order: accepted with its receipt, or rejected with
+    field-level reasons. One bad record never costs the others; a repeated ``trans_num``
+    is rejected for the repeats."""
+    runtime = _runtime(request)
+    kind = media_type(request)
+    if kind not in BATCH_TYPES:
+        raise ProblemError(
+            415,
+            "unsupported-media-type",
+            "send application/json (array), application/x-ndjson or text/csv",
+        )
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    records = parse_batch(body, kind)
+    limit = runtime.settings.max_records_per_request
+    if len(records) > limit:
+        raise ProblemError(413, "too-many-records", f"at most {limit} records per request")
+    if not records:
+        raise ProblemError(422, "validation-error", "the batch holds no records")
+    _rate_limit(runtime, principal.client_id, len(records))
+    results = await runtime.ingestor.ingest_many(records, client_id=principal.client_id)
+    counts = {"accepted": 0, "rejected": 0, "not_accepted": 0}
+    for result in results:
+        counts[result.status] += 1
+    payload: dict[str, Any] = {
+        "accepted": counts["accepted"],
+        "rejected": counts["rejected"],
+        "results": [r.as_dict() for r in results],
+    }
+    if counts["not_accepted"]:
+        raise ProblemError(
+            503,
+            "not-accepted",
+            f"{counts['not_accepted']} valid record(s) were not stored in time and were not "
+            "accepted; retry those with status not_accepted",
+            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+            extra={"not_accepted": counts["not_accepted"], **payload},
+        )
+    return _json(payload, 200)
+
+
+def _transaction_out(row: dict[str, Any]) -> TransactionOut:
+    when = row["trans_date_trans_time"]
+    amount = row["amt"]
+    return TransactionOut(
+        trans_num=row["trans_num"],
+        trans_date_trans_time=when.strftime(TIMESTAMP_FORMAT)
+        if isinstance(when, dt.datetime)
+        else str(when),
+        unix_time=row["unix_time"],
+        amt=format(amount, "f") if isinstance(amount, Decimal) else str(amount),
+        category=row["category"],
+        merchant=row["merchant"],
+        merch_lat=row["merch_lat"],
+        merch_long=row["merch_long"],
+        card=CardOut(masked=row["card_masked"], last4=row["card_last4"]),
+        first=row["first"],
+        last=row["last"],
+        gender=row["gender"],
+        street=row["street"],
+        city=row["city"],
+        state=row["state"],
+        zip=str(row["zip"]),
+        lat=row["lat"],
+        long=row["long"],
+        city_pop=row["city_pop"],
+        job=row["job"],
+        dob=row["dob"],
+        is_fraud=row["is_fraud"],
+        lineage=Lineage(
+            client_id=row["client_id"],
+            received_at=row["received_at"],
+            s3_bucket=row["s3_bucket"],
+            s3_key=row["s3_key"],
+            loaded_at=row["loaded_at"],
+        ),
+    )
+
+
+@router.get(
+    "/transactions/{trans_num}",
+    summary="Read a loaded transaction (card masked) with its lineage",
+    response_model=TransactionOut,
+    responses={
+        **_COMMON_ERRORS,
+        404: _problem("No loaded transaction with this trans_num for this client."),
+        422: _problem("trans_num is not a valid id."),
+        503: _problem("The database is unavailable."),
+    },
+)
+async def get_transaction(
+    request: Request,
+    trans_num: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", max_length=64)],
+    principal: Annotated[Principal, Security(READ)],
+) -> Response:
+    """The transaction as loaded in PostgreSQL, read through the read-only api role.
+
+    Transactions appear here once the pipeline loaded them (seconds to minutes after they
+    were accepted); until then, and for other clients' transactions, the answer is 404.
+    """
+    runtime = _runtime(request)
+    _rate_limit(runtime, principal.client_id, 1)
+    try:
+        row = await runtime.reader.find(trans_num, client_id=principal.client_id)
+    except DatabaseUnavailableError:
+        raise ProblemError(
+            503,
+            "database-unavailable",
+            "transactions cannot be read right now",
+            headers={"Retry-After": str(runtime.settings.retry_after_s)},
+        ) from None
+    if row is None:
+        raise ProblemError(404, "not-found", "no loaded transaction with this trans_num")
+    return Response(
+        _transaction_out(row).model_dump_json().encode(), status_code=200, media_type=JSON
+    )

@@ -1,0 +1,84 @@
+"""ingest-api configuration: every ``INGEST_*`` environment variable, typed and validated."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from cardstream_shared import resource_names as names
+from cardstream_shared.settings import ServiceSettings
+
+# Kinesis PutRecords limits (AWS API reference): 500 records and 5 MiB per call, 1 MiB per
+# record including its partition key.
+KINESIS_MAX_RECORDS_PER_CALL = 500
+KINESIS_MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+
+
+class IngestSettings(ServiceSettings):
+    """Settings of one ingest-api process (prefix ``INGEST_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INGEST_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    stream_name: str = Field(default=names.STREAM_NAME, min_length=1)
+    pan_key_secret_id: str = Field(default=names.PAN_KEY_SECRET, min_length=1)
+
+    # Token verification (docs/security.md): one issuer, one audience, one algorithm family.
+    jwt_issuer: str = Field(min_length=1)
+    jwt_audience: str = Field(min_length=1)
+    jwks_url: str = Field(pattern=r"^(file|https?)://")
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    # Amazon Cognito access tokens carry the app client in ``client_id`` instead of ``aud``.
+    jwt_audience_claim: Literal["aud", "client_id"] = "aud"
+    jwt_scope_prefix: str = ""
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    jwks_ttl_s: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
+    # Verified tokens are cached (bounded) so a request does not pay an RSA verification.
+    token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+
+    # Reads (GET /v1/transactions/{trans_num}) use the read-only api role.
+    database_secret_id: str | None = names.DB_API_SECRET
+    database_url: SecretStr | None = None
+    database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        None
+    )
+    pool_min_size: int = Field(default=0, ge=0, le=100)
+    pool_max_size: int = Field(default=5, ge=1, le=100)
+    db_statement_timeout_s: float = Field(default=2.0, gt=0, le=60)
+
+    # Limits (OWASP API4): every one is answered before any work is done for the request.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_records_per_request: int = Field(default=5_000, ge=1, le=100_000)
+    rate_limit_records_per_s: float = Field(default=20_000.0, gt=0)
+    rate_limit_burst: int = Field(default=40_000, ge=1)
+    rate_limit_max_clients: int = Field(default=100_000, ge=1)
+
+    # Kinesis producer (docs/architecture.md, hop 1).
+    put_deadline_s: float = Field(default=5.0, gt=0, le=60)
+    put_backoff_base_s: float = Field(default=0.05, gt=0)
+    put_backoff_max_s: float = Field(default=1.0, gt=0)
+    put_attempt_timeout_s: float = Field(default=3.0, gt=0)
+    coalesce_window_ms: float = Field(default=4.0, ge=0, le=100)
+    coalesce_max_records: int = Field(default=KINESIS_MAX_RECORDS_PER_CALL, ge=1, le=500)
+    retry_after_s: int = Field(default=2, ge=1, le=3600)
+
+    health_check_cache_s: float = Field(default=5.0, ge=0)
+    shutdown_grace_s: int = Field(default=20, ge=1, le=3600)
+    access_log: bool = False
+
+    @model_validator(mode="after")
+    def _consistent_limits(self) -> IngestSettings:
+        if self.rate_limit_burst < self.max_records_per_request:
+            # A full-size batch could otherwise never pass the rate limiter.
+            raise ValueError("rate_limit_burst must be >= max_records_per_request")
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must be <= pool_max_size")
+        if self.put_backoff_base_s > self.put_backoff_max_s:
+            raise ValueError("put_backoff_base_s must be <= put_backoff_max_s")
+        return self
