@@ -1,0 +1,33 @@
+"""Reading ``.cardstream/stack.json``, which ``cardstream up`` writes once the stack is ready.
+
+The CLI helpers (replay, token, status) take their defaults from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Final
+
+STACK_FILE: Final = "stack.json"
+
+
+class StackInfoError(Exception):
+    """stack.json is missing, unreadable, or lacks a key the command needs."""
+
+
+def load_stack_info(state_dir: Path, *, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The parsed stack.json under ``state_dir``; ``required`` keys must be present."""
+    path = state_dir / STACK_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StackInfoError(f"{path} does not exist (is `cardstream up` running?)") from None
+    except (OSError, ValueError) as exc:
+        raise StackInfoError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(info, dict):
+        raise StackInfoError(f"{path} is not a JSON object")
+    missing = [key for key in required if key not in info]
+    if missing:
+        raise StackInfoError(f"{path} lacks {', '.join(missing)}")
+    return info
