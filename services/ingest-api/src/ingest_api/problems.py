@@ -70,7 +70,8 @@ def problem_body(
     if error_list:
         body["errors"] = error_list
     if extra:
-        body.update(extra)
+        # Extension members never replace the standard ones (RFC 9457 3.2).
+        body = {**extra, **body}
     return body
 
 

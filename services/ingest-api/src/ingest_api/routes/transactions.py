@@ -122,7 +122,12 @@ async def post_transaction(
             "not-accepted",
             "the stream did not store the transaction in time; it was not accepted, retry it",
             headers={"Retry-After": str(runtime.settings.retry_after_s)},
-            extra={"trans_num": checked.trans_num, "status": "not_accepted"},
+            extra={
+                "trans_num": checked.trans_num,
+                "results": [
+                    {"index": 0, "trans_num": checked.trans_num, "status": "not_accepted"}
+                ],
+            },
         )
     return _json(
         {

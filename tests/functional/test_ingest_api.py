@@ -1,0 +1,766 @@
+"""ingest-api in process against the real moto server: auth, limits, batches, F1 and F2.
+
+A fake Kinesis client appears only to inject faults (partial and total PutRecords failures,
+lost acknowledgements); it forwards everything else to moto, and every assertion reads the
+stream back from moto.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from cardstream_shared import resource_names as names
+from cardstream_shared.aws import aio_client
+from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, kaggle_example
+from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
+from cardstream_shared.pan import PanKeyring, luhn_valid
+from ingest_api.app import create_app
+from ingest_api.settings import IngestSettings
+
+pytestmark = pytest.mark.functional
+
+ISSUER = "cardstream-local"
+AUDIENCE = "cardstream"
+STREAM = names.STREAM_NAME
+
+
+def _pan(prefix: str) -> str:
+    """A Luhn-valid 16-digit card number starting with ``prefix``."""
+    body = prefix.ljust(15, "7")
+    for check in "0123456789":
+        if luhn_valid(body + check):
+            return body + check
+    raise AssertionError("unreachable: one check digit always fits")
+
+
+def _row(n: int, **changes: Any) -> dict[str, Any]:
+    row = kaggle_example()
+    row.update(trans_num=f"t{n:031d}", cc_num=_pan(f"4{n % 1000:03d}"))
+    row.update(changes)
+    return row
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> SigningKey:
+    return generate_signing_key("test-key")
+
+
+@pytest.fixture(scope="module")
+def jwks_url(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) -> str:
+    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
+    path.write_text(json.dumps(signing_key.jwks))
+    return f"file://{path}"
+
+
+@pytest.fixture
+def token(signing_key: SigningKey) -> Callable[..., str]:
+    def make(
+        scopes: tuple[str, ...] = (names.SCOPE_WRITE, names.SCOPE_READ),
+        subject: str = "merchant-1",
+        **overrides: Any,
+    ) -> str:
+        kwargs: dict[str, Any] = {"issuer": ISSUER, "audience": AUDIENCE, "subject": subject}
+        kwargs.update(overrides)
+        return issue_token(signing_key, scopes=scopes, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def aws(moto_reset: str) -> str:
+    """A fresh stream (two shards) and PAN key secret on the moto server."""
+    kinesis = boto3.client("kinesis", endpoint_url=moto_reset, region_name="us-east-1")
+    kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName=STREAM, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
+    )
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1")
+    secrets.create_secret(Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string())
+    return moto_reset
+
+
+def stream_envelopes(endpoint: str) -> list[tuple[str, str, bytes]]:
+    """Every record in the stream as (shard id, sequence number, data)."""
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1")
+    found = []
+    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            found += [(shard["ShardId"], r["SequenceNumber"], r["Data"]) for r in page["Records"]]
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return found
+
+
+def stored_trans_nums(endpoint: str) -> list[str]:
+    return [
+        StreamEnvelope.model_validate_json(data).trans_num
+        for _, _, data in stream_envelopes(endpoint)
+    ]
+
+
+def settings_for(endpoint: str, jwks_url: str, **overrides: Any) -> IngestSettings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "aws_endpoint_url": endpoint,
+        "stream_name": STREAM,
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+        "jwks_url": jwks_url,
+        "database_secret_id": None,
+        "coalesce_window_ms": 2,
+        "put_deadline_s": 2.0,
+        "put_backoff_base_s": 0.01,
+        "put_backoff_max_s": 0.05,
+    }
+    values.update(overrides)
+    return IngestSettings(**values)
+
+
+class FaultyKinesis:
+    """Forwards to the real client, except for the faults queued in ``faults``.
+
+    ``partial``: only every other entry reaches the stream, the others come back failed
+    (as Kinesis reports throttling inside a 200). ``throttle``: the whole call is refused.
+    ``lost_ack``: the entries are stored, then the answer is lost (a read timeout).
+    ``hot_shard``: entries of the records named in ``throttled`` always fail, as on a shard
+    that stays over its write limit; the others are stored.
+    """
+
+    def __init__(
+        self,
+        real: Any,
+        faults: list[str],
+        *,
+        repeat_last: bool = False,
+        throttled: frozenset[str] = frozenset(),
+    ) -> None:
+        self.real = real
+        self.faults = faults
+        self.repeat_last = repeat_last
+        self.throttled = throttled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def _next_fault(self) -> str | None:
+        if not self.faults:
+            return None
+        if self.repeat_last and len(self.faults) == 1:
+            return self.faults[0]
+        return self.faults.pop(0)
+
+    # Keyword names are botocore's.
+    async def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> Any:  # noqa: N803
+        fault = self._next_fault()
+        if fault == "throttle":
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
+                "PutRecords",
+            )
+        if fault == "lost_ack":
+            await self.real.put_records(StreamName=StreamName, Records=Records)
+            raise ReadTimeoutError(endpoint_url="http://kinesis")
+        if fault in ("partial", "hot_shard"):
+            if fault == "partial":
+                failing = set(range(1, len(Records), 2))
+            else:
+                failing = {
+                    i
+                    for i, r in enumerate(Records)
+                    if StreamEnvelope.model_validate_json(r["Data"]).trans_num in self.throttled
+                }
+            passed = [r for i, r in enumerate(Records) if i not in failing]
+            stored = iter(
+                (await self.real.put_records(StreamName=StreamName, Records=passed))["Records"]
+                if passed
+                else []
+            )
+            entries = [
+                {
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": "Rate exceeded for shard",
+                }
+                if i in failing
+                else next(stored)
+                for i in range(len(Records))
+            ]
+            return {"FailedRecordCount": len(failing), "Records": entries}
+        return await self.real.put_records(StreamName=StreamName, Records=Records)
+
+
+@asynccontextmanager
+async def running_api(
+    settings: IngestSettings,
+    *,
+    faults: list[str] | None = None,
+    repeat_last: bool = False,
+    throttled: frozenset[str] = frozenset(),
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with aio_client("kinesis", settings) as real:
+        client = (
+            None
+            if faults is None
+            else FaultyKinesis(real, faults, repeat_last=repeat_last, throttled=throttled)
+        )
+        app = create_app(settings, kinesis_client=client)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                yield http
+
+
+@pytest.fixture
+async def api(aws: str, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_api(settings_for(aws, jwks_url)) as http:
+        yield http
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    import time
+
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "attacker",
+        "iat": now,
+        "exp": now + 600,
+        "scope": f"{names.SCOPE_WRITE} {names.SCOPE_READ}",
+    }
+    claims.update(changes)
+    return claims
+
+
+def _forged(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{_b64(sign(signing_input.encode()))}"
+
+
+def _public_pem(signing_key: SigningKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_pem_private_key(signing_key.private_pem.encode(), None)
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+# --- authentication and authorization -----------------------------------------------------
+
+
+def _bad_tokens(signing_key: SigningKey, make: Callable[..., str]) -> dict[str, dict[str, str]]:
+    public_pem = _public_pem(signing_key)
+    other_key = generate_signing_key("not-published")
+    return {
+        "missing": {},
+        "malformed": bearer("not.a.jwt"),
+        "not_bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "expired": bearer(make(ttl_s=-600)),
+        "wrong_issuer": bearer(make(issuer="https://evil.example")),
+        "wrong_audience": bearer(make(audience="someone-else")),
+        "alg_none": bearer(
+            _forged({"alg": "none", "typ": "JWT", "kid": signing_key.kid}, _claims(), bytes).rsplit(
+                ".", 1
+            )[0]
+            + "."
+        ),
+        "hs256_with_public_key": bearer(
+            _forged(
+                {"alg": "HS256", "typ": "JWT", "kid": signing_key.kid},
+                _claims(),
+                lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
+            )
+        ),
+        "unknown_kid": bearer(
+            issue_token(
+                other_key,
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                subject="attacker",
+                scopes=[names.SCOPE_WRITE],
+            )
+        ),
+    }
+
+
+async def test_every_invalid_token_is_refused_with_401_and_audited(
+    api: httpx.AsyncClient,
+    signing_key: SigningKey,
+    token: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    aws: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    cases = _bad_tokens(signing_key, token)
+    for case, headers in cases.items():
+        response = await api.post("/v1/transactions", json=_row(1), headers=headers)
+        assert response.status_code == 401, case
+        assert response.headers["content-type"] == "application/problem+json", case
+        assert response.headers["www-authenticate"].startswith("Bearer"), case
+        assert response.json()["status"] == 401, case
+    audits = [r for r in caplog.records if getattr(r, "event", None) == "auth_refused"]
+    assert len(audits) == len(cases)
+    assert {r.status for r in audits} == {401}  # type: ignore[attr-defined]
+    assert all(r.origin == "203.0.113.7" and r.path == "/v1/transactions" for r in audits)  # type: ignore[attr-defined]
+    logged = caplog.text + "".join(json.dumps(r.__dict__, default=str) for r in audits)
+    for headers in cases.values():
+        credential = headers.get("Authorization", "").partition(" ")[2]
+        if credential:
+            assert credential not in logged
+    assert stored_trans_nums(aws) == []
+
+
+async def test_valid_token_without_the_scope_is_refused_with_403(
+    api: httpx.AsyncClient, token: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    reader = token(scopes=(names.SCOPE_READ,), subject="reader-7")
+    response = await api.post("/v1/transactions", json=_row(1), headers=bearer(reader))
+    assert response.status_code == 403
+    assert response.headers["content-type"] == "application/problem+json"
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    writer = token(scopes=(names.SCOPE_WRITE,))
+    response = await api.get("/v1/transactions/abc", headers=bearer(writer))
+    assert response.status_code == 403
+    audits = [r for r in caplog.records if getattr(r, "event", None) == "auth_refused"]
+    assert [(r.status, r.subject) for r in audits] == [(403, "reader-7"), (403, "merchant-1")]  # type: ignore[attr-defined]
+
+
+# --- single records -------------------------------------------------------------------------
+
+
+async def test_single_record_is_acknowledged_with_its_stream_receipt_and_no_pan(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    row = _row(7)
+    response = await api.post("/v1/transactions", json=row, headers=bearer(token()))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["trans_num"] == row["trans_num"]
+    assert body["status"] == "accepted"
+    [(shard, sequence, data)] = stream_envelopes(aws)
+    assert (body["shard_id"], body["sequence_number"]) == (shard, sequence)
+    envelope = StreamEnvelope.model_validate_json(data)
+    assert envelope.trans_num == row["trans_num"]
+    assert envelope.client_id == "merchant-1"
+    assert envelope.card_last4 == row["cc_num"][-4:]
+    assert row["cc_num"] not in data.decode()
+    assert row["cc_num"] not in response.text
+    assert row["cc_num"] not in caplog.text
+
+
+async def test_concurrent_single_records_are_all_stored_once(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    import asyncio
+
+    headers = bearer(token())
+    rows = [_row(n) for n in range(40)]
+    responses = await asyncio.gather(
+        *(api.post("/v1/transactions", json=row, headers=headers) for row in rows)
+    )
+    assert [r.status_code for r in responses] == [202] * 40
+    assert sorted(stored_trans_nums(aws)) == sorted(r["trans_num"] for r in rows)
+    metrics = (await api.get("/metrics")).text
+    # Coalescing: the 40 requests shared fewer than 40 PutRecords calls.
+    calls = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("cardstream_ingest_kinesis_calls_total{")
+    )
+    assert 1 <= calls < 40
+
+
+async def test_invalid_single_record_gets_field_errors_without_values(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    row = _row(1, amt="-5.00", lat=91, merchant="m" * 201)
+    response = await api.post("/v1/transactions", json=row, headers=bearer(token()))
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert {e["field"] for e in problem["errors"]} == {"amt", "lat", "merchant"}
+    assert row["cc_num"] not in response.text
+    assert "m" * 201 not in response.text
+    assert stored_trans_nums(aws) == []
+
+
+@pytest.mark.parametrize("field", ["cvv", "CVV2", "card_security_code", "pin", "track2"])
+async def test_sensitive_authentication_data_is_refused_and_not_echoed(
+    api: httpx.AsyncClient,
+    token: Callable[..., str],
+    aws: str,
+    field: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret_value = "9173"
+    response = await api.post(
+        "/v1/transactions", json=_row(1, **{field: secret_value}), headers=bearer(token())
+    )
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["field"], error["type"]) == (field, "sensitive_data")
+    assert secret_value not in response.text
+    assert secret_value not in caplog.text
+    batch = await api.post(
+        "/v1/transactions/batch",
+        json=[_row(2), _row(3, **{field: secret_value})],
+        headers=bearer(token()),
+    )
+    assert [r["status"] for r in batch.json()["results"]] == ["accepted", "rejected"]
+    assert secret_value not in batch.text
+    assert stored_trans_nums(aws) == [_row(2)["trans_num"]]
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+async def test_json_batch_reports_each_record_in_order_and_rejects_repeats(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    rows = [_row(1), _row(2, amt="abc"), _row(3), _row(1), "not an object", _row(4)]
+    response = await api.post("/v1/transactions/batch", json=rows, headers=bearer(token()))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (3, 3)
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(6))
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "rejected",
+        "accepted",
+        "rejected",
+        "rejected",
+        "accepted",
+    ]
+    assert results[1]["errors"][0]["field"] == "amt"
+    assert results[1]["trans_num"] == _row(2)["trans_num"]
+    assert results[3]["errors"][0]["type"] == "duplicate"
+    assert results[4]["trans_num"] is None
+    stream = {
+        StreamEnvelope.model_validate_json(d).trans_num: (s, q) for s, q, d in stream_envelopes(aws)
+    }
+    assert len(stream) == 3
+    for result in results:
+        if result["status"] == "accepted":
+            assert stream[result["trans_num"]] == (result["shard_id"], result["sequence_number"])
+
+
+async def test_ndjson_batch(api: httpx.AsyncClient, token: Callable[..., str], aws: str) -> None:
+    lines = [json.dumps(_row(1)), "", "{broken", json.dumps(_row(2))]
+    response = await api.post(
+        "/v1/transactions/batch",
+        content="\n".join(lines) + "\n",
+        headers={**bearer(token()), "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [(r["index"], r["status"]) for r in results] == [
+        (0, "accepted"),
+        (1, "rejected"),
+        (2, "accepted"),
+    ]
+    assert results[1]["errors"][0]["type"] == "json_invalid"
+    assert sorted(stored_trans_nums(aws)) == [_row(1)["trans_num"], _row(2)["trans_num"]]
+
+
+def _published_csv(rows: list[dict[str, Any]]) -> str:
+    """The Kaggle file's shape: unnamed index column, integer zips, quoted commas."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["", *KAGGLE_FIELDS])
+    for i, row in enumerate(rows):
+        writer.writerow([i, *("" if row[f] is None else row[f] for f in KAGGLE_FIELDS)])
+    return out.getvalue()
+
+
+async def test_csv_batch_as_published(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    rows = [_row(1), _row(2, zip="1001"), _row(3, dob="2090-01-01")]
+    response = await api.post(
+        "/v1/transactions/batch",
+        content=_published_csv(rows).encode(),
+        headers={**bearer(token()), "Content-Type": "text/csv; charset=utf-8"},
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "accepted", "rejected"]
+    envelopes = [StreamEnvelope.model_validate_json(d) for _, _, d in stream_envelopes(aws)]
+    assert sorted(e.trans_num for e in envelopes) == [_row(1)["trans_num"], _row(2)["trans_num"]]
+    assert {e.merchant for e in envelopes} == {"fraud_Rippin, Kub and Mann"}
+    assert {e.zip for e in envelopes} == {"28654", "1001"}
+
+
+async def test_csv_without_header_is_refused(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    headerless = _published_csv([_row(1)]).split("\n", 1)[1]
+    response = await api.post(
+        "/v1/transactions/batch",
+        content=headerless,
+        headers={**bearer(token()), "Content-Type": "text/csv"},
+    )
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("csv-header")
+
+
+# --- limits -----------------------------------------------------------------------------------
+
+
+async def test_limits(aws: str, jwks_url: str, token: Callable[..., str]) -> None:
+    settings = settings_for(
+        aws,
+        jwks_url,
+        max_body_bytes=4096,
+        max_records_per_request=3,
+        rate_limit_records_per_s=0.5,
+        rate_limit_burst=5,
+    )
+    headers = bearer(token())
+    async with running_api(settings) as api:
+        too_big = await api.post(
+            "/v1/transactions/batch",
+            content=b"[" + b" " * 5000 + b"]",
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert too_big.status_code == 413
+        assert too_big.headers["content-type"] == "application/problem+json"
+        too_many = await api.post(
+            "/v1/transactions/batch", json=[_row(n) for n in range(4)], headers=headers
+        )
+        assert too_many.status_code == 413
+        assert too_many.json()["type"].endswith("too-many-records")
+        wrong_type = await api.post(
+            "/v1/transactions", content=b"a=b", headers={**headers, "Content-Type": "text/plain"}
+        )
+        assert wrong_type.status_code == 415
+        # Burst of 5 records: a batch of 3 and two singles pass, the next is limited.
+        ok = await api.post(
+            "/v1/transactions/batch", json=[_row(n) for n in range(3)], headers=headers
+        )
+        assert ok.status_code == 200
+        for n in (10, 11):
+            assert (
+                await api.post("/v1/transactions", json=_row(n), headers=headers)
+            ).status_code == 202
+        limited = await api.post("/v1/transactions", json=_row(12), headers=headers)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        # Buckets are per client: another merchant is not slowed down.
+        other = bearer(token(subject="merchant-2"))
+        assert (await api.post("/v1/transactions", json=_row(13), headers=other)).status_code == 202
+    assert len(stored_trans_nums(aws)) == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"amt": "12.345"}, "amt"),
+        ({"amt": "99999999999.00"}, "amt"),
+        ({"merch_long": -181}, "merch_long"),
+        ({"city_pop": -1}, "city_pop"),
+        ({"first": "x" * 101}, "first"),
+        ({"trans_num": "x" * 65}, "trans_num"),
+        ({"cc_num": "4111111111111112"}, "cc_num"),
+        ({"state": "North Carolina"}, "state"),
+        ({"extra_field": 1}, "extra_field"),
+    ],
+)
+async def test_field_lengths_and_ranges_are_enforced(
+    api: httpx.AsyncClient, token: Callable[..., str], change: dict[str, Any], field: str
+) -> None:
+    response = await api.post("/v1/transactions", json=_row(1, **change), headers=bearer(token()))
+    assert response.status_code == 422
+    assert field in {e["field"] for e in response.json()["errors"]}
+
+
+# --- F1 and F2: Kinesis failures ----------------------------------------------------------------
+
+
+async def test_f1_partial_failure_resends_only_failed_entries(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    rows = [_row(n) for n in range(10)]
+    async with running_api(settings_for(aws, jwks_url), faults=["partial", "partial"]) as api:
+        response = await api.post("/v1/transactions/batch", json=rows, headers=bearer(token()))
+        metrics = (await api.get("/metrics")).text
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 10
+    # 10 entries: 5 fail, 5 are resent of which 2 fail again (7 resends in all). Resending
+    # whole batches would have stored the first successes again.
+    stored = stored_trans_nums(aws)
+    assert sorted(stored) == sorted(r["trans_num"] for r in rows)
+    retried = 'cardstream_ingest_kinesis_retried_records_total{reason="%s"} 7.0'
+    assert retried % "ProvisionedThroughputExceededException" in metrics
+
+
+async def test_f1_persistent_partial_failure_answers_503_naming_unaccepted_records(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    rows = [_row(n) for n in range(6)]
+    throttled = frozenset({rows[1]["trans_num"], rows[4]["trans_num"]})
+    settings = settings_for(aws, jwks_url, put_deadline_s=0.3, retry_after_s=3)
+    async with running_api(
+        settings, faults=["hot_shard"], repeat_last=True, throttled=throttled
+    ) as api:
+        response = await api.post("/v1/transactions/batch", json=rows, headers=bearer(token()))
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "3"
+    body = response.json()
+    statuses = {r["trans_num"]: r["status"] for r in body["results"]}
+    accepted = {t for t, s in statuses.items() if s == "accepted"}
+    assert {t for t, s in statuses.items() if s == "not_accepted"} == throttled
+    assert body["not_accepted"] == 2
+    assert body["accepted"] == 4
+    # Exactly the acknowledged records are in the stream: nothing claimed that was not stored.
+    assert sorted(stored_trans_nums(aws)) == sorted(accepted)
+
+
+async def test_f1_total_throttling_accepts_nothing(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    settings = settings_for(aws, jwks_url, put_deadline_s=0.3)
+    async with running_api(settings, faults=["throttle"], repeat_last=True) as api:
+        single = await api.post("/v1/transactions", json=_row(1), headers=bearer(token()))
+        batch = await api.post(
+            "/v1/transactions/batch", json=[_row(2), _row(3)], headers=bearer(token())
+        )
+    assert single.status_code == 503
+    assert single.json()["status"] == 503
+    assert single.json()["trans_num"] == _row(1)["trans_num"]
+    assert "retry-after" in single.headers
+    assert batch.status_code == 503
+    assert [r["status"] for r in batch.json()["results"]] == ["not_accepted"] * 2
+    assert "shard_id" not in batch.json()["results"][0]
+    assert stored_trans_nums(aws) == []
+
+
+async def test_f2_lost_ack_is_resent_and_the_duplicate_carries_the_same_record(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    async with running_api(settings_for(aws, jwks_url), faults=["lost_ack"]) as api:
+        response = await api.post("/v1/transactions", json=_row(5), headers=bearer(token()))
+    assert response.status_code == 202
+    copies = stream_envelopes(aws)
+    assert len(copies) == 2
+    # The same bytes twice (same ingest_id and trans_num): the loader's upsert on trans_num
+    # makes them one row.
+    assert copies[0][2] == copies[1][2]
+    assert response.json()["sequence_number"] in {sequence for _, sequence, _ in copies}
+
+
+# --- errors, docs and operations -----------------------------------------------------------------
+
+
+async def test_framework_errors_are_problem_json(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    not_found = await api.get("/nope")
+    assert (not_found.status_code, not_found.headers["content-type"]) == (
+        404,
+        "application/problem+json",
+    )
+    not_allowed = await api.delete("/v1/transactions")
+    assert (not_allowed.status_code, not_allowed.json()["status"]) == (405, 405)
+    bad_path = await api.get("/v1/transactions/has%20space", headers=bearer(token()))
+    assert bad_path.status_code == 422
+    assert bad_path.headers["content-type"] == "application/problem+json"
+    not_json = await api.post(
+        "/v1/transactions",
+        content=b"{nope",
+        headers={**bearer(token()), "Content-Type": "application/json"},
+    )
+    assert not_json.status_code == 400
+    unread = await api.get("/v1/transactions/abc", headers=bearer(token()))
+    # No database configured in this test: the read path says so instead of failing.
+    assert unread.status_code == 503
+    assert unread.headers["content-type"] == "application/problem+json"
+
+
+async def test_docs_are_served_without_a_cdn(api: httpx.AsyncClient) -> None:
+    for page in ("/docs", "/redoc"):
+        html = (await api.get(page)).text
+        sources = [s.split('"')[1] for s in html.split("src=")[1:]] + [
+            s.split('"')[1] for s in html.split("href=")[1:]
+        ]
+        assert sources, page
+        for source in sources:
+            assert source.startswith("/"), source
+            asset = await api.get(source)
+            assert asset.status_code == 200, source
+    schema = (await api.get("/openapi.json")).json()
+    assert schema["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
+    single = schema["paths"]["/v1/transactions"]["post"]["requestBody"]["content"]
+    assert single["application/json"]["examples"]["kaggle_row"]["value"] == kaggle_example()
+    batch = schema["paths"]["/v1/transactions/batch"]["post"]["requestBody"]["content"]
+    assert set(batch) == {"application/json", "application/x-ndjson", "text/csv"}
+    assert "TransactionIn" in schema["components"]["schemas"]
+
+
+async def test_health_readiness_and_metrics(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok", "checks": None}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"kinesis": "ok", "secrets": "ok", "jwks": "ok"}
+    await api.post("/v1/transactions", json=_row(1), headers=bearer(token()))
+    await api.post("/v1/transactions", json=_row(2, amt="x"), headers=bearer(token()))
+    metrics = (await api.get("/metrics")).text
+    assert 'cardstream_ingest_records_total{outcome="accepted",reason=""} 1.0' in metrics
+    assert (
+        'cardstream_ingest_records_total{outcome="rejected",reason="decimal_parsing"} 1.0'
+        in metrics
+    )
+    assert (
+        'cardstream_ingest_requests_total{method="POST",route="/v1/transactions",status="202"} 1.0'
+        in metrics
+    )
+
+
+async def test_readiness_fails_when_the_stream_is_missing(aws: str, jwks_url: str) -> None:
+    settings = settings_for(aws, jwks_url, stream_name="no-such-stream")
+    async with running_api(settings) as api:
+        ready = await api.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["kinesis"].startswith("unreachable")
+
+
+async def test_startup_refuses_a_missing_pan_key(aws: str, jwks_url: str) -> None:
+    from ingest_api.runtime import StartupError
+
+    settings = settings_for(aws, jwks_url, pan_key_secret_id="cardstream/absent")
+    with pytest.raises(StartupError, match="cardstream/absent"):
+        async with running_api(settings):
+            pass
