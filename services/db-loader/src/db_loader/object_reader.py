@@ -1,0 +1,167 @@
+"""Read a landed object: stream it from S3, gunzip it incrementally, split NDJSON lines.
+
+Every size is bounded (docs/reliability.md F10): the object, its decompressed content (a
+small gzip can expand enormously) and each line. An object that breaks a bound, is not
+valid gzip, or no longer exists is unreadable: the error propagates, the SQS message is not
+deleted, and the redrive policy moves it to the DLQ after maxReceiveCount receives.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from db_loader.ledger import SourceObject
+
+_CHUNK_BYTES: Final = 256 * 1024
+
+
+class UnreadableObjectError(Exception):
+    """The object cannot be read at all; ``reason`` is a short label for metrics."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds applied while reading one object."""
+
+    max_object_bytes: int
+    max_decompressed_bytes: int
+    max_line_bytes: int
+
+
+class _Decoder:
+    """Incremental gunzip (or pass-through) with a bound on the output."""
+
+    def __init__(self, gzipped: bool, limits: Limits) -> None:
+        # wbits 16+MAX_WBITS: gzip header and trailer; concatenated members are handled below.
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        self._limits = limits
+        self.produced = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self._inflate is None:
+            out = data
+        else:
+            out = b""
+            while data:
+                try:
+                    out += self._inflate.decompress(data)
+                except zlib.error as exc:
+                    raise UnreadableObjectError(
+                        "not_gzip", f"object is not valid gzip: {exc}"
+                    ) from None
+                data = self._inflate.unused_data
+                if data:
+                    # A new gzip member starts here (concatenated gzip is still valid gzip).
+                    self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._check(out)
+        return out
+
+    def finish(self) -> None:
+        if self._inflate is not None and not self._inflate.eof:
+            raise UnreadableObjectError("truncated", "gzip stream is truncated")
+
+    def _check(self, out: bytes) -> None:
+        self.produced += len(out)
+        if self.produced > self._limits.max_decompressed_bytes:
+            raise UnreadableObjectError(
+                "too_large",
+                f"object expands past {self._limits.max_decompressed_bytes} bytes",
+            )
+
+
+class LineSplitter:
+    """Turns an object's chunks into numbered lines (1-based), decoding as it goes."""
+
+    def __init__(self, *, gzipped: bool, limits: Limits) -> None:
+        self._decoder = _Decoder(gzipped, limits)
+        self._limits = limits
+        self._pending = b""
+        self._next_line = 1
+        self._read = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        """Lines completed by ``chunk``."""
+        self._read += len(chunk)
+        if self._read > self._limits.max_object_bytes:
+            raise UnreadableObjectError(
+                "too_large", f"object exceeds {self._limits.max_object_bytes} bytes"
+            )
+        parts = (self._pending + self._decoder.feed(chunk)).split(b"\n")
+        self._pending = parts.pop()
+        if len(self._pending) > self._limits.max_line_bytes:
+            raise UnreadableObjectError(
+                "line_too_long",
+                f"line {self._next_line + len(parts)} exceeds {self._limits.max_line_bytes} bytes",
+            )
+        lines = [(self._next_line + i, line) for i, line in enumerate(parts)]
+        self._next_line += len(parts)
+        return lines
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        """The last line, if the object does not end with a newline."""
+        self._decoder.finish()
+        return [(self._next_line, self._pending)] if self._pending else []
+
+
+def decode_lines(
+    chunks: Iterable[bytes], *, gzipped: bool, limits: Limits
+) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines of an object given as chunks (local files, tests)."""
+    splitter = LineSplitter(gzipped=gzipped, limits=limits)
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.finish()
+
+
+def is_gzip_key(key: str) -> bool:
+    """Landed objects are ``.jsonl.gz``; a plain ``.jsonl`` is accepted for backfills."""
+    return key.endswith(".gz")
+
+
+async def fetch_object(
+    s3: Any, source: SourceObject, limits: Limits
+) -> tuple[SourceObject, list[tuple[int, bytes]]]:
+    """Download and decode one object; returns its identity (with the etag S3 reports) and its
+    numbered lines."""
+    from botocore.exceptions import ClientError
+
+    if source.size_bytes is not None and source.size_bytes > limits.max_object_bytes:
+        raise UnreadableObjectError("too_large", f"object exceeds {limits.max_object_bytes} bytes")
+    kwargs: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+    if source.version_id:
+        kwargs["VersionId"] = source.version_id
+    try:
+        response = await s3.get_object(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
+            raise UnreadableObjectError("missing", f"object {source.uri} does not exist") from None
+        raise
+    length = int(response.get("ContentLength") or 0)
+    if length > limits.max_object_bytes:
+        response["Body"].close()
+        raise UnreadableObjectError("too_large", f"object exceeds {limits.max_object_bytes} bytes")
+    etag = str(response.get("ETag", source.etag)).strip('"') or source.etag
+
+    splitter = LineSplitter(gzipped=is_gzip_key(source.key), limits=limits)
+    lines: list[tuple[int, bytes]] = []
+    async with response["Body"] as body:
+        while chunk := await body.read(_CHUNK_BYTES):
+            lines.extend(splitter.feed(chunk))
+    lines.extend(splitter.finish())
+    identity = SourceObject(
+        bucket=source.bucket,
+        key=source.key,
+        etag=etag,
+        size_bytes=length or source.size_bytes,
+        event_time=source.event_time,
+        version_id=source.version_id,
+    )
+    return identity, lines
