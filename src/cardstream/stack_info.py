@@ -6,6 +6,7 @@ The CLI helpers (replay, token, status) take their defaults from it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,3 +32,17 @@ def load_stack_info(state_dir: Path, *, required: tuple[str, ...] = ()) -> dict[
     if missing:
         raise StackInfoError(f"{path} lacks {', '.join(missing)}")
     return info
+
+
+# What ``cardstream up`` gives its own processes: moto accepts any credentials, and these
+# let a developer's shell without AWS keys talk to the local stack.
+LOCAL_AWS_CREDENTIALS: Final = {
+    "AWS_ACCESS_KEY_ID": "cardstream-local",
+    "AWS_SECRET_ACCESS_KEY": "cardstream-local",
+}
+
+
+def use_local_aws_credentials() -> None:
+    """Fill in the local stack's fake AWS credentials where the environment has none."""
+    for name, value in LOCAL_AWS_CREDENTIALS.items():
+        os.environ.setdefault(name, value)

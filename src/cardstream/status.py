@@ -22,7 +22,7 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardstream.stack_info import StackInfoError, load_stack_info
+from cardstream.stack_info import StackInfoError, load_stack_info, use_local_aws_credentials
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import boto3_client
 from cardstream_shared.settings import ServiceSettings
@@ -113,6 +113,7 @@ class Probe:
                 aws_connect_timeout_s=2.0,
                 aws_read_timeout_s=5.0,
             )
+            use_local_aws_credentials()
             self._clients[service] = boto3_client(service, settings)
         return self._clients[service]
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cardstream.stack_info import StackInfoError, load_stack_info
+from cardstream.stack_info import StackInfoError, load_stack_info, use_local_aws_credentials
 from cardstream_shared.aws import boto3_client
 from cardstream_shared.jwt_auth import SigningKey, issue_token
 from cardstream_shared.resource_names import SCOPE_READ, SCOPE_WRITE
@@ -33,6 +33,7 @@ def signing_key(info: dict[str, Any]) -> SigningKey:
         aws_endpoint_url=str(info["aws_endpoint_url"]),
         aws_max_attempts=2,
     )
+    use_local_aws_credentials()
     client = boto3_client("secretsmanager", settings)
     name = info["jwt"]["signing_key_secret"]
     secret = client.get_secret_value(SecretId=name)
