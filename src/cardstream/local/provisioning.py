@@ -42,7 +42,13 @@ def _secret_json(client: Any, name: str) -> dict[str, Any] | None:
 
 
 def provision(
-    clients: dict[str, Any], *, region: str, shards: int, db_host: str, db_port: int
+    clients: dict[str, Any],
+    *,
+    region: str,
+    shards: int,
+    db_host: str,
+    db_port: int,
+    db_name: str = names.DB_NAME,
 ) -> Provisioned:
     """Create every AWS resource and secret; existing secrets are kept (idempotent)."""
     resources = create_all(clients, region=region, shards=shards)
@@ -66,7 +72,7 @@ def provision(
             "password": password,
             "host": db_host,
             "port": db_port,
-            "dbname": names.DB_NAME,
+            "dbname": db_name,
         }
         put_secret(sm, secret_name, json.dumps(value), overwrite=True)
     return Provisioned(resources=resources, signing_key=signing_key, role_passwords=passwords)

@@ -30,6 +30,7 @@ from cardstream.local.processes import ChildProcess, base_env, python_module
 from cardstream.local.provisioning import Provisioned, provision
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import issue_token
+from db_loader.migrate import bootstrap, target_database, with_database
 
 LOCAL_ISSUER = "cardstream-local"
 LOCAL_AUDIENCE = "cardstream"
@@ -94,11 +95,8 @@ class LocalStack:
 
 def _dsn_for(admin_dsn: str, role: str, password: str) -> str:
     parts = urlsplit(admin_dsn)
-    return f"postgresql://{role}:{password}@{parts.hostname}:{parts.port or 5432}/{names.DB_NAME}"
-
-
-def _admin_dsn_for_db(admin_dsn: str) -> str:
-    return urlsplit(admin_dsn)._replace(path=f"/{names.DB_NAME}").geturl()
+    database = target_database(admin_dsn)
+    return f"postgresql://{role}:{password}@{parts.hostname}:{parts.port or 5432}/{database}"
 
 
 def _start_database(stack: LocalStack, keep_data: bool) -> str:
@@ -266,10 +264,9 @@ def start(args: argparse.Namespace) -> tuple[LocalStack, dict[str, Any]]:
             shards=args.shards,
             db_host=str(db_parts.hostname),
             db_port=int(db_parts.port or 5432),
+            db_name=target_database(admin_dsn),
         )
         (state_dir / "jwks.json").write_text(json.dumps(made.signing_key.jwks))
-
-        from db_loader.migrate import bootstrap
 
         bootstrap(admin_dsn, role_passwords=made.role_passwords)
         _say("database roles and migrations applied")
@@ -310,7 +307,7 @@ def start(args: argparse.Namespace) -> tuple[LocalStack, dict[str, Any]]:
             "database_url": _dsn_for(
                 admin_dsn, names.DB_ANALYST_ROLE, made.role_passwords[names.DB_ANALYST_ROLE]
             ),
-            "admin_database_url": _admin_dsn_for_db(admin_dsn),
+            "admin_database_url": with_database(admin_dsn, target_database(admin_dsn)),
             "jwt": {
                 "issuer": LOCAL_ISSUER,
                 "audience": LOCAL_AUDIENCE,
