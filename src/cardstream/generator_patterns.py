@@ -7,15 +7,16 @@ unlabelled. The shapes follow the typologies the monitoring rules look for, with
 wide enough that a rule can separate them from the legitimate traffic the generator makes:
 
 - ``amount_spike``: one or two purchases at 12-30 times the card's own average amount.
-- ``velocity``: 8-14 purchases at different merchants within 15-45 minutes.
-- ``card_testing``: 5-10 purchases of 1.00-4.99 at different merchants within 5-20 minutes.
+- ``velocity``: 8-14 purchases at different merchants within 15-45 minutes (half at night).
+- ``card_testing``: 5-10 purchases of 1.00-4.99 at different merchants within 5-20 minutes,
+  at night.
 - ``night_high_value``: 2-6 high-value purchases between 22:00 and 03:59 in grocery_pos,
   shopping_net, misc_net or shopping_pos, the signature of the published fraud rows.
 - ``far_from_home``: 1-3 purchases at merchants at least 1,000 km from the cardholder's
   home, where the card's own purchases stay within about 150 km (Sparkov draws merchants
   within one degree of the home).
 - ``impossible_travel``: a genuine purchase near home followed 5-40 minutes later by one or
-  two purchases at least 1,500 km away (faster than any airliner).
+  two purchases, each at least 1,500 km from the one before (faster than any airliner).
 - ``structuring``: 3-5 amounts between 9,000.00 and 9,950.00, just under the 10,000
   currency-transaction reporting threshold, within 6-48 hours.
 """
@@ -43,8 +44,8 @@ PATTERNS: Final = (
     "structuring",
 )
 # Share of pattern instances, chosen so that about 55 % of fraud rows are night_high_value
-# and 70 % fall at night, close to the published fraud rows' hours.
-PATTERN_WEIGHTS: Final = (0.12, 0.035, 0.075, 0.52, 0.09, 0.10, 0.06)
+# and about 75 % fall between 22:00 and 03:59 (published: about 85 %).
+PATTERN_WEIGHTS: Final = (0.10, 0.05, 0.08, 0.58, 0.07, 0.07, 0.05)
 # Patterns that compare with the card's own history need some history first.
 NEEDS_HISTORY: Final = frozenset({"amount_spike", "far_from_home"})
 MIN_HISTORY: Final = 5
@@ -89,11 +90,14 @@ class Instance:
     day_start: int
 
 
-def _far_place(rng: random.Random, customer: Customer, min_km: float) -> Place:
-    options = [
-        p for p in PLACES if haversine_km(customer.lat, customer.long, p.lat, p.long) >= min_km
-    ]
-    return rng.choice(options)
+def _far_place(rng: random.Random, lat: float, long: float, min_km: float) -> Place:
+    return rng.choice([p for p in PLACES if haversine_km(lat, long, p.lat, p.long) >= min_km])
+
+
+def _night_start(rng: random.Random, day_start: int) -> int:
+    # A night spans the evening of this day and the small hours of the next.
+    hour = rng.choices(_NIGHT_HOURS, weights=_NIGHT_WEIGHTS)[0]
+    return day_start + (DAY_S if hour < 12 else 0) + hour * 3600 + rng.randint(0, 2400)
 
 
 def _near(rng: random.Random, lat: float, long: float, radius: float) -> tuple[float, float]:
@@ -154,7 +158,11 @@ def amount_spike(world: World, inst: Instance) -> list[Txn]:
 def velocity(world: World, inst: Instance) -> list[Txn]:
     rng = world.rng
     n = rng.randint(8, 14)
-    start = inst.day_start + rng.randint(*_DAYTIME)
+    start = (
+        _night_start(rng, inst.day_start)
+        if rng.random() < 0.5
+        else (inst.day_start + rng.randint(*_DAYTIME))
+    )
     window = rng.randint(15 * 60, 45 * 60)
     offsets = sorted(rng.randint(0, window) for _ in range(n))
     picks = _distinct_merchants(world, rng, inst.customer.top_categories, n)
@@ -176,8 +184,7 @@ def card_testing(world: World, inst: Instance) -> list[Txn]:
     rng = world.rng
     n = rng.randint(5, 10)
     # Testers work at night, when cardholders are asleep and do not see the alerts.
-    hour = rng.choices(_NIGHT_HOURS, weights=_NIGHT_WEIGHTS)[0]
-    start = inst.day_start + (DAY_S if hour < 12 else 0) + hour * 3600 + rng.randint(0, 2400)
+    start = _night_start(rng, inst.day_start)
     window = rng.randint(5 * 60, 20 * 60)
     offsets = sorted(rng.randint(0, window) for _ in range(n))
     picks = _distinct_merchants(world, rng, _TESTING_CATEGORIES, n)
@@ -211,7 +218,7 @@ def night_high_value(world: World, inst: Instance) -> list[Txn]:
 
 def far_from_home(world: World, inst: Instance) -> list[Txn]:
     rng = world.rng
-    place = _far_place(rng, inst.customer, FAR_KM)
+    place = _far_place(rng, inst.customer.lat, inst.customer.long, FAR_KM)
     ts = inst.day_start + rng.randint(*_DAYTIME)
     out = []
     for _ in range(rng.randint(1, 3)):
@@ -229,11 +236,14 @@ def impossible_travel(world: World, inst: Instance) -> list[Txn]:
     category = rng.choice(inst.customer.top_categories)
     # The anchor is the cardholder's own purchase near home: genuine, so unlabelled.
     out = [_txn(world, inst, ts, category, world.legit_cents(category), None)]
-    place = _far_place(rng, inst.customer, IMPOSSIBLE_KM)
+    lat, long = inst.customer.lat, inst.customer.long
+    # Each labelled purchase is an impossible jump from the one before it.
     for _ in range(rng.randint(1, 2)):
         ts += rng.randint(5 * 60, 40 * 60)
         category = rng.choice(_SPIKE_CATEGORIES)
+        place = _far_place(rng, lat, long, IMPOSSIBLE_KM + 100)
         where = _near(rng, place.lat, place.long, 0.3)
+        lat, long = where
         cents = world.legit_cents(category) + rng.randint(5_000, 40_000)
         out.append(_txn(world, inst, ts, category, cents, "impossible_travel", where=where))
     return out
