@@ -1,0 +1,335 @@
+"""The dashboard service: one read-only page, its JSON feed, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+import httpx
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match
+
+from cardstream_shared.aws import aio_client
+from cardstream_shared.jwt_auth import JwksCache, TokenVerifier
+from cardstream_shared.metrics import exposition
+from dashboard.auth import COOKIE_NAME, Gatekeeper, RefusalError
+from dashboard.database import create_pool, resolve_dsn
+from dashboard.metrics import DashboardMetrics
+from dashboard.pipeline import PipelineProbe
+from dashboard.queries import JsonDict, Limits, read_panels
+from dashboard.settings import DashboardSettings
+
+logger = logging.getLogger("dashboard")
+access_logger = logging.getLogger("dashboard.access")
+
+_PACKAGE_DIR: Final = Path(str(resources.files("dashboard")))
+_STATIC_DIR: Final = _PACKAGE_DIR / "static"
+_PAGE: Final = (_PACKAGE_DIR / "page.html").read_text(encoding="utf-8")
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+# The page runs only our own files: no inline script, nothing from another origin.
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    # The page URL may carry ?token= once: never hand it to another site as a referrer.
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+_REFUSAL_PAGE: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cardstream dashboard: {title}</title>
+<link rel="stylesheet" href="/static/dashboard.css"></head>
+<body class="refused"><main><h1>{title}</h1><p>{detail}</p></main></body></html>
+"""
+
+
+@dataclass
+class SnapshotCache:
+    """One database snapshot shared by every viewer for a short time (single flight).
+
+    The views aggregate the whole transaction table, so the cache also keeps the database
+    from spending more than about a third of its time on the dashboard: the next snapshot
+    waits at least three times as long as the last one took.
+    """
+
+    read: Callable[[], Awaitable[JsonDict]]
+    ttl_s: float
+    metrics: DashboardMetrics
+    _value: JsonDict | None = None
+    _as_of: str | None = None
+    _taken_at: float = float("-inf")
+    _hold_s: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def get(self) -> tuple[JsonDict | None, str | None, bool]:
+        """The panels, when they were read, and whether this read failed (stale panels)."""
+        async with self._lock:
+            if time.monotonic() - self._taken_at < self._hold_s:
+                return self._value, self._as_of, False
+            started = time.monotonic()
+            try:
+                value = await self.read()
+            except _DB_ERRORS as exc:
+                self.metrics.source_errors.labels(source="database").inc()
+                logger.warning("database unavailable", extra={"error": type(exc).__name__})
+                return self._value, self._as_of, True
+            elapsed = time.monotonic() - started
+            self.metrics.snapshot_seconds.observe(elapsed)
+            self._value = value
+            self._as_of = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+            self._taken_at = time.monotonic()
+            self._hold_s = max(self.ttl_s, 3 * elapsed)
+            return self._value, self._as_of, False
+
+
+@dataclass
+class Runtime:
+    """What the routes use, built in the lifespan."""
+
+    settings: DashboardSettings
+    metrics: DashboardMetrics
+    gatekeeper: Gatekeeper
+    pool: asyncpg.Pool
+    probe: PipelineProbe
+    cache: SnapshotCache
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _problem(refusal: RefusalError) -> Response:
+    title = "Unauthorized" if refusal.status == 401 else "Forbidden"
+    detail = (
+        "a valid bearer token is required"
+        if refusal.status == 401
+        else "the token lacks the scope 'transactions:read'"
+    )
+    challenge = 'Bearer realm="cardstream"'
+    challenge += (
+        ', error="invalid_token"'
+        if refusal.status == 401
+        else ', error="insufficient_scope", scope="transactions:read"'
+    )
+    return Response(
+        orjson.dumps(
+            {"type": "about:blank", "title": title, "status": refusal.status, "detail": detail}
+        ),
+        status_code=refusal.status,
+        media_type="application/problem+json",
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )
+
+
+def _refusal_page(refusal: RefusalError) -> HTMLResponse:
+    if refusal.status == 401:
+        title = "Sign-in needed"
+        detail = (
+            "Open the dashboard with a token that carries the transactions:read scope, "
+            "e.g. the URL that <code>cardstream up</code> prints (…/?token=…)."
+        )
+    else:
+        title = "Access denied"
+        detail = "Your token does not carry the transactions:read scope."
+    return HTMLResponse(
+        _REFUSAL_PAGE.format(title=title, detail=detail),
+        status_code=refusal.status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _database_ok(pool: asyncpg.Pool, timeout_s: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return bool(await pool.fetchval("SELECT 1") == 1)
+    except _DB_ERRORS:
+        return False
+
+
+def _route_template(app: FastAPI, request: Request) -> str:
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", request.url.path))
+    return "unmatched"
+
+
+def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None = None) -> FastAPI:
+    """The dashboard application; connections open in its lifespan."""
+    metrics = metrics or DashboardMetrics()
+    limits = Limits(
+        map_max_locations=settings.map_max_locations,
+        hourly_trend_hours=settings.hourly_trend_hours,
+        daily_trend_days=settings.daily_trend_days,
+        freshness_window_minutes=settings.freshness_window_minutes,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            dsn = await resolve_dsn(settings)
+            pool = await create_pool(settings, dsn)
+            stack.push_async_callback(pool.close)
+            sqs = kinesis = s3 = None
+            if settings.queue_url or settings.dlq_url:
+                sqs = await stack.enter_async_context(aio_client("sqs", settings))
+            if settings.stream_name:
+                kinesis = await stack.enter_async_context(aio_client("kinesis", settings))
+            if settings.bucket:
+                s3 = await stack.enter_async_context(aio_client("s3", settings))
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=settings.probe_timeout_s, follow_redirects=False)
+            )
+            verifier = TokenVerifier(
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                jwks=JwksCache(
+                    settings.jwks_url,
+                    ttl_s=settings.jwks_ttl_s,
+                    min_refresh_interval_s=settings.jwks_min_refresh_interval_s,
+                ),
+                algorithms=settings.jwt_algorithms,
+                leeway_s=settings.jwt_leeway_s,
+                audience_claim=settings.jwt_audience_claim,
+                scope_prefix=settings.jwt_scope_prefix,
+            )
+
+            async def read() -> JsonDict:
+                async with pool.acquire() as conn:
+                    return await read_panels(conn, limits)
+
+            app.state.runtime = Runtime(
+                settings=settings,
+                metrics=metrics,
+                gatekeeper=Gatekeeper(verifier, metrics, max_cache_age_s=settings.jwks_ttl_s),
+                pool=pool,
+                probe=PipelineProbe(settings, metrics, sqs=sqs, kinesis=kinesis, s3=s3, http=http),
+                cache=SnapshotCache(read, settings.snapshot_ttl_s, metrics),
+            )
+            logger.info(
+                "dashboard ready",
+                extra={"host": settings.host, "port": settings.port},
+            )
+            yield
+            logger.info("dashboard stopping: closing connections")
+
+    app = FastAPI(
+        title="cardstream dashboard",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.mount("/static", StaticFiles(directory=_STATIC_DIR), name="static")
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.monotonic()
+        response = await call_next(request)
+        response.headers.update(_SECURITY_HEADERS)
+        route = _route_template(app, request)
+        metrics.requests.labels(
+            route=route, method=request.method, status=str(response.status_code)
+        ).inc()
+        if route not in ("/healthz", "/metrics"):
+            # The path only: a query string may carry the token (?token=).
+            access_logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
+        return response
+
+    def runtime(request: Request) -> Runtime:
+        value: Runtime = request.app.state.runtime
+        return value
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> Response:
+        ok = await _database_ok(runtime(request).pool, settings.probe_timeout_s)
+        body = {"status": "ok" if ok else "degraded", "database": "ok" if ok else "unavailable"}
+        return _json(body, 200 if ok else 503, {"Cache-Control": "no-store"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        body, content_type = exposition(metrics.registry)
+        return Response(body, media_type=content_type)
+
+    @app.get("/", include_in_schema=False)
+    async def page(request: Request) -> Response:
+        rt = runtime(request)
+        token = request.query_params.get("token")
+        try:
+            if token:
+                principal = await rt.gatekeeper.principal(token)
+            else:
+                await rt.gatekeeper.from_request(request, allow_header=False)
+        except RefusalError as refusal:
+            rt.gatekeeper.audit(request, refusal)
+            return _refusal_page(refusal)
+        if token:
+            # Keep the token in a cookie script cannot read, then drop it from the URL.
+            redirect = RedirectResponse("/", status_code=303)
+            max_age = int((principal.expires_at or time.time()) - time.time())
+            redirect.set_cookie(
+                COOKIE_NAME,
+                token,
+                max_age=max(max_age, 0),
+                path="/",
+                httponly=True,
+                samesite="strict",
+                secure=settings.secure_cookie,
+            )
+            redirect.headers["Cache-Control"] = "no-store"
+            return redirect
+        return HTMLResponse(_PAGE, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/dashboard", include_in_schema=False)
+    async def dashboard_data(request: Request) -> Response:
+        rt = runtime(request)
+        try:
+            principal = await rt.gatekeeper.from_request(request, allow_header=True)
+        except RefusalError as refusal:
+            rt.gatekeeper.audit(request, refusal)
+            return _problem(refusal)
+        (panels, as_of, db_failed), (pipeline, failed) = await asyncio.gather(
+            rt.cache.get(), rt.probe.read()
+        )
+        unavailable = (["database"] if db_failed else []) + failed
+        body = {
+            "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "panels_as_of": as_of,
+            "refresh_interval_s": settings.refresh_interval_s,
+            "environment": settings.environment,
+            "viewer": principal.subject,
+            "panels": panels,
+            "pipeline": pipeline,
+            "unavailable": unavailable,
+        }
+        return _json(body, headers={"Cache-Control": "no-store"})
+
+    return app

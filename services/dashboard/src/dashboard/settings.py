@@ -1,0 +1,87 @@
+"""dashboard configuration: every ``DASHBOARD_*`` environment variable, typed and validated."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from cardstream_shared import resource_names as names
+from cardstream_shared.settings import ServiceSettings
+
+
+class DashboardSettings(ServiceSettings):
+    """Settings of one dashboard process (prefix ``DASHBOARD_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DASHBOARD_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=0, le=65535)
+
+    # The analyst role: SELECT on the views only (docs/data-model.md).
+    database_secret_id: str | None = names.DB_ANALYST_SECRET
+    database_url: SecretStr | None = None
+    database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        None
+    )
+    pool_min_size: int = Field(default=0, ge=0, le=20)
+    pool_max_size: int = Field(default=3, ge=1, le=20)
+    db_statement_timeout_s: float = Field(default=15.0, gt=0, le=300)
+
+    # Token verification (docs/security.md): one issuer, one audience, one algorithm family.
+    jwt_issuer: str = Field(min_length=1)
+    jwt_audience: str = Field(min_length=1)
+    jwks_url: str = Field(pattern=r"^(file|https?)://")
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    # Amazon Cognito access tokens carry the app client in ``client_id`` instead of ``aud``.
+    jwt_audience_claim: Literal["aud", "client_id"] = "aud"
+    jwt_scope_prefix: str = ""
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    jwks_ttl_s: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
+    # None: Secure outside the local and test environments (a browser drops a Secure cookie
+    # set over plain http, which is how the local stack serves the page).
+    cookie_secure: bool | None = None
+
+    # Pipeline health sources; each is optional and shown as "unknown" when unset.
+    queue_url: str | None = None
+    dlq_url: str | None = None
+    stream_name: str | None = names.STREAM_NAME
+    bucket: str | None = names.LANDING_BUCKET
+    # Comma-separated base URLs of stream-writer processes serving /metrics.
+    writer_metrics_urls: str = ""
+    probe_timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+    # What the page shows and how often it asks for it.
+    refresh_interval_s: float = Field(default=5.0, ge=1, le=3600)
+    # Concurrent viewers within this time share one database snapshot.
+    snapshot_ttl_s: float = Field(default=2.0, ge=0, le=3600)
+    map_max_locations: int = Field(default=3000, ge=10, le=100_000)
+    hourly_trend_hours: int = Field(default=48, ge=1, le=24 * 90)
+    daily_trend_days: int = Field(default=120, ge=1, le=3650)
+    freshness_window_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DashboardSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must be <= pool_max_size")
+        if self.database_url is None and not self.database_secret_id:
+            raise ValueError("set database_secret_id or database_url")
+        return self
+
+    @property
+    def writer_metrics_url_list(self) -> list[str]:
+        """The stream-writer base URLs, without empty entries or trailing slashes."""
+        return [u.strip().rstrip("/") for u in self.writer_metrics_urls.split(",") if u.strip()]
+
+    @property
+    def secure_cookie(self) -> bool:
+        """Whether the session cookie carries the Secure attribute."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.environment not in ("local", "test")

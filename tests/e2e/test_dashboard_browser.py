@@ -1,0 +1,520 @@
+"""The dashboard as a fraud analyst sees it: headless Chromium against the real service.
+
+The service runs as its own process (``python -m dashboard``) on demo rows from
+``cardstream.generator`` loaded into real PostgreSQL through the db-loader's load path,
+with its queues, stream and secrets in the moto server. Every panel's rendered values are
+compared with SQL run directly on the views, and the page is saved to docs/dashboard.png.
+
+Chromium is Debian's package (``apt-get install chromium``; scripts/bootstrap.sh installs it
+with CARDSTREAM_WITH_BROWSER=1). Without it this test fails, saying so: it is part of the
+normal suite and must not pass silently by skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import ROUND_HALF_UP, Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from psycopg.rows import dict_row
+
+from cardstream.generator import write_csv
+from cardstream.local.aws_resources import create_all, put_secret
+from cardstream.local.bootstrap import clients_for
+from cardstream.local.ports import free_port
+from cardstream_shared import resource_names as names
+from cardstream_shared.jwt_auth import generate_signing_key, issue_token
+from cardstream_shared.pan import PanKeyring
+from db_loader.backfill import csv_batches
+from db_loader.db import create_pool
+from db_loader.loader import PartitionCache, load_batch
+from db_loader.migrate import bootstrap, with_credentials
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ISSUER = "cardstream-test"
+AUDIENCE = "cardstream"
+DEMO_ROWS = 4000
+# Stream-writer lag as the writers would export it (team contract: this gauge name).
+WRITER_LAGS = {"shardId-000000000000": 1240.0, "shardId-000000000001": 420.0}
+MAP_BOUNDS = (-125.5, -66.0, 24.0, 49.8)  # west, east, south, north: as in dashboard.js
+
+
+@dataclass
+class Dashboard:
+    url: str
+    analyst_dsn: str
+    read_token: str
+    write_only_token: str
+    queue_url: str
+    dlq_url: str
+    endpoint: str
+    log_path: Path
+
+
+def _demo_csv(path: Path) -> None:
+    write_csv(path, DEMO_ROWS, seed=7)
+    # One impossible row (a negative amount) so the quarantine tile has something to show.
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header, last = rows[0], list(rows[-1])
+    last[header.index("amt")] = "-5.00"
+    last[header.index("trans_num")] = uuid.uuid4().hex
+    last[0] = str(len(rows) - 1)
+    with path.open("a", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerow(last)
+
+
+async def _load(path: Path, loader_dsn: str) -> None:
+    keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string("test-1"))
+    pool = await create_pool(loader_dsn, min_size=1, max_size=2, statement_timeout_s=60)
+    partitions = PartitionCache()
+    try:
+        for source, batch in csv_batches(path, keyring, chunk_rows=1000):
+            await load_batch(pool, source, batch, partitions=partitions)
+    finally:
+        await pool.close()
+
+
+class _WriterMetrics(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/metrics" else 404)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(self.body if self.path == "/metrics" else b"")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def writer_metrics_url() -> Iterator[str]:
+    """A stream-writer's /metrics: the lag gauge exported with prometheus_client."""
+    registry = CollectorRegistry()
+    gauge = Gauge("cardstream_writer_millis_behind_latest", "lag", ["shard_id"], registry=registry)
+    for shard, millis in WRITER_LAGS.items():
+        gauge.labels(shard_id=shard).set(millis)
+    _WriterMetrics.body = generate_latest(registry)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WriterMetrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def dashboard(
+    moto_reset: str, empty_database: str, writer_metrics_url: str, tmp_path: Path
+) -> Iterator[Dashboard]:
+    clients = clients_for(moto_reset, "us-east-1")
+    resources = create_all(clients, region="us-east-1", shards=2)
+    sqs = boto3.client("sqs", endpoint_url=moto_reset, region_name="us-east-1")
+    for i in range(3):
+        sqs.send_message(QueueUrl=resources.queue_url, MessageBody=json.dumps({"demo": i}))
+
+    passwords = {role: uuid.uuid4().hex for role in (names.DB_LOADER_ROLE, names.DB_ANALYST_ROLE)}
+    bootstrap(empty_database, role_passwords=passwords)
+    loader_dsn = with_credentials(
+        empty_database, names.DB_LOADER_ROLE, passwords[names.DB_LOADER_ROLE]
+    )
+    analyst_dsn = with_credentials(
+        empty_database, names.DB_ANALYST_ROLE, passwords[names.DB_ANALYST_ROLE]
+    )
+    demo = tmp_path / "demo.csv"
+    _demo_csv(demo)
+    asyncio.run(_load(demo, loader_dsn))
+
+    database = analyst_dsn.rsplit("/", 1)[1]
+    parts = psycopg.conninfo.conninfo_to_dict(analyst_dsn)
+    put_secret(
+        clients["secretsmanager"],
+        names.DB_ANALYST_SECRET,
+        json.dumps(
+            {
+                "engine": "postgres",
+                "username": names.DB_ANALYST_ROLE,
+                "password": passwords[names.DB_ANALYST_ROLE],
+                "host": parts["host"],
+                "port": int(parts["port"]),
+                "dbname": database,
+            }
+        ),
+        overwrite=True,
+    )
+    key = generate_signing_key()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(key.jwks))
+    read_token = issue_token(
+        key, issuer=ISSUER, audience=AUDIENCE, subject="fraud-analyst", scopes=[names.SCOPE_READ]
+    )
+    write_only = issue_token(
+        key, issuer=ISSUER, audience=AUDIENCE, subject="merchant-app", scopes=[names.SCOPE_WRITE]
+    )
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DASHBOARD_ENVIRONMENT": "test",
+        "DASHBOARD_HOST": "127.0.0.1",
+        "DASHBOARD_PORT": str(port),
+        "DASHBOARD_AWS_ENDPOINT_URL": moto_reset,
+        "DASHBOARD_DATABASE_SECRET_ID": names.DB_ANALYST_SECRET,
+        "DASHBOARD_JWT_ISSUER": ISSUER,
+        "DASHBOARD_JWT_AUDIENCE": AUDIENCE,
+        "DASHBOARD_JWKS_URL": f"file://{jwks}",
+        "DASHBOARD_QUEUE_URL": resources.queue_url,
+        "DASHBOARD_DLQ_URL": resources.dlq_url,
+        "DASHBOARD_STREAM_NAME": resources.stream_name,
+        "DASHBOARD_BUCKET": resources.landing_bucket,
+        "DASHBOARD_WRITER_METRICS_URLS": writer_metrics_url,
+    }
+    log_path = tmp_path / "dashboard.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "dashboard not healthy in 60 s"
+            time.sleep(0.2)
+        yield Dashboard(
+            url=url,
+            analyst_dsn=analyst_dsn,
+            read_token=read_token,
+            write_only_token=write_only,
+            queue_url=resources.queue_url,
+            dlq_url=resources.dlq_url,
+            endpoint=moto_reset,
+            log_path=log_path,
+        )
+    finally:
+        process.terminate()
+        try:
+            # uvicorn re-raises the signal after its graceful shutdown, hence -SIGTERM.
+            assert process.wait(20) in (0, -signal.SIGTERM)
+            assert "dashboard stopping" in log_path.read_text(errors="replace")
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _sql(dsn: str, query: str, *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _amount(value: Decimal) -> str:
+    return f"${value:,.2f}"
+
+
+def _rate(value: Decimal | None) -> str:
+    # The page formats the float it receives with toFixed(2): half away from zero on the
+    # exact binary value, which Decimal(float) reproduces.
+    if value is None:
+        return "–"
+    percent = Decimal(float(value) * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{percent}%"
+
+
+def _table(page: Any, table_id: str) -> list[list[str]]:
+    rows: list[list[str]] = page.eval_on_selector_all(
+        f"#{table_id} tbody tr",
+        "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))",
+    )
+    return rows
+
+
+def _chart(page: Any, canvas_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = page.evaluate(
+        """id => {
+            const chart = Chart.getChart(id);
+            return {
+                labels: chart.data.labels,
+                datasets: chart.data.datasets.map(d => ({label: d.label, data: d.data})),
+            };
+        }""",
+        canvas_id,
+    )
+    return data
+
+
+def _chromium() -> Any:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium, or "
+            "CARDSTREAM_WITH_BROWSER=1 scripts/bootstrap.sh); the dashboard browser test needs it"
+        )
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright()
+
+
+def test_every_panel_matches_the_views_and_the_page_is_saved(
+    dashboard: Dashboard, repo_root: Path
+) -> None:
+    dsn = dashboard.analyst_dsn
+    (totals,) = _sql(dsn, "SELECT * FROM cardstream.dash_totals")
+    assert totals["transactions"] == DEMO_ROWS
+    assert totals["fraud_transactions"] > 0
+
+    requested: list[str] = []
+    console_errors: list[str] = []
+    with _chromium() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1480, "height": 1000}, timezone_id="UTC"
+            )
+            page = context.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.on(
+                "console",
+                lambda message: (
+                    console_errors.append(message.text) if message.type == "error" else None
+                ),
+            )
+            page.goto(f"{dashboard.url}/?token={dashboard.read_token}")
+            # The token moved into the cookie and left the address bar.
+            assert page.url == f"{dashboard.url}/"
+            page.wait_for_selector("body[data-state=loaded]", timeout=30_000)
+
+            _check_totals(page, totals)
+            _check_top_lists(page, dsn)
+            _check_charts(page, dsn, totals)
+            _check_map(page, dsn)
+            _check_pipeline(page, dashboard)
+            cookies = context.cookies()
+            (session,) = [c for c in cookies if c["name"] == "cardstream_dashboard"]
+            assert session["httpOnly"] is True
+            assert session["sameSite"] == "Strict"
+
+            shot = repo_root / "docs" / "dashboard.png"
+            shot.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+
+    assert console_errors == []
+    # Everything the page loaded came from the dashboard itself: no CDN, no map tiles.
+    assert requested
+    assert all(url.startswith(dashboard.url + "/") for url in requested), requested
+
+
+def _check_totals(page: Any, totals: dict[str, Any]) -> None:
+    assert page.text_content("#kpi-transactions") == _count(totals["transactions"])
+    assert page.text_content("#kpi-amount") == _amount(totals["amount"])
+    assert page.text_content("#kpi-fraud") == _count(totals["fraud_transactions"])
+    assert page.text_content("#kpi-states") == _count(totals["states"])
+    assert page.text_content("#kpi-fraud-sub") == (
+        f"fraud rate {_rate(totals['fraud_rate'])} of labelled"
+    )
+    assert page.text_content("#kpi-amount-sub") == (
+        f"fraud-labelled {_amount(totals['fraud_amount'])}"
+    )
+
+
+def _check_top_lists(page: Any, dsn: str) -> None:
+    for view, key, table in (
+        ("dash_fraud_by_state", "state", "table-top-states"),
+        ("dash_fraud_by_merchant", "merchant", "table-top-merchants"),
+    ):
+        expected = _sql(
+            dsn,
+            f"SELECT {key} AS name, fraud_transactions, fraud_amount, fraud_rate"
+            f" FROM cardstream.{view} WHERE fraud_rank <= 5 AND fraud_transactions > 0"
+            " ORDER BY fraud_rank",
+        )
+        assert len(expected) == 5
+        assert _table(page, table) == [
+            [
+                str(i + 1),
+                row["name"],
+                _count(row["fraud_transactions"]),
+                _amount(row["fraud_amount"]),
+                _rate(row["fraud_rate"]),
+            ]
+            for i, row in enumerate(expected)
+        ]
+
+
+def _check_charts(page: Any, dsn: str, totals: dict[str, Any]) -> None:
+    categories = _sql(
+        dsn,
+        "SELECT category, fraud_transactions FROM cardstream.dash_fraud_by_category"
+        " ORDER BY fraud_rank",
+    )
+    chart = _chart(page, "chart-category")
+    assert chart["labels"] == [r["category"] for r in categories]
+    assert chart["datasets"][0]["data"] == [r["fraud_transactions"] for r in categories]
+
+    daily = _sql(
+        dsn,
+        "SELECT day, transactions, fraud_transactions FROM cardstream.dash_volume_daily"
+        " ORDER BY day",
+    )
+    chart = _chart(page, "chart-daily")
+    assert chart["labels"] == [r["day"].isoformat() for r in daily]
+    assert chart["datasets"][0]["data"] == [r["transactions"] for r in daily]
+    assert chart["datasets"][1]["data"] == [r["fraud_transactions"] for r in daily]
+    assert sum(chart["datasets"][0]["data"]) == totals["transactions"]
+
+    hourly = _sql(
+        dsn,
+        "SELECT transactions, fraud_transactions FROM cardstream.dash_volume_hourly"
+        " WHERE hour > (SELECT max(trans_date_trans_time) FROM cardstream.transaction_detail)"
+        " - interval '48 hours' ORDER BY hour",
+    )
+    chart = _chart(page, "chart-hourly")
+    assert chart["datasets"][0]["data"] == [r["transactions"] for r in hourly]
+    assert chart["datasets"][1]["data"] == [r["fraud_transactions"] for r in hourly]
+
+    by_hour = _sql(
+        dsn,
+        "SELECT hour_of_day, transactions FROM cardstream.dash_fraud_by_hour_of_day"
+        " ORDER BY hour_of_day",
+    )
+    chart = _chart(page, "chart-hour-of-day")
+    assert chart["labels"] == [f"{r['hour_of_day']:02d}" for r in by_hour]
+    assert chart["datasets"][0]["data"] == [r["transactions"] for r in by_hour]
+
+    minutes = _sql(
+        dsn,
+        "SELECT rows_loaded FROM cardstream.dash_freshness_by_minute ORDER BY minute",
+    )
+    chart = _chart(page, "chart-freshness")
+    assert chart["datasets"][0]["data"] == [r["rows_loaded"] for r in minutes]
+    assert sum(chart["datasets"][0]["data"]) == totals["transactions"]
+
+
+def _check_map(page: Any, dsn: str) -> None:
+    west, east, south, north = MAP_BOUNDS
+    cells = _sql(
+        dsn,
+        "SELECT lat, long, transactions, fraud_transactions FROM cardstream.dash_fraud_by_location",
+    )
+    inside = sorted(
+        (float(c["long"]), float(c["lat"]), c["transactions"], c["fraud_transactions"])
+        for c in cells
+        if west <= c["long"] <= east and south <= c["lat"] <= north
+    )
+    chart = _chart(page, "chart-map")
+    drawn = sorted(
+        (p["x"], p["y"], p["transactions"], p["fraud"]) for p in chart["datasets"][0]["data"]
+    )
+    assert drawn == inside
+    fraud_points = chart["datasets"][1]["data"]
+    assert sum(p["fraud"] for p in fraud_points) == sum(c[3] for c in inside)
+    note = page.text_content("#map-note")
+    assert note is not None
+    assert note.startswith(f"{_count(len(inside))} locations drawn")
+    outside = len(cells) - len(inside)
+    assert (f"{_count(outside)} outside the contiguous US" in note) == (outside > 0)
+
+
+def _check_pipeline(page: Any, dashboard: Dashboard) -> None:
+    sqs = boto3.client("sqs", endpoint_url=dashboard.endpoint, region_name="us-east-1")
+    waiting = int(
+        sqs.get_queue_attributes(
+            QueueUrl=dashboard.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+    )
+    assert waiting >= 3
+    assert page.text_content("#pipe-waiting") == _count(waiting)
+    assert page.text_content("#pipe-dlq") == "0"
+    assert page.text_content("#pipe-lag") == f"{max(WRITER_LAGS.values()) / 1000:.1f} s"
+    assert page.text_content("#pipe-lag-sub") == "2 shards · 1/1 writers"
+    (loads,) = _sql(dashboard.analyst_dsn, "SELECT * FROM cardstream.dash_pipeline")
+    assert loads["rows_quarantined"] == 1
+    assert page.text_content("#pipe-quarantined") == "1"
+    last_load = page.text_content("#pipe-last-load")
+    assert last_load == loads["last_object_loaded_at"].astimezone(UTC).strftime("%H:%M:%S")
+
+
+def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboard) -> None:
+    with httpx.Client(base_url=dashboard.url, timeout=10) as client:
+        page = client.get("/")
+        assert page.status_code == 401
+        assert "text/html" in page.headers["content-type"]
+        api = client.get("/api/dashboard")
+        assert api.status_code == 401
+        assert api.headers["content-type"] == "application/problem+json"
+        forged = client.get("/api/dashboard", headers={"Authorization": "Bearer not.a.token"})
+        assert forged.status_code == 401
+        writer = client.get(
+            "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.write_only_token}"}
+        )
+        assert writer.status_code == 403
+        assert client.get(f"/?token={dashboard.write_only_token}").status_code == 403
+
+        ok = client.get(
+            "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.read_token}"}
+        )
+        assert ok.status_code == 200
+        body = ok.json()
+        assert body["viewer"] == "fraud-analyst"
+        assert body["unavailable"] == []
+        assert body["panels"]["totals"]["transactions"] == DEMO_ROWS
+
+        entry = client.get(f"/?token={dashboard.read_token}")
+        assert entry.status_code == 303
+        assert entry.headers["location"] == "/"
+        cookie = entry.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+        assert "Content-Security-Policy" in entry.headers
+
+    log = dashboard.log_path.read_text(errors="replace")
+    refusals = [json.loads(line) for line in log.splitlines() if '"auth_refused"' in line]
+    assert [r["status"] for r in refusals] == [401, 401, 401, 403, 403]
+    assert {r["subject"] for r in refusals if r["status"] == 403} == {"merchant-app"}
+    assert dashboard.read_token not in log
+    assert dashboard.write_only_token not in log
+    assert "token=" not in log
