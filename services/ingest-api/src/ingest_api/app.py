@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest_api import openapi_docs, problems
+from ingest_api import alerts_routes, openapi_docs, problems
 from ingest_api.metrics import IngestMetrics
 from ingest_api.routes import health, transactions
 from ingest_api.runtime import open_runtime
@@ -94,6 +94,7 @@ def create_app(
     )
     app.include_router(transactions.router)
     app.include_router(health.router)
+    app.include_router(alerts_routes.router)
     openapi_docs.install(app)
     problems.install(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
