@@ -1,0 +1,169 @@
+"""The dashboard service in-process: configuration, degraded sources, and its JSON feed.
+
+Faults are real: a database port nobody listens on, a stream-writer URL that refuses
+connections. Queues are the moto server's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from cardstream.local.ports import free_port
+from cardstream_shared import resource_names as names
+from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
+from dashboard.app import create_app
+from dashboard.settings import DashboardSettings
+from db_loader.migrate import bootstrap, with_credentials
+
+pytestmark = pytest.mark.functional
+
+ISSUER = "cardstream-test"
+AUDIENCE = "cardstream"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> SigningKey:
+    return generate_signing_key()
+
+
+@pytest.fixture
+def jwks_url(tmp_path: Path, signing_key: SigningKey) -> str:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(signing_key.jwks))
+    return f"file://{path}"
+
+
+def _token(key: SigningKey, *scopes: str) -> str:
+    return issue_token(key, issuer=ISSUER, audience=AUDIENCE, subject="analyst", scopes=scopes)
+
+
+def _settings(jwks_url: str, **values: object) -> DashboardSettings:
+    base: dict[str, object] = {
+        "environment": "test",
+        "jwt_issuer": ISSUER,
+        "jwt_audience": AUDIENCE,
+        "jwks_url": jwks_url,
+        "stream_name": None,
+        "bucket": None,
+    }
+    base.update(values)
+    return DashboardSettings.model_validate(base)
+
+
+@asynccontextmanager
+async def serving(settings: DashboardSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as client:
+            yield client
+
+
+@pytest.fixture
+def queues(moto_reset: str) -> tuple[str, str, str]:
+    sqs = boto3.client("sqs", endpoint_url=moto_reset, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=names.LANDED_QUEUE)["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=names.LANDED_DLQ)["QueueUrl"]
+    for i in range(2):
+        sqs.send_message(QueueUrl=queue, MessageBody=f"object {i}")
+    sqs.send_message(QueueUrl=dlq, MessageBody="poison")
+    return moto_reset, queue, dlq
+
+
+def test_bad_configuration_refuses_to_start_and_names_the_variable() -> None:
+    env = {
+        **os.environ,
+        "DASHBOARD_JWT_ISSUER": ISSUER,
+        "DASHBOARD_JWT_AUDIENCE": AUDIENCE,
+        "DASHBOARD_JWKS_URL": "ftp://keys.example/jwks.json",
+        "DASHBOARD_PORT": "70000",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "DASHBOARD_JWKS_URL" in result.stderr
+    assert "DASHBOARD_PORT" in result.stderr
+
+
+def test_cookie_is_secure_outside_local_and_test(jwks_url: str) -> None:
+    assert _settings(jwks_url, environment="prod", database_url="postgresql://x").secure_cookie
+    assert not _settings(jwks_url, environment="local").secure_cookie
+
+
+async def test_unreachable_sources_degrade_the_feed_instead_of_failing_it(
+    jwks_url: str, signing_key: SigningKey, queues: tuple[str, str, str]
+) -> None:
+    endpoint, queue, dlq = queues
+    dead_port = free_port()
+    settings = _settings(
+        jwks_url,
+        aws_endpoint_url=endpoint,
+        database_url=f"postgresql://nobody:nothing@127.0.0.1:{dead_port}/cardstream",
+        queue_url=queue,
+        dlq_url=dlq,
+        writer_metrics_urls=f"http://127.0.0.1:{free_port()}",
+        probe_timeout_s=2,
+    )
+    async with serving(settings) as client:
+        health = await client.get("/healthz")
+        feed = await client.get(
+            "/api/dashboard",
+            headers={"Authorization": f"Bearer {_token(signing_key, names.SCOPE_READ)}"},
+        )
+        metrics = (await client.get("/metrics")).text
+
+    assert health.status_code == 503
+    assert health.json()["database"] == "unavailable"
+    assert feed.status_code == 200
+    body = feed.json()
+    assert body["panels"] is None
+    assert sorted(body["unavailable"]) == ["database", "writers"]
+    # The sources that do answer are still shown.
+    assert body["pipeline"]["queue"] == {"waiting": 2, "in_flight": 0}
+    assert body["pipeline"]["dlq"] == {"waiting": 1, "in_flight": 0}
+    assert body["pipeline"]["stream"] is None
+    assert 'cardstream_dashboard_source_errors_total{source="database"} 1.0' in metrics
+    assert 'cardstream_dashboard_source_errors_total{source="writers"} 1.0' in metrics
+
+
+async def test_the_feed_reads_the_views_as_the_analyst(
+    jwks_url: str, signing_key: SigningKey, empty_database: str
+) -> None:
+    password = uuid.uuid4().hex
+    bootstrap(empty_database, role_passwords={names.DB_ANALYST_ROLE: password})
+    settings = _settings(
+        jwks_url,
+        database_url=with_credentials(empty_database, names.DB_ANALYST_ROLE, password),
+    )
+    token = _token(signing_key, names.SCOPE_READ, names.SCOPE_WRITE)
+    async with serving(settings) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        entry = await client.get(f"/?token={token}")
+        # The session cookie alone opens the page and the feed afterwards.
+        client.cookies.set("cardstream_dashboard", token)
+        page = await client.get("/")
+        feed = await client.get("/api/dashboard")
+
+    assert entry.status_code == 303
+    assert page.status_code == 200
+    assert "Real Time Credit Card Fraud Monitoring" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    body = feed.json()
+    assert body["unavailable"] == []
+    totals = body["panels"]["totals"]
+    assert (totals["transactions"], totals["amount"], totals["states"]) == (0, "0.00", 0)
+    assert body["panels"]["top_fraud_states"] == []
+    assert body["panels"]["trend_daily"] == []
+    assert body["pipeline"]["writers"] is None
