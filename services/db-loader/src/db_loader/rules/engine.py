@@ -125,6 +125,14 @@ def _burst(
         f" AND w.merchants >= {p.add(min_merchants, 'int')}" if min_merchants is not None else ""
     )
     member = amount_filter.format(alias="m")
+    in_window = (
+        """{alias}.card_token = n.card_token
+      AND {alias}.trans_date_trans_time <= n.ts
+      AND {alias}.trans_date_trans_time >= n.ts - """
+        + window_p
+    )
+    # Most rows start no burst: a bounded count (it stops at min_count) screens them before
+    # the full aggregate and the join to the burst's members run.
     return f"""
 SELECT m.trans_num, n.card_token, '{rule}' AS rule, {p.add(severity, "text")} AS severity,
        round(w.n::numeric / {count_p}, 2) AS score,
@@ -135,17 +143,21 @@ FROM new n
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, count(DISTINCT b.merchant_id) AS merchants, sum(b.amt) AS total
     FROM cardstream.transaction b
-    WHERE b.card_token = n.card_token
-      AND b.trans_date_trans_time <= n.ts
-      AND b.trans_date_trans_time >= n.ts - {window_p}
+    WHERE {in_window.format(alias="b")}
       AND {amount_filter.format(alias="b")}
 ) w
 JOIN cardstream.transaction m
-    ON m.card_token = n.card_token
-   AND m.trans_date_trans_time <= n.ts
-   AND m.trans_date_trans_time >= n.ts - {window_p}
+    ON {in_window.format(alias="m")}
    AND {member}
-WHERE {amount_filter.format(alias="n")} AND w.n >= {count_p}{merchants}"""  # noqa: S608
+WHERE {amount_filter.format(alias="n")}
+  AND (
+    SELECT count(*) FROM (
+        SELECT FROM cardstream.transaction s
+        WHERE {in_window.format(alias="s")} AND {amount_filter.format(alias="s")}
+        LIMIT {count_p}
+    ) screened
+  ) >= {count_p}
+  AND w.n >= {count_p}{merchants}"""  # noqa: S608
 
 
 def _velocity(rules: Rules, p: _Params) -> str:
