@@ -10,6 +10,7 @@ every row of the published files passes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from decimal import Decimal
@@ -102,9 +103,17 @@ def normalized_field_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_sensitive(name: str) -> bool:
+    return normalized_field_name(name) in SENSITIVE_FIELD_NAMES
+
+
 def sensitive_fields(keys: Any) -> list[str]:
     """Names among ``keys`` that carry sensitive authentication data."""
-    return [str(k) for k in keys if normalized_field_name(str(k)) in SENSITIVE_FIELD_NAMES]
+    # Every record is checked twice (parsers.validate, then the model) with ~22 keys each;
+    # records repeat the same keys, so the cache turns ~40 regex substitutions per record
+    # into dictionary look-ups (measured: ~40 us of ~100 us per record in ingest-api).
+    return [str(k) for k in keys if _is_sensitive(str(k))]
 
 
 class SensitiveDataError(ValueError):
