@@ -91,6 +91,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # Metrics are Prometheus (below); FastAPI's OpenTelemetry hooks would only add a
+        # provider look-up to every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.include_router(transactions.router)
     app.include_router(health.router)

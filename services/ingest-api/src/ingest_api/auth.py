@@ -132,6 +132,7 @@ class BearerAuth(HTTPBearer):
             bearerFormat="JWT",
             description="An access token from the cardstream issuer (Cognito in AWS).",
             auto_error=False,
+            scheme_name="BearerAuth",
         )
         self.required_scope = scope
 

@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from cardstream_shared.contract import StreamEnvelope, TransactionIn
+from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.parsers import FieldError, RawRecord, validate
 from cardstream_shared.redaction import redact_text
+from ingest_api.envelope import EnvelopeWriter
 from ingest_api.kinesis_producer import KinesisProducer, OutgoingRecord, Receipt
 from ingest_api.metrics import IngestMetrics
 
@@ -79,20 +80,16 @@ class Ingestor:
         self._producer = producer
         self._metrics = metrics
 
-    def envelope(
-        self, txn: TransactionIn, *, client_id: str, received_at: dt.datetime
-    ) -> OutgoingRecord:
+    def envelope(self, txn: TransactionIn, writer: EnvelopeWriter) -> OutgoingRecord:
         """The stream record of ``txn``: PAN tokenized, partitioned by card token so that
         one card's transactions stay in order on one shard."""
         card = self._keyring.tokenize(txn.cc_num)
-        envelope = StreamEnvelope.from_transaction(
-            txn, card, client_id=client_id, received_at=received_at
-        )
-        return OutgoingRecord(envelope.to_json_bytes(), card.token)
+        return OutgoingRecord(writer.to_json_bytes(txn, card), card.token)
 
     async def ingest_one(self, txn: TransactionIn, *, client_id: str) -> Receipt | None:
         """Store one valid transaction (coalesced with concurrent requests)."""
-        record = self.envelope(txn, client_id=client_id, received_at=dt.datetime.now(dt.UTC))
+        writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
+        record = self.envelope(txn, writer)
         receipt = await self._producer.put_record(record)
         self._count(accepted=1 if receipt else 0, not_accepted=0 if receipt else 1)
         return receipt
@@ -106,7 +103,7 @@ class Ingestor:
         self, raw_records: Iterable[RawRecord], *, client_id: str
     ) -> list[RecordResult]:
         """Results for every record, in input order; valid ones are stored in Kinesis."""
-        received_at = dt.datetime.now(dt.UTC)
+        writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
         results: list[RecordResult] = []
         outgoing: list[OutgoingRecord] = []
         positions: list[int] = []
@@ -137,7 +134,7 @@ class Ingestor:
             first_seen[checked.trans_num] = raw.index
             positions.append(len(results))
             results.append(RecordResult(raw.index, checked.trans_num, "accepted"))
-            outgoing.append(self.envelope(checked, client_id=client_id, received_at=received_at))
+            outgoing.append(self.envelope(checked, writer))
         receipts = await self._producer.put_records(outgoing) if outgoing else []
         for position, receipt in zip(positions, receipts, strict=True):
             result = results[position]

@@ -25,6 +25,7 @@ from cardstream_shared.contract import KAGGLE_FIELDS, TransactionIn, kaggle_exam
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _TXN_REF: Final = {"$ref": "#/components/schemas/TransactionIn"}
+BEARER_SCHEME: Final = "BearerAuth"
 
 
 def _second_example() -> dict[str, Any]:
@@ -48,6 +49,11 @@ def ndjson_example() -> str:
     return "".join(
         orjson.dumps(row).decode() + "\n" for row in (kaggle_example(), _second_example())
     )
+
+
+def bearer_security() -> dict[str, Any]:
+    """``openapi_extra`` declaring the bearer scheme on a route that checks it itself."""
+    return {"security": [{BEARER_SCHEME: []}]}
 
 
 def single_request_body() -> dict[str, Any]:
@@ -138,7 +144,14 @@ def install(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[BEARER_SCHEME] = {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token from the cardstream issuer (Cognito in AWS).",
+            }
+            components = schema["components"].setdefault("schemas", {})
             txn_schema = TransactionIn.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
