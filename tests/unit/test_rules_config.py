@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cardstream_shared.settings import load_settings
 from db_loader.rules.config import RULE_NAMES, RuleConfigError, load_rules
 from db_loader.rules.engine import build_statement
+from db_loader.rules.settings import RulesSettings
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +70,23 @@ def test_thresholds_travel_as_parameters_not_sql() -> None:
     sql, params = built
     assert "12345.67" not in sql
     assert Decimal("12345.67") in params
+
+
+def test_a_bad_rules_path_stops_the_loader_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text("[rules.velocity]\nmin_count = 0\n")
+    monkeypatch.setenv("LOADER_RULES_PATH", str(path))
+    with pytest.raises(SystemExit) as exited:
+        load_settings(RulesSettings)
+    assert exited.value.code == 2
+    assert "LOADER_RULES_PATH" in capsys.readouterr().err
+
+
+def test_a_webhook_without_a_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADER_ALERT_WEBHOOK_URL", "https://hooks.example.com/alerts")
+    with pytest.raises(SystemExit):
+        load_settings(RulesSettings)
+    monkeypatch.setenv("LOADER_ALERT_WEBHOOK_SECRET", "s3cr3t-value-for-signing")
+    assert str(load_settings(RulesSettings).alert_webhook_url) == "https://hooks.example.com/alerts"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, HttpUrl, SecretStr, model_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared.settings import ServiceSettings
-from db_loader.rules.config import Severity
+from db_loader.rules.config import RuleConfigError, Severity, load_rules
 
 
 class RulesSettings(ServiceSettings):
@@ -38,6 +38,18 @@ class RulesSettings(ServiceSettings):
     alert_webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
     alert_webhook_queue_size: int = Field(default=1_000, ge=1, le=1_000_000)
     alert_webhook_workers: int = Field(default=2, ge=1, le=32)
+
+    @field_validator("rules_path")
+    @classmethod
+    def _rules_file_is_valid(cls, value: Path | None) -> Path | None:
+        # Checked with the other settings, so a bad rule file stops the loader at start-up
+        # with LOADER_RULES_PATH named, like any other invalid variable.
+        if value is not None:
+            try:
+                load_rules(value)
+            except RuleConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _webhook_is_signed(self) -> RulesSettings:
