@@ -398,7 +398,7 @@ def main() -> int:
             }
             api = start(
                 "ingest-api",
-                [sys.executable, *os.environ.get("BENCH_API_ARGS", "-m ingest_api").split()],
+                [sys.executable, "-m", "ingest_api"],
                 api_env,
                 api_port,
                 state / "api.log",

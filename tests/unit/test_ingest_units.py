@@ -1,0 +1,117 @@
+"""Pure logic of ingest-api: chunking, backoff, rate limiting, envelope bytes, echoed ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
+from cardstream_shared.pan import PanKeyring
+from ingest_api.envelope import EnvelopeWriter
+from ingest_api.ingest import echoable_trans_num
+from ingest_api.kinesis_producer import OutgoingRecord, backoff_delay, chunk_records
+from ingest_api.rate_limit import TokenBucketLimiter
+
+pytestmark = pytest.mark.unit
+
+MIB = 1024 * 1024
+
+
+@given(sizes=st.lists(st.integers(min_value=1, max_value=MIB - 64), max_size=1200))
+@settings(max_examples=60, deadline=None)
+def test_chunks_keep_order_and_respect_both_putrecords_limits(sizes: list[int]) -> None:
+    records = [OutgoingRecord(b"x" * size, "k" * 64) for size in sizes]
+    chunks = chunk_records(records)
+    assert [i for chunk in chunks for i in chunk] == list(range(len(records)))
+    for chunk in chunks:
+        assert 1 <= len(chunk) <= 500
+        assert sum(records[i].size for i in chunk) <= 5 * MIB
+
+
+def test_a_full_chunk_is_cut_at_500_records() -> None:
+    records = [OutgoingRecord(b"{}", "k")] * 1001
+    assert [len(c) for c in chunk_records(records)] == [500, 500, 1]
+
+
+@given(attempt=st.integers(min_value=0, max_value=40), seed=st.integers())
+def test_backoff_is_full_jitter_capped(attempt: int, seed: int) -> None:
+    delay = backoff_delay(attempt, base_s=0.05, max_s=1.0, rng=random.Random(seed))
+    assert 0.0 <= delay <= min(1.0, 0.05 * 2**attempt)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_allows_the_burst_then_refills_per_client() -> None:
+    clock = Clock()
+    limiter = TokenBucketLimiter(rate_per_s=10, burst=20, max_clients=10, clock=clock)
+    assert limiter.acquire("a", 15) == 0
+    assert limiter.acquire("a", 10) == pytest.approx(0.5)
+    assert limiter.acquire("b", 20) == 0
+    clock.now += 0.5
+    assert limiter.acquire("a", 10) == 0
+    assert limiter.acquire("a", 21) == float("inf")
+    assert TokenBucketLimiter.retry_after_header(0.2) == "1"
+    assert TokenBucketLimiter.retry_after_header(2.1) == "3"
+
+
+def test_token_bucket_forgets_the_least_recent_clients_beyond_its_bound() -> None:
+    clock = Clock()
+    limiter = TokenBucketLimiter(rate_per_s=1, burst=1, max_clients=2, clock=clock)
+    assert limiter.acquire("a") == 0
+    assert limiter.acquire("a") > 0
+    limiter.acquire("b")
+    limiter.acquire("c")
+    # "a" was dropped and comes back with a full bucket.
+    assert limiter.acquire("a") == 0
+
+
+@given(
+    client_id=st.text(min_size=1, max_size=40),
+    amount=st.decimals(min_value=0, max_value=10_000, places=2),
+    merchant=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=50
+    ).filter(lambda s: s.strip() == s and s),
+    is_fraud=st.sampled_from([0, 1, None]),
+)
+@settings(max_examples=80, deadline=None)
+def test_envelope_bytes_equal_the_contract_serialization(
+    client_id: str, amount: object, merchant: str, is_fraud: int | None
+) -> None:
+    keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string(key=b"k" * 32))
+    row = kaggle_example() | {"amt": str(amount), "merchant": merchant, "is_fraud": is_fraud}
+    txn = TransactionIn.model_validate(row)
+    card = keyring.tokenize(txn.cc_num)
+    received = dt.datetime(2026, 11, 27, 6, 30, 1, 123456, tzinfo=dt.UTC)
+    ingest_id = uuid.uuid4()
+    expected = StreamEnvelope.from_transaction(
+        txn, card, client_id=client_id, received_at=received, ingest_id=ingest_id
+    ).to_json_bytes()
+    writer = EnvelopeWriter(client_id=client_id, received_at=received)
+    assert writer.to_json_bytes(txn, card, ingest_id=ingest_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "echoed"),
+    [
+        ("0b242abb623afc578575680df30655b9", "0b242abb623afc578575680df30655b9"),
+        (12345, "12345"),
+        ("4111111111111111", None),  # looks like a card number: never repeated
+        ("has space", None),
+        ("x" * 65, None),
+        (None, None),
+        (True, None),
+    ],
+)
+def test_rejected_records_echo_only_safe_ids(value: object, echoed: str | None) -> None:
+    assert echoable_trans_num({"trans_num": value}) == echoed
