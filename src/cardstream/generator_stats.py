@@ -12,7 +12,7 @@ import argparse
 import csv
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -80,7 +80,7 @@ class Distribution:
         summary["max"] = values[-1]
         return summary
 
-    def hour_band_share(self, bands: dict[str, range], fraud: bool) -> dict[str, float]:
+    def hour_band_share(self, bands: Mapping[str, Iterable[int]], fraud: bool) -> dict[str, float]:
         """Share of rows (or fraud rows) in each band of hours."""
         counts = self.fraud_hours if fraud else self.hours
         total = sum(counts.values()) or 1
