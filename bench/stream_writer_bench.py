@@ -1,0 +1,232 @@
+"""Benchmark of the stream-writer as a real process against a single-threaded moto server.
+
+Prints two figures (it never fails on time):
+
+* throughput: records written to S3 per CPU-second of the writer process, measured while it
+  drains a burst of records (user + system CPU time of the process, from psutil);
+* added latency at a fixed rate: for each record, the S3 event time of the object holding it
+  minus the record's ApproximateArrivalTimestamp in Kinesis, p50 / p99 / max.
+
+    .venv/bin/python bench/stream_writer_bench.py --records 40000 --rate 500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+from urllib.parse import unquote_plus
+
+import boto3
+import httpx
+import orjson
+import psutil
+
+from cardstream.local.aws_resources import create_all
+from cardstream.local.ports import free_port, wait_for_port
+from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
+from cardstream_shared.pan import PanKeyring, luhn_valid
+
+REGION = "us-east-1"
+
+
+def card_numbers(count: int) -> list[str]:
+    """Luhn-valid 16-digit test card numbers."""
+    cards = []
+    for i in range(count):
+        body = f"4{i:014d}"
+        cards.append(next(body + str(d) for d in range(10) if luhn_valid(body + str(d))))
+    return cards
+
+
+def envelopes(start: int, count: int, cards: list[str], ring: PanKeyring) -> list[dict[str, Any]]:
+    """PutRecords entries of valid envelopes, partition key = card token."""
+    base = kaggle_example()
+    tokens = {pan: ring.tokenize(pan) for pan in cards}
+    entries = []
+    now = dt.datetime.now(dt.UTC)
+    for i in range(start, start + count):
+        pan = cards[i % len(cards)]
+        txn = TransactionIn.model_validate({**base, "trans_num": f"b{i:010d}", "cc_num": pan})
+        env = StreamEnvelope.from_transaction(txn, tokens[pan], client_id="bench", received_at=now)
+        entries.append({"Data": env.to_json_bytes(), "PartitionKey": env.card_token})
+    return entries
+
+
+def put(kinesis: Any, stream: str, entries: list[dict[str, Any]]) -> None:
+    for i in range(0, len(entries), 500):
+        chunk = entries[i : i + 500]
+        while chunk:
+            result = kinesis.put_records(StreamName=stream, Records=chunk)
+            chunk = [
+                entry
+                for entry, outcome in zip(chunk, result["Records"], strict=True)
+                if "ErrorCode" in outcome
+            ]
+
+
+def records_out(health_url: str) -> int:
+    text = httpx.get(f"{health_url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith('cardstream_writer_records_out_total{destination="raw"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def wait_written(health_url: str, expected: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while records_out(health_url) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"writer did not write {expected} records in {timeout_s}s")
+        time.sleep(0.2)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=40_000, help="burst for throughput")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--rate", type=int, default=500, help="records/s in the latency phase")
+    parser.add_argument("--seconds", type=int, default=20, help="length of the latency phase")
+    parser.add_argument("--flush-age", type=float, default=2.0)
+    parser.add_argument("--poll", type=float, default=0.25)
+    args = parser.parse_args()
+
+    moto_port, health_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "cardstream.local.moto_server", "--port", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    writer: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for_port("127.0.0.1", moto_port, timeout_s=60, alive=lambda: moto.poll() is None)
+        clients = {
+            name: boto3.client(name, endpoint_url=endpoint, region_name=REGION)
+            for name in ("kinesis", "s3", "sqs", "dynamodb")
+        }
+        resources = create_all(clients, region=REGION, shards=args.shards)
+        ring = PanKeyring({"bench": os.urandom(32)}, "bench")
+        cards = card_numbers(200)
+        burst = envelopes(0, args.records, cards, ring)
+        paced = envelopes(args.records, args.rate * args.seconds, cards, ring)
+
+        # Throughput: the burst waits in the stream; the writer's CPU time is measured from
+        # the moment its health port is up (imports done) until the burst is in S3.
+        put(clients["kinesis"], resources.stream_name, burst)
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "stream_writer"],
+            env={
+                **env,
+                "AWS_ENDPOINT_URL": endpoint,
+                "WRITER_WORKER_ID": "bench",
+                "WRITER_HEALTH_PORT": str(health_port),
+                "WRITER_FLUSH_MAX_AGE_S": str(args.flush_age),
+                "WRITER_POLL_INTERVAL_S": str(args.poll),
+                "WRITER_LOG_LEVEL": "WARNING",
+                **({"WRITER_GZIP_LEVEL": os.environ["BENCH_GZIP"]} if "BENCH_GZIP" in os.environ else {}),
+            },
+        )
+        health = f"http://127.0.0.1:{health_port}"
+        wait_for_port("127.0.0.1", health_port, timeout_s=60, alive=lambda: writer.poll() is None)
+        process = psutil.Process(writer.pid)
+        before = process.cpu_times()
+        started = time.monotonic()
+        wait_written(health, args.records, timeout_s=600)
+        after = process.cpu_times()
+        cpu = (after.user - before.user) + (after.system - before.system)
+        wall = time.monotonic() - started
+
+        # Latency at a fixed rate: one PutRecords every 100 ms.
+        per_tick = max(1, args.rate // 10)
+        tick_start = time.monotonic()
+        for index in range(0, len(paced), per_tick):
+            put(clients["kinesis"], resources.stream_name, paced[index : index + per_tick])
+            next_tick = tick_start + (index // per_tick + 1) * 0.1
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        wait_written(health, args.records + len(paced), timeout_s=120)
+
+        writer.send_signal(signal.SIGTERM)
+        exit_code = writer.wait(60)
+
+        arrivals: dict[str, dt.datetime] = {}
+        kinesis = clients["kinesis"]
+        for shard in kinesis.list_shards(StreamName=resources.stream_name)["Shards"]:
+            iterator = kinesis.get_shard_iterator(
+                StreamName=resources.stream_name,
+                ShardId=shard["ShardId"],
+                ShardIteratorType="TRIM_HORIZON",
+            )["ShardIterator"]
+            while iterator:
+                page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                for record in page["Records"]:
+                    trans_num = orjson.loads(record["Data"])["trans_num"]
+                    arrivals[trans_num] = record["ApproximateArrivalTimestamp"]
+                iterator = page["NextShardIterator"] if page["Records"] else None
+
+        written_at: dict[str, dt.datetime] = {}
+        sqs = clients["sqs"]
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                for event in json.loads(message["Body"]).get("Records", []):
+                    # S3 event keys are URL-encoded ("=" arrives as "%3D").
+                    key = unquote_plus(event["s3"]["object"]["key"])
+                    written_at[key] = dt.datetime.fromisoformat(event["eventTime"])
+                sqs.delete_message(
+                    QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+        paced_ids = {orjson.loads(entry["Data"])["trans_num"] for entry in paced}
+        latencies = []
+        for key, at in written_at.items():
+            body = clients["s3"].get_object(Bucket=resources.landing_bucket, Key=key)["Body"]
+            for line in gzip.decompress(body.read()).splitlines():
+                trans_num = orjson.loads(line)["trans_num"]
+                if trans_num in paced_ids:
+                    latencies.append((at - arrivals[trans_num]).total_seconds())
+
+        print(f"writer exit code after SIGTERM: {exit_code}")
+        print(
+            f"throughput: {args.records} records in {wall:.1f} s wall, {cpu:.2f} CPU-s "
+            f"-> {args.records / cpu:,.0f} records per CPU-second"
+        )
+        print(
+            f"added latency at {args.rate} records/s over {args.seconds} s "
+            f"({len(latencies)} records; flush age {args.flush_age} s, poll {args.poll} s): "
+            f"p50 {statistics.median(latencies):.3f} s, p99 {percentile(latencies, 0.99):.3f} s, "
+            f"max {max(latencies):.3f} s"
+        )
+    finally:
+        for child in (writer, moto):
+            if child is not None and child.poll() is None:
+                child.terminate()
+                child.wait(30)
+
+
+if __name__ == "__main__":
+    main()
