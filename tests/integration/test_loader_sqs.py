@@ -1,0 +1,239 @@
+"""The loader service against the moto server and real PostgreSQL: notifications in, rows out.
+
+Covers docs/reliability.md F6 (duplicate and reordered notifications), F7 (visibility
+timeout shorter than the work: the heartbeat keeps the message), F10 (poison messages and
+unreadable objects end in the DLQ after maxReceiveCount, with metrics, while good objects
+load), ``s3:TestEvent`` and URL-encoded keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+
+from cardstream.generator import iter_rows
+from cardstream.local.aws_resources import create_buckets, create_queues
+from cardstream_shared import resource_names as names
+from cardstream_shared.contract import TransactionIn
+from cardstream_shared.pan import PanKeyring
+from cardstream_shared.parsers import validate
+from db_loader.backfill import envelope_line
+from db_loader.loader import LoadResult
+from db_loader.migrate import bootstrap, with_credentials
+from db_loader.service import LoaderService
+from db_loader.settings import LoaderSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+KEYRING = PanKeyring({"test-1": secrets.token_bytes(32)}, "test-1")
+RECEIVED = dt.datetime(2026, 11, 27, 6, 0, tzinfo=dt.UTC)
+
+
+def gz_object(rows: list[dict[str, str]]) -> bytes:
+    lines = []
+    for row in rows:
+        txn = validate(row)
+        assert isinstance(txn, TransactionIn)
+        lines.append(envelope_line(txn, KEYRING, client_id="merchant-1", received_at=RECEIVED))
+    return gzip.compress(b"\n".join(lines) + b"\n")
+
+
+class Aws:
+    def __init__(self, endpoint: str, visibility_timeout_s: int) -> None:
+        kwargs: dict[str, Any] = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+        self.s3 = boto3.client("s3", **kwargs)
+        self.sqs = boto3.client("sqs", **kwargs)
+        self.queue_url, queue_arn, self.dlq_url, _ = create_queues(
+            self.sqs, visibility_timeout_s=visibility_timeout_s
+        )
+        create_buckets(
+            self.s3, queue_url=self.queue_url, queue_arn=queue_arn, sqs=self.sqs, region="us-east-1"
+        )
+
+    def put(self, key: str, body: bytes) -> None:
+        self.s3.put_object(Bucket=names.LANDING_BUCKET, Key=key, Body=body)
+
+    def messages(self, url: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+
+@pytest.fixture
+def loader_dsn(empty_database: str) -> str:
+    password = secrets.token_urlsafe(16)
+    bootstrap(empty_database, role_passwords={names.DB_LOADER_ROLE: password})
+    return with_credentials(empty_database, names.DB_LOADER_ROLE, password)
+
+
+def settings_for(aws: Aws, endpoint: str, dsn: str, **overrides: Any) -> LoaderSettings:
+    values: dict[str, Any] = {
+        "queue_url": aws.queue_url,
+        "database_url": dsn,
+        "aws_endpoint_url": endpoint,
+        "health_port": 0,
+        "wait_time_s": 1,
+        "visibility_timeout_s": 30,
+        "retry_delay_s": 0,
+        "concurrency": 2,
+        **overrides,
+    }
+    return LoaderSettings(**values)
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[[LoaderService], Awaitable[None]]]:
+    """Start services in the background; every one is stopped at the end of the test."""
+    started: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(service: LoaderService) -> None:
+        stop = asyncio.Event()
+        started.append((stop, asyncio.create_task(service.run(stop))))
+
+    yield start
+    for stop, _ in started:
+        stop.set()
+    await asyncio.gather(*(task for _, task in started))
+
+
+def scalar(dsn: str, query: str) -> Any:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def until(predicate: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Wait for ``predicate`` (blocking calls to moto or PostgreSQL) off the event loop, so
+    the services under test keep running while it waits."""
+
+    async def poll() -> None:
+        while not await asyncio.to_thread(predicate):  # noqa: ASYNC110 (polls other processes)
+            await asyncio.sleep(0.1)
+
+    await asyncio.wait_for(poll(), timeout=timeout_s)
+
+
+async def test_notifications_load_once_and_messages_are_deleted(
+    moto_reset: str, loader_dsn: str, running: Callable[[LoaderService], Awaitable[None]]
+) -> None:
+    aws = Aws(moto_reset, visibility_timeout_s=30)
+    rows = [row.as_dict() for row in iter_rows(600, 11)]
+    # A key with a space and a plus: S3 notifications carry it URL-encoded.
+    keys = ["raw/dt=2019-01-01/hour=00/shard 1+a.jsonl.gz", "raw/dt=2019-01-01/hour=00/b.jsonl.gz"]
+    aws.put(keys[0], gz_object(rows[:400]))
+    aws.put(keys[1], gz_object(rows[200:]))
+    # F6: the same notification again, and the two in reverse order.
+    received = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10)
+    bodies = [m["Body"] for m in received.get("Messages", [])]
+    assert any("s3:TestEvent" in b for b in bodies)
+    for body in reversed(bodies):
+        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
+    for message in received.get("Messages", []):
+        aws.sqs.change_message_visibility(
+            QueueUrl=aws.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    service = LoaderService(settings_for(aws, moto_reset, loader_dsn))
+    await running(service)
+    await until(lambda: aws.messages(aws.queue_url) == 0)
+    assert scalar(loader_dsn, "SELECT count(*) FROM cardstream.transaction") == 600
+    assert scalar(loader_dsn, "SELECT count(*) FROM cardstream.object_ledger") == 2
+    loaded_keys = scalar(
+        loader_dsn, "SELECT array_agg(key ORDER BY key) FROM cardstream.object_ledger"
+    )
+    assert loaded_keys == sorted(keys)
+    assert aws.messages(aws.dlq_url) == 0
+    metrics = service.metrics
+    assert metrics.rows.labels("loaded")._value.get() == 600
+    assert metrics.rows.labels("duplicate")._value.get() == 200
+    assert metrics.objects.labels("already_loaded")._value.get() >= 2
+
+
+async def test_poison_messages_end_in_the_dlq_and_good_rows_load(
+    moto_reset: str, loader_dsn: str, running: Callable[[LoaderService], Awaitable[None]]
+) -> None:
+    """F10: bad JSON message, deleted object, oversized object, corrupt gzip; plus an object
+    whose bad lines are quarantined while its good lines load."""
+    aws = Aws(moto_reset, visibility_timeout_s=30)
+    rows = [row.as_dict() for row in iter_rows(50, 12)]
+    good = gz_object(rows)
+    mixed = gzip.compress(gzip.decompress(good) + b'{"not": "an envelope"}\nnot json\n')
+    aws.put("raw/mixed.jsonl.gz", mixed)
+    aws.put("raw/deleted.jsonl.gz", good)
+    aws.s3.delete_object(Bucket=names.LANDING_BUCKET, Key="raw/deleted.jsonl.gz")
+    aws.put("raw/huge.jsonl.gz", good + b"\0" * 5000)
+    aws.put("raw/corrupt.jsonl.gz", b"\x1f\x8b" + b"garbage" * 10)
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody="{not json")
+    service = LoaderService(
+        settings_for(aws, moto_reset, loader_dsn, max_object_bytes=len(good) + 1000)
+    )
+    await running(service)
+    await until(lambda: aws.messages(aws.dlq_url) == 4)
+    await until(lambda: aws.messages(aws.queue_url) == 0)
+    assert scalar(loader_dsn, "SELECT count(*) FROM cardstream.transaction") == 50
+    reasons = scalar(
+        loader_dsn,
+        "SELECT array_agg(reasons->0->>'type' ORDER BY line_number)"
+        " FROM cardstream.quarantined_row",
+    )
+    assert reasons[-1] == "json_invalid"
+    assert len(reasons) == 2
+    unreadable = service.metrics.unreadable
+    for reason in ("missing", "too_large", "not_gzip"):
+        assert unreadable.labels(reason)._value.get() == names.MAX_RECEIVE_COUNT
+    assert service.metrics.messages.labels("dead_lettered")._value.get() == 4
+
+
+async def test_heartbeat_keeps_a_message_longer_than_its_visibility_timeout(
+    moto_reset: str, loader_dsn: str, running: Callable[[LoaderService], Awaitable[None]]
+) -> None:
+    """F7: the transaction outlasts the visibility timeout; the heartbeat extends it, so no
+    other loader receives the message, and it is deleted once."""
+    aws = Aws(moto_reset, visibility_timeout_s=1)
+    rows = [row.as_dict() for row in iter_rows(100, 13)]
+    aws.put("raw/slow.jsonl.gz", gz_object(rows))
+
+    class SlowDatabase:
+        """Holds each load's transaction open for three visibility timeouts."""
+
+        async def start(self) -> None:
+            return None
+
+        async def stop(self) -> None:
+            return None
+
+        async def after_insert(self, conn: Any, result: LoadResult) -> None:
+            await conn.execute("SELECT pg_sleep(3)")
+
+        def after_commit(self, result: LoadResult) -> None:
+            return None
+
+    settings = settings_for(aws, moto_reset, loader_dsn, visibility_timeout_s=1)
+    slow = LoaderService(settings, monitors=[SlowDatabase()])
+    other = LoaderService(settings)
+    await running(slow)
+    await until(
+        lambda: (
+            slow.metrics.in_flight._value.get() + other.metrics.in_flight._value.get() > 0
+            or scalar(loader_dsn, "SELECT count(*) FROM cardstream.object_ledger") > 0
+        )
+    )
+    await running(other)
+    await until(lambda: scalar(loader_dsn, "SELECT count(*) FROM cardstream.object_ledger") == 1)
+    await until(lambda: aws.messages(aws.queue_url) == 0)
+    assert slow.metrics.visibility_extensions._value.get() >= 2
+    assert other.metrics.objects.labels("loaded")._value.get() == 0
+    assert scalar(loader_dsn, "SELECT count(*) FROM cardstream.transaction") == 100
+    assert aws.messages(aws.dlq_url) == 0
