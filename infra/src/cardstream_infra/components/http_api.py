@@ -1,0 +1,182 @@
+"""Public HTTP API: API Gateway with a Cognito JWT authorizer, throttling and access logs,
+reaching the internal ALB through a VPC link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jsii
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cardstream_infra.components.identity import MerchantIdentity
+from cardstream_shared import resource_names as names
+
+# (method, path, scope) of every authorized route to the ingest-api.
+API_ROUTES: tuple[tuple[apigwv2.HttpMethod, str, str], ...] = (
+    (apigwv2.HttpMethod.POST, "/v1/transactions", names.SCOPE_WRITE),
+    (apigwv2.HttpMethod.POST, "/v1/transactions/batch", names.SCOPE_WRITE),
+    (apigwv2.HttpMethod.GET, "/v1/{proxy+}", names.SCOPE_READ),
+)
+# Swagger UI and the OpenAPI document: no data, and merchants need them to test.
+DOC_ROUTES: tuple[str, ...] = ("/docs", "/openapi.json")
+DASHBOARD_PREFIX = "/dashboard"
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _AccessLogSettings:
+    """Access-log settings; an interface in jsii, so Python passes an implementing class."""
+
+    def __init__(
+        self, destination: apigwv2.IAccessLogDestination, log_format: apigw.AccessLogFormat
+    ) -> None:
+        self._destination = destination
+        self._format = log_format
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        """Where access logs go."""
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        """One JSON object per request."""
+        return self._format
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicApiProps:
+    """Props of :class:`PublicApi`.
+
+    Attributes:
+        vpc: the VPC of the load balancer.
+        subnets: subnets for the VPC link's network interfaces.
+        vpc_link_security_group: security group of the VPC link.
+        api_listener: ALB listener of the ingest-api.
+        dashboard_listener: ALB listener of the dashboard.
+        identity: the Cognito user pool and merchant client.
+        rate_limit: steady-state requests per second for the whole stage.
+        burst_limit: burst capacity for the whole stage.
+        log_key: KMS key of the access-log group.
+        log_retention: access-log retention.
+    """
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    vpc_link_security_group: ec2.ISecurityGroup
+    api_listener: elbv2.IApplicationListener
+    dashboard_listener: elbv2.IApplicationListener
+    identity: MerchantIdentity
+    rate_limit: int
+    burst_limit: int
+    log_key: kms.IKey
+    log_retention: logs.RetentionDays
+
+
+class PublicApi(Construct):
+    """HTTP API whose data routes all require a Cognito token with the right scope."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: PublicApiProps) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc_link = apigwv2.VpcLink(
+            self,
+            "VpcLink",
+            vpc=props.vpc,
+            subnets=props.subnets,
+            security_groups=[props.vpc_link_security_group],
+        )
+        self.authorizer = authorizers.HttpUserPoolAuthorizer(
+            "Cognito",
+            props.identity.user_pool,
+            user_pool_clients=[props.identity.merchant_client],
+        )
+        self.api = apigwv2.HttpApi(
+            self,
+            "Api",
+            api_name="cardstream",
+            description="cardstream merchant API",
+            create_default_stage=False,
+            disable_execute_api_endpoint=False,
+        )
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            encryption_key=props.log_key,
+            retention=props.log_retention,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.stage = apigwv2.HttpStage(
+            self,
+            "Stage",
+            http_api=self.api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(
+                rate_limit=props.rate_limit, burst_limit=props.burst_limit
+            ),
+            access_log_settings=_AccessLogSettings(
+                apigwv2.LogGroupLogDestination(self.access_logs),
+                # Caller identity and outcome for the audit trail; never headers or bodies.
+                apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+        )
+        api_integration = integrations.HttpAlbIntegration(
+            "IngestApi", props.api_listener, vpc_link=self.vpc_link
+        )
+        for method, path, scope_name in API_ROUTES:
+            self.api.add_routes(
+                path=path,
+                methods=[method],
+                integration=api_integration,
+                authorizer=self.authorizer,
+                authorization_scopes=[props.identity.scoped(scope_name)],
+            )
+        self.doc_routes: list[apigwv2.HttpRoute] = []
+        for path in DOC_ROUTES:
+            self.doc_routes += self.api.add_routes(
+                path=path,
+                methods=[apigwv2.HttpMethod.GET],
+                integration=api_integration,
+                authorizer=apigwv2.HttpNoneAuthorizer(),
+            )
+        # The dashboard verifies Cognito tokens itself (a browser session cookie made from a
+        # bearer token, which API Gateway's JWT authorizer cannot read) and serves from its
+        # root: the /dashboard prefix is stripped on the way in.
+        self.dashboard_routes: list[apigwv2.HttpRoute] = []
+        for path, target in (
+            (DASHBOARD_PREFIX, "/"),
+            (f"{DASHBOARD_PREFIX}/{{proxy+}}", "/$request.path.proxy"),
+        ):
+            integration = integrations.HttpAlbIntegration(
+                f"Dashboard{len(self.dashboard_routes)}",
+                props.dashboard_listener,
+                vpc_link=self.vpc_link,
+                parameter_mapping=apigwv2.ParameterMapping().overwrite_path(
+                    apigwv2.MappingValue.custom(target)
+                ),
+            )
+            self.dashboard_routes += self.api.add_routes(
+                path=path,
+                methods=[apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST],
+                integration=integration,
+                authorizer=apigwv2.HttpNoneAuthorizer(),
+            )
+        self.url = self.stage.url

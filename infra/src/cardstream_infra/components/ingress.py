@@ -1,0 +1,65 @@
+"""The internal Application Load Balancer the API Gateway VPC link forwards to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+API_LISTENER_PORT = 80
+DASHBOARD_LISTENER_PORT = 8080
+
+
+@dataclass(frozen=True, kw_only=True)
+class InternalLoadBalancerProps:
+    """Props of :class:`InternalLoadBalancer`.
+
+    Attributes:
+        vpc: the VPC.
+        subnets: subnets of the load balancer (isolated: it has no internet face).
+        security_group: its security group (rules set by the network).
+        access_log_bucket: bucket (SSE-S3) receiving ALB access logs.
+    """
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+    access_log_bucket: s3.IBucket
+
+
+class InternalLoadBalancer(Construct):
+    """Internal ALB with one listener for the ingest-api and one for the dashboard."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: InternalLoadBalancerProps
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alb = elbv2.ApplicationLoadBalancer(
+            self,
+            "Alb",
+            vpc=props.vpc,
+            vpc_subnets=props.subnets,
+            internet_facing=False,
+            security_group=props.security_group,
+            drop_invalid_header_fields=True,
+            idle_timeout=Duration.seconds(60),
+        )
+        self.alb.log_access_logs(props.access_log_bucket, prefix="alb")
+        # Plain HTTP on an internal hop: API Gateway terminates TLS for callers and reaches
+        # this ALB only through the VPC link; nothing outside the VPC can route here.
+        self.api_listener = self.alb.add_listener(
+            "Api",
+            port=API_LISTENER_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            open=False,
+        )
+        self.dashboard_listener = self.alb.add_listener(
+            "Dashboard",
+            port=DASHBOARD_LISTENER_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            open=False,
+        )

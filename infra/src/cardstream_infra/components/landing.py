@@ -1,0 +1,146 @@
+"""Landing storage: the S3 bucket the stream-writer fills, its access-log bucket, and the
+``raw/`` ObjectCreated notification to the loader's encrypted queue with a dead-letter queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cardstream_shared import resource_names as names
+
+
+@dataclass(frozen=True, kw_only=True)
+class LandingStorageProps:
+    """Props of :class:`LandingStorage`.
+
+    Attributes:
+        bucket_name: landing bucket name (globally unique).
+        log_bucket_name: access-log bucket name (globally unique).
+        retention_days: days a landed object (and an access-log object) is kept.
+        visibility_timeout_s: SQS visibility timeout; the loader extends it while it works.
+        queue_retention_days: how long an unprocessed notification stays in the queue.
+        dlq_retention_days: how long a dead letter is kept; longer than the queue's so an
+            operator has time to inspect and redrive it.
+    """
+
+    bucket_name: str
+    log_bucket_name: str
+    retention_days: int
+    visibility_timeout_s: int = 300
+    queue_retention_days: int = 4
+    dlq_retention_days: int = 14
+
+
+class LandingStorage(Construct):
+    """Landing bucket (SSE-KMS, versioned, TLS only), log bucket, queue and DLQ."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: LandingStorageProps) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket_key = kms.Key(
+            self,
+            "BucketKey",
+            description="cardstream landing bucket encryption",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.queue_key = kms.Key(
+            self,
+            "QueueKey",
+            description="cardstream landed-object queues encryption",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # Server access logs only support SSE-S3 on the destination bucket (S3 documentation,
+        # "Enabling Amazon S3 server access logging"), hence S3_MANAGED here.
+        self.log_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            bucket_name=props.log_bucket_name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="archive-then-expire",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                            transition_after=Duration.days(90),
+                        )
+                    ],
+                    expiration=Duration.days(props.retention_days),
+                    noncurrent_version_expiration=Duration.days(30),
+                )
+            ],
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Landing",
+            bucket_name=props.bucket_name,
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.bucket_key,
+            # One KMS data key per bucket instead of per object: far fewer KMS requests.
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.log_bucket,
+            server_access_logs_prefix="landing/",
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="landed-objects",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(30),
+                        )
+                    ],
+                    expiration=Duration.days(props.retention_days),
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
+        )
+        self.dlq = sqs.Queue(
+            self,
+            "DeadLetters",
+            queue_name=names.LANDED_DLQ,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.queue_key,
+            retention_period=Duration.days(props.dlq_retention_days),
+            enforce_ssl=True,
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Landed",
+            queue_name=names.LANDED_QUEUE,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.queue_key,
+            # KMS data keys are reused for 5 minutes, cutting KMS calls per message.
+            data_key_reuse=Duration.minutes(5),
+            visibility_timeout=Duration.seconds(props.visibility_timeout_s),
+            retention_period=Duration.days(props.queue_retention_days),
+            receive_message_wait_time=Duration.seconds(20),
+            enforce_ssl=True,
+            # The loader never deletes a failing message; SQS moves it after N receives.
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dlq, max_receive_count=names.MAX_RECEIVE_COUNT
+            ),
+        )
+        # Only raw/ notifies the loader: quarantine/ holds undecodable stream records.
+        self.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(self.queue),
+            s3.NotificationKeyFilter(prefix=names.RAW_PREFIX),
+        )

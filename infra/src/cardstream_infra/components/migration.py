@@ -1,0 +1,140 @@
+"""One-off Fargate task that creates the database roles and applies the migrations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+# ECS injects single JSON fields of a secret, not a URL built from them, so the task builds
+# the admin URL itself (percent-encoding the password) and calls `cardstream migrate`'s
+# own entry point from the db-loader image.
+MIGRATE_PROGRAM = (
+    "import argparse, os, sys\n"
+    "from urllib.parse import quote\n"
+    "from db_loader import migrate\n"
+    "env = os.environ\n"
+    "url = 'postgresql://{}:{}@{}:{}/{}?sslmode=require'.format(\n"
+    "    quote(env['PGUSER'], safe=''), quote(env['PGPASSWORD'], safe=''),\n"
+    "    env['PGHOST'], env['PGPORT'], env['PGDATABASE'])\n"
+    "parser = argparse.ArgumentParser()\n"
+    "migrate.add_arguments(parser)\n"
+    "sys.exit(migrate.run(parser.parse_args(['--admin-url', url])))\n"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationTaskProps:
+    """Props of :class:`MigrationTask`.
+
+    Attributes:
+        repository: the db-loader image repository (it ships ``db_loader.migrate``).
+        image_tag: image tag.
+        master_secret: RDS master credentials, injected as ECS secrets.
+        role_secrets: the per-role secrets ``migrate`` reads passwords from.
+        secrets_key: KMS key of those secrets.
+        region: AWS region.
+        log_key: KMS key of the log group.
+        log_retention: log group retention.
+    """
+
+    repository: ecr.IRepository
+    image_tag: str
+    master_secret: secretsmanager.ISecret
+    role_secrets: list[secretsmanager.ISecret]
+    secrets_key: kms.IKey
+    region: str
+    log_key: kms.IKey
+    log_retention: logs.RetentionDays
+
+
+class MigrationTask(Construct):
+    """Task definition run by CI (``aws ecs run-task``) after each data deployment."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: MigrationTaskProps) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            encryption_key=props.log_key,
+            retention=props.log_retention,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="cardstream database migration task role",
+        )
+        # A customer-managed policy, not an inline one (PCI DSS 7.2: reviewable policies).
+        iam.ManagedPolicy(
+            self,
+            "TaskPolicy",
+            roles=[self.task_role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadRoleSecrets",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[secret.secret_arn for secret in props.role_secrets],
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptRoleSecrets",
+                    actions=["kms:Decrypt"],
+                    resources=[props.secrets_key.key_arn],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{props.region}.amazonaws.com"
+                        }
+                    },
+                ),
+            ],
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            cpu=256,
+            memory_limit_mib=512,
+            task_role=self.task_role,
+            family="cardstream-migrate",
+        )
+        # Imported by ARN: a secret object from the data stack would make ECS's automatic
+        # grant edit that stack's KMS key policy, a cycle between the stacks. The execution
+        # role gets the key permission explicitly instead.
+        master = secretsmanager.Secret.from_secret_complete_arn(
+            self, "MasterSecret", props.master_secret.secret_arn
+        )
+        self.task_definition.add_to_execution_role_policy(
+            iam.PolicyStatement(
+                sid="DecryptMasterSecret",
+                actions=["kms:Decrypt"],
+                resources=[props.secrets_key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{props.region}.amazonaws.com"
+                    }
+                },
+            )
+        )
+        self.task_definition.add_container(
+            "Migrate",
+            container_name="migrate",
+            image=ecs.ContainerImage.from_ecr_repository(props.repository, props.image_tag),
+            command=["python", "-c", MIGRATE_PROGRAM],
+            environment={"AWS_REGION": props.region},
+            secrets={
+                "PGUSER": ecs.Secret.from_secrets_manager(master, "username"),
+                "PGPASSWORD": ecs.Secret.from_secrets_manager(master, "password"),
+                "PGHOST": ecs.Secret.from_secrets_manager(master, "host"),
+                "PGPORT": ecs.Secret.from_secrets_manager(master, "port"),
+                "PGDATABASE": ecs.Secret.from_secrets_manager(master, "dbname"),
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="migrate", log_group=self.log_group),
+            user="10001",
+        )

@@ -1,0 +1,110 @@
+"""Deployment settings of one cardstream environment, read from CDK context.
+
+Everything that differs between a developer account and production (sizes, Multi-AZ, the
+image tag CI built) is a field here, so the stacks themselves hold no environment logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from cardstream_shared import resource_names as names
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentConfig:
+    """One environment's knobs; ``cdk.json`` context ``cardstream`` overrides the defaults.
+
+    Attributes:
+        environment: name used in tags and resource prefixes (``dev``, ``staging``, ``prod``).
+        account: AWS account id; fixed so synthesis never needs a lookup.
+        region: AWS region.
+        owner: value of the ``owner`` tag.
+        cost_center: value of the ``cost-center`` tag.
+        shard_count: Kinesis shards; also the stream-writer's maximum task count (one
+            worker per shard at most, more would hold no lease).
+        stream_retention_hours: how long Kinesis keeps records (24 to 8760).
+        db_instance_class: RDS instance class without the ``db.`` prefix.
+        db_allocated_storage_gib: initial RDS storage.
+        db_max_allocated_storage_gib: ceiling for RDS storage autoscaling.
+        db_multi_az: standby in a second availability zone.
+        db_max_connections: PostgreSQL ``max_connections`` (set explicitly so the 80 %
+            connection alarm has a fixed threshold).
+        db_backup_retention_days: automated backup retention.
+        image_tag: tag of the images in ECR (CI passes the commit SHA).
+        api_rate_limit: HTTP API steady-state requests per second.
+        api_burst_limit: HTTP API burst.
+        alarm_email: optional address subscribed to the alarm topic.
+        landing_retention_days: days a landed object is kept before expiry.
+        log_retention_days: CloudWatch Logs retention (PCI DSS 10.5.1 asks for a year).
+        ingest_max_tasks: ingest-api autoscaling ceiling.
+        loader_max_tasks: db-loader autoscaling ceiling.
+        loader_backlog_per_task: SQS messages per db-loader task the scaling tracks.
+    """
+
+    environment: str = "dev"
+    account: str = "111111111111"
+    region: str = "eu-west-1"
+    owner: str = "data-platform"
+    cost_center: str = "cardstream"
+    shard_count: int = 2
+    stream_retention_hours: int = 48
+    db_instance_class: str = "t4g.medium"
+    db_allocated_storage_gib: int = 100
+    db_max_allocated_storage_gib: int = 500
+    db_multi_az: bool = True
+    db_max_connections: int = 200
+    db_backup_retention_days: int = 14
+    image_tag: str = "latest"
+    api_rate_limit: int = 500
+    api_burst_limit: int = 1000
+    alarm_email: str | None = None
+    landing_retention_days: int = 400
+    log_retention_days: int = 365
+    ingest_max_tasks: int = 10
+    loader_max_tasks: int = 8
+    loader_backlog_per_task: int = 20
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.shard_count <= 500:
+            raise ValueError("shard_count must be between 1 and 500")
+        if not 24 <= self.stream_retention_hours <= 8760:
+            raise ValueError("stream_retention_hours must be between 24 and 8760")
+        if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
+            raise ValueError("db_max_allocated_storage_gib is below db_allocated_storage_gib")
+
+    @property
+    def prefix(self) -> str:
+        """Stack-name prefix, e.g. ``cardstream-dev``."""
+        return f"cardstream-{self.environment}"
+
+    @property
+    def landing_bucket_name(self) -> str:
+        """Landing bucket: S3 names are global, so account and region make it unique."""
+        return f"{names.LANDING_BUCKET}-{self.environment}-{self.account}-{self.region}"
+
+    @property
+    def access_log_bucket_name(self) -> str:
+        """Access-log bucket, unique the same way."""
+        return f"{names.ACCESS_LOG_BUCKET}-{self.environment}-{self.account}-{self.region}"
+
+    @classmethod
+    def from_context(cls, values: dict[str, Any] | None) -> DeploymentConfig:
+        """Build from the ``cardstream`` context mapping; unknown keys are an error."""
+        values = dict(values or {})
+        known = {field.name: field for field in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown cardstream context keys: {', '.join(unknown)}")
+        converted: dict[str, Any] = {}
+        for name, value in values.items():
+            # `cdk -c cardstream.x=...` style overrides arrive as strings.
+            default = known[name].default
+            if isinstance(default, bool) and isinstance(value, str):
+                converted[name] = value.lower() in ("1", "true", "yes")
+            elif isinstance(default, int) and isinstance(value, str):
+                converted[name] = int(value)
+            else:
+                converted[name] = value
+        return cls(**converted)

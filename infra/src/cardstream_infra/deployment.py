@@ -1,0 +1,72 @@
+"""Builds the five cardstream stacks into a CDK app, tags them and runs cdk-nag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import App, Environment, Tags, Validations
+from cdk_nag import AwsSolutionsChecks, PCIDSS321Checks
+
+from cardstream_infra.config import DeploymentConfig
+from cardstream_infra.nag_suppressions import acknowledge_findings
+from cardstream_infra.stacks.api_stack import ApiStack
+from cardstream_infra.stacks.data_stack import DataStack
+from cardstream_infra.stacks.monitoring_stack import MonitoringStack
+from cardstream_infra.stacks.network_stack import NetworkStack
+from cardstream_infra.stacks.services_stack import ServicesStack
+
+
+@dataclass(frozen=True)
+class CardstreamStacks:
+    """The stacks in deployment order."""
+
+    network: NetworkStack
+    data: DataStack
+    services: ServicesStack
+    api: ApiStack
+    monitoring: MonitoringStack
+
+    def in_order(
+        self,
+    ) -> list[NetworkStack | DataStack | ServicesStack | ApiStack | MonitoringStack]:
+        """Stacks in the order ``cdk deploy`` must deploy them."""
+        return [self.network, self.data, self.services, self.api, self.monitoring]
+
+
+def build(app: App, config: DeploymentConfig, *, nag: bool = True) -> CardstreamStacks:
+    """Add every stack of ``config``'s environment to ``app``."""
+    env = Environment(account=config.account, region=config.region)
+    prefix = config.prefix
+    network = NetworkStack(app, f"{prefix}-network", config=config, env=env)
+    data = DataStack(app, f"{prefix}-data", config=config, network=network.network, env=env)
+    services = ServicesStack(
+        app, f"{prefix}-services", config=config, network_stack=network, data=data, env=env
+    )
+    api = ApiStack(
+        app,
+        f"{prefix}-api",
+        config=config,
+        network_stack=network,
+        data=data,
+        services=services,
+        env=env,
+    )
+    monitoring = MonitoringStack(
+        app,
+        f"{prefix}-monitoring",
+        config=config,
+        data=data,
+        services=services,
+        api=api,
+        env=env,
+    )
+    stacks = CardstreamStacks(network, data, services, api, monitoring)
+    for stack in stacks.in_order():
+        Tags.of(stack).add("owner", config.owner)
+        Tags.of(stack).add("environment", config.environment)
+        Tags.of(stack).add("cost-center", config.cost_center)
+        stack.termination_protection = config.environment == "prod"
+    if nag:
+        acknowledge_findings(stacks, config)
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app), PCIDSS321Checks(app))
+    return stacks

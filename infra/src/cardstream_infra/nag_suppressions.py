@@ -1,0 +1,187 @@
+"""Every cdk-nag finding cardstream acknowledges, each with the reason it is acceptable.
+
+An acknowledgement is attached to the narrowest construct it concerns, so a new resource
+with the same weakness elsewhere is still reported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, Validations
+from constructs import IConstruct
+
+from cardstream_infra.config import DeploymentConfig
+from cardstream_shared import resource_names as names
+
+if TYPE_CHECKING:
+    from cardstream_infra.deployment import CardstreamStacks
+
+_INLINE_DEFAULT_POLICY = (
+    "CDK generates this role's DefaultPolicy (ECR pull, log stream, secret read for ECS "
+    "secrets) with exact actions on named resources; task permissions themselves are "
+    "customer-managed policies."
+)
+_EXECUTION_ROLE_STAR = (
+    "ecr:GetAuthorizationToken only accepts Resource '*' (ECR API reference); every other "
+    "action of the execution role names its repository, log group or secret."
+)
+_ENV_VARS = (
+    "The environment holds resource names, ARNs and tuning values only; secret values are "
+    "read from Secrets Manager (by ARN, or as ECS secrets for the migration task)."
+)
+
+
+def _ack(scope: IConstruct, rule: str, reason: str) -> None:
+    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> None:
+    """Attach the acknowledgements to the constructs they concern."""
+    network = stacks.network.network
+    _ack(
+        network.vpc.node.find_child("FlowLog"),
+        "PCI.DSS.321-IAMNoInlinePolicy",
+        "CDK's flow-log role policy allows only log delivery to the one flow-log group.",
+    )
+
+    data = stacks.data
+    _ack(
+        data.stream.stream,
+        "AwsSolutions-KDS3",
+        "A customer-managed key instead of aws/kinesis: its key policy and rotation are ours "
+        "and its use is auditable per principal (PCI DSS 3.6).",
+    )
+    for bucket in (data.landing.bucket, data.landing.log_bucket):
+        _ack(
+            bucket,
+            "PCI.DSS.321-S3BucketReplicationEnabled",
+            "Landed objects are a replayable copy (the stream keeps them for its retention "
+            "and PostgreSQL holds the loaded rows with backups); versioning protects against "
+            "overwrite. Cross-region replication is a disaster-recovery choice per account.",
+        )
+    _ack(
+        data.landing.log_bucket,
+        "PCI.DSS.321-S3DefaultEncryptionKMS",
+        "S3 server access logs and ALB access logs can only be delivered to buckets "
+        "encrypted with SSE-S3 (S3 and ELB documentation); the bucket holds no card data.",
+    )
+    notifications = data.node.try_find_child(
+        "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+    )
+    if notifications is not None:
+        _ack(
+            notifications,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            "CDK's bucket-notification custom resource runs once per deployment and only "
+            "writes its own logs with this policy.",
+        )
+    _ack(
+        data.landing.bucket.node.find_child("Notifications"),
+        "PCI.DSS.321-IAMNoInlinePolicy",
+        "CDK's bucket-notification handler policy allows only PutBucketNotification.",
+    )
+    _ack(
+        data.database.instance,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonRDSEnhancedMonitoringRole]",
+        "The AWS-managed role policy is the documented way for RDS to publish Enhanced "
+        "Monitoring metrics; it grants only log delivery to RDSOSMetrics.",
+    )
+    _ack(
+        data.database.instance,
+        "AwsSolutions-RDS11",
+        "The port is not a control: only the task and rotation security groups reach it, "
+        "in isolated subnets, with TLS enforced.",
+    )
+    if not config.db_multi_az:
+        _ack(
+            data.database.instance,
+            "AwsSolutions-RDS3",
+            f"Multi-AZ is a per-environment parameter; {config.environment} runs a single "
+            "instance with automated backups to save cost (production sets it).",
+        )
+    _ack(
+        data.secrets.pan_key,
+        "AwsSolutions-SMG4",
+        "The PAN keyring rotates by adding a key version and re-tokenizing offline "
+        "(shared/pan.py keeps old versions); an automatic rotation would change tokens "
+        "without that migration.",
+    )
+    _ack(
+        data.identity.user_pool,
+        "AwsSolutions-COG8",
+        "The pool issues machine-to-machine tokens only (client credentials, no users); "
+        "the Plus plan's threat protection applies to user sign-ins.",
+    )
+
+    services = stacks.services
+    task_definitions = [
+        services.ingest.task_definition,
+        services.writer.task_definition,
+        services.loader.task_definition,
+        services.dashboard.task_definition,
+        services.migration.task_definition,
+    ]
+    for task_definition in task_definitions:
+        _ack(task_definition, "AwsSolutions-ECS2", _ENV_VARS)
+        execution_role = task_definition.execution_role
+        if execution_role is not None:
+            _ack(execution_role, "AwsSolutions-IAM5[Resource::*]", _EXECUTION_ROLE_STAR)
+            _ack(execution_role, "PCI.DSS.321-IAMNoInlinePolicy", _INLINE_DEFAULT_POLICY)
+    # cdk-nag names a wildcard resource by its rendered ARN, the partition as a pseudo ref.
+    landing = f"arn:<AWS::Partition>:s3:::{config.landing_bucket_name}"
+    _ack(
+        services.writer,
+        f"AwsSolutions-IAM5[Resource::{landing}/{names.RAW_PREFIX}*]",
+        "Object keys are generated per batch (shard and sequence numbers); the writer may "
+        "put any key under raw/ and nothing elsewhere.",
+    )
+    _ack(
+        services.writer,
+        f"AwsSolutions-IAM5[Resource::{landing}/{names.QUARANTINE_PREFIX}*]",
+        "Undecodable records are written under quarantine/ with generated keys.",
+    )
+    _ack(
+        services.loader,
+        f"AwsSolutions-IAM5[Resource::{landing}/{names.RAW_PREFIX}*]",
+        "The loader reads whichever raw/ object a notification names, and nothing else.",
+    )
+
+    ingress = services.ingress
+    for listener in (ingress.api_listener, ingress.dashboard_listener):
+        for rule in (
+            "PCI.DSS.321-ALBHttpToHttpsRedirection",
+            "PCI.DSS.321-ELBv2ACMCertificateRequired",
+        ):
+            _ack(
+                listener,
+                rule,
+                "Internal ALB in isolated subnets, reachable only from the API Gateway VPC "
+                "link's security group; callers' TLS terminates at API Gateway. No certificate "
+                "or domain is assumed by this deployment (docs/deploy.md, hardening).",
+            )
+    _ack(
+        ingress.alb,
+        "PCI.DSS.321-ALBWAFEnabled",
+        "The ALB has no internet face (internal, VPC link only); the public edge is the "
+        "HTTP API with JWT authorization and throttling, which AWS WAF does not attach to.",
+    )
+
+    public_api = stacks.api.public_api
+    for route in public_api.doc_routes:
+        _ack(
+            route,
+            "AwsSolutions-APIG4",
+            "Swagger UI and the OpenAPI document describe the API and carry no data; "
+            "merchants need them before they hold a token.",
+        )
+    for route in public_api.dashboard_routes:
+        _ack(
+            route,
+            "AwsSolutions-APIG4",
+            "The dashboard verifies the Cognito token itself (its session cookie is made "
+            "from a bearer token); a browser cannot present it as the Authorization header "
+            "the API Gateway authorizer reads.",
+        )

@@ -1,0 +1,1 @@
+"""Stacks that deploy separately, in this order: network, data, services, api, monitoring."""

@@ -1,0 +1,95 @@
+"""Data stack: every stateful resource (stream, storage, queues, lease table, database,
+secrets, user pool, image repositories). Kept apart so the stateless stacks can be
+destroyed and redeployed without touching data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from cardstream_infra.components.app_secrets import AppSecrets
+from cardstream_infra.components.database import Database, DatabaseProps
+from cardstream_infra.components.identity import MerchantIdentity, MerchantIdentityProps
+from cardstream_infra.components.landing import LandingStorage, LandingStorageProps
+from cardstream_infra.components.lease_table import LeaseTable
+from cardstream_infra.components.network import Network
+from cardstream_infra.components.registry import ImageRepositories
+from cardstream_infra.components.stream import TransactionStream, TransactionStreamProps
+from cardstream_infra.config import DeploymentConfig
+
+SERVICES = ("ingest-api", "stream-writer", "db-loader", "dashboard")
+
+
+class DataStack(Stack):
+    """Stateful resources, all encrypted with customer-managed keys and retained."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        network: Network,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.stream = TransactionStream(
+            self,
+            "Stream",
+            props=TransactionStreamProps(
+                shard_count=config.shard_count, retention_hours=config.stream_retention_hours
+            ),
+        )
+        self.landing = LandingStorage(
+            self,
+            "Landing",
+            props=LandingStorageProps(
+                bucket_name=config.landing_bucket_name,
+                log_bucket_name=config.access_log_bucket_name,
+                retention_days=config.landing_retention_days,
+            ),
+        )
+        self.leases = LeaseTable(self, "Leases")
+        self.secrets = AppSecrets(self, "Secrets")
+        self.database = Database(
+            self,
+            "Database",
+            props=DatabaseProps(
+                vpc=network.vpc,
+                subnets=network.data_subnets,
+                security_group=network.database_sg,
+                rotation_security_group=network.rotation_sg,
+                rotation_subnets=network.app_subnets,
+                secrets_key=self.secrets.key,
+                instance_class=config.db_instance_class,
+                allocated_storage_gib=config.db_allocated_storage_gib,
+                max_allocated_storage_gib=config.db_max_allocated_storage_gib,
+                multi_az=config.db_multi_az,
+                max_connections=config.db_max_connections,
+                backup_retention_days=config.db_backup_retention_days,
+            ),
+        )
+        self.identity = MerchantIdentity(
+            self,
+            "Identity",
+            props=MerchantIdentityProps(
+                domain_prefix=f"{config.prefix}-{config.account}",
+                region=config.region,
+            ),
+        )
+        self.registry = ImageRepositories(self, "Images", services=SERVICES)
+        CfnOutput(self, "LandingBucket", value=self.landing.bucket.bucket_name)
+        CfnOutput(self, "LandedQueueUrl", value=self.landing.queue.queue_url)
+        CfnOutput(
+            self, "DatabaseEndpoint", value=self.database.instance.db_instance_endpoint_address
+        )
+        CfnOutput(self, "MasterSecretArn", value=self.database.master_secret.secret_arn)
+        CfnOutput(self, "UserPoolId", value=self.identity.user_pool.user_pool_id)
+        CfnOutput(self, "MerchantClientId", value=self.identity.merchant_client.user_pool_client_id)
+        CfnOutput(
+            self,
+            "TokenEndpoint",
+            value=f"{self.identity.domain.base_url()}/oauth2/token",
+        )

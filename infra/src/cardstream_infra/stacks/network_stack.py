@@ -1,0 +1,57 @@
+"""Network stack: VPC, endpoints, security groups and the logs encryption key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from cardstream_infra.components.network import LogEncryptionKey, Network, NetworkProps
+from cardstream_infra.config import DeploymentConfig
+from cardstream_infra.service_ports import API_PORT, DASHBOARD_PORT
+
+
+class NetworkStack(Stack):
+    """Everything the other stacks place their resources in."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.log_key = LogEncryptionKey(self, "LogKey", region=config.region).key
+        self.log_retention = retention_days(config.log_retention_days)
+        self.network = Network(
+            self,
+            "Network",
+            props=NetworkProps(
+                api_port=API_PORT,
+                dashboard_port=DASHBOARD_PORT,
+                log_key=self.log_key,
+                log_retention=self.log_retention,
+            ),
+        )
+
+
+# CloudWatch Logs accepts only these retention periods (jsii enums carry no day counts).
+_RETENTIONS: tuple[tuple[int, logs.RetentionDays], ...] = (
+    (7, logs.RetentionDays.ONE_WEEK),
+    (14, logs.RetentionDays.TWO_WEEKS),
+    (30, logs.RetentionDays.ONE_MONTH),
+    (90, logs.RetentionDays.THREE_MONTHS),
+    (180, logs.RetentionDays.SIX_MONTHS),
+    (365, logs.RetentionDays.ONE_YEAR),
+    (400, logs.RetentionDays.THIRTEEN_MONTHS),
+    (731, logs.RetentionDays.TWO_YEARS),
+    (1827, logs.RetentionDays.FIVE_YEARS),
+    (3653, logs.RetentionDays.TEN_YEARS),
+)
+
+
+def retention_days(days: int) -> logs.RetentionDays:
+    """The shortest allowed CloudWatch Logs retention of at least ``days`` days."""
+    for allowed, retention in _RETENTIONS:
+        if allowed >= days:
+            return retention
+    return _RETENTIONS[-1][1]

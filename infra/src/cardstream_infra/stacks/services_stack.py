@@ -1,0 +1,315 @@
+"""Services stack: ECS cluster, internal ALB, the four Fargate services with their
+scaling policies, and the migration task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from constructs import Construct
+
+from cardstream_infra.components import permissions
+from cardstream_infra.components.fargate_service import FargateWorkload, FargateWorkloadProps
+from cardstream_infra.components.ingress import InternalLoadBalancer, InternalLoadBalancerProps
+from cardstream_infra.components.migration import MigrationTask, MigrationTaskProps
+from cardstream_infra.config import DeploymentConfig
+from cardstream_infra.service_ports import (
+    API_PORT,
+    DASHBOARD_PORT,
+    LOADER_HEALTH_PORT,
+    WRITER_HEALTH_PORT,
+)
+from cardstream_infra.stacks.data_stack import DataStack
+from cardstream_infra.stacks.network_stack import NetworkStack
+from cardstream_shared import resource_names as names
+
+INGEST_CPU_TARGET = 60
+INGEST_REQUESTS_PER_TASK = 1000
+WRITER_CPU_TARGET = 70
+DASHBOARD_CPU_TARGET = 70
+
+
+class ServicesStack(Stack):
+    """Stateless compute; safe to redeploy on every image build."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        network_stack: NetworkStack,
+        data: DataStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        net = network_stack.network
+        region = config.region
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=net.vpc,
+            cluster_name=config.prefix,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+        self.ingress = InternalLoadBalancer(
+            self,
+            "Ingress",
+            props=InternalLoadBalancerProps(
+                vpc=net.vpc,
+                subnets=net.app_subnets,
+                security_group=net.alb_sg,
+                access_log_bucket=data.landing.log_bucket,
+            ),
+        )
+        repos = data.registry.repositories
+        secrets_key = data.secrets.key
+        role_secrets = data.database.role_secrets
+        identity = data.identity
+
+        def base_env(prefix: str) -> dict[str, str]:
+            return {
+                f"{prefix}ENVIRONMENT": config.environment,
+                f"{prefix}AWS_REGION": region,
+                f"{prefix}LOG_LEVEL": "INFO",
+            }
+
+        self.ingest = FargateWorkload(
+            self,
+            "IngestApi",
+            props=FargateWorkloadProps(
+                name="ingest-api",
+                repository=repos["ingest-api"],
+                port=API_PORT,
+                security_group=net.ingest_sg,
+                environment={
+                    **base_env("INGEST_"),
+                    # Inside the task's own network namespace: the ALB must reach it.
+                    "INGEST_HOST": "0.0.0.0",  # noqa: S104
+                    "INGEST_PORT": str(API_PORT),
+                    "INGEST_STREAM_NAME": names.STREAM_NAME,
+                    "INGEST_PAN_KEY_SECRET_ID": data.secrets.pan_key.secret_arn,
+                    "INGEST_JWT_ISSUER": identity.issuer,
+                    "INGEST_JWT_AUDIENCE": identity.merchant_client.user_pool_client_id,
+                    "INGEST_JWKS_URL": identity.jwks_url,
+                    "INGEST_JWT_AUDIENCE_CLAIM": "client_id",
+                    "INGEST_JWT_SCOPE_PREFIX": identity.scope_prefix,
+                    "INGEST_DATABASE_SECRET_ID": role_secrets[names.DB_API_ROLE].secret_arn,
+                    "INGEST_DATABASE_SSLMODE": "require",
+                },
+                statements=[
+                    *permissions.put_records(data.stream.stream, data.stream.key, region),
+                    *permissions.read_secrets(
+                        [data.secrets.pan_key, role_secrets[names.DB_API_ROLE]],
+                        secrets_key,
+                        region,
+                    ),
+                ],
+                cpu=1024,
+                memory_mib=2048,
+                min_tasks=2,
+                max_tasks=config.ingest_max_tasks,
+                stop_timeout_s=30,
+                cluster=self.cluster,
+                image_tag=config.image_tag,
+                subnets=net.app_subnets,
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        ingest_targets = self.ingress.api_listener.add_targets(
+            "IngestApi",
+            port=API_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.ingest.service],
+            health_check=elbv2.HealthCheck(path="/healthz", healthy_http_codes="200"),
+            deregistration_delay=Duration.seconds(30),
+        )
+        self.ingest.scaling.scale_on_cpu_utilization(
+            "Cpu", target_utilization_percent=INGEST_CPU_TARGET
+        )
+        self.ingest.scaling.scale_on_request_count(
+            "Requests",
+            requests_per_target=INGEST_REQUESTS_PER_TASK,
+            target_group=ingest_targets,
+        )
+
+        self.writer = FargateWorkload(
+            self,
+            "StreamWriter",
+            props=FargateWorkloadProps(
+                name="stream-writer",
+                repository=repos["stream-writer"],
+                port=WRITER_HEALTH_PORT,
+                security_group=net.writer_sg,
+                environment={
+                    **base_env("WRITER_"),
+                    "WRITER_STREAM_NAME": names.STREAM_NAME,
+                    "WRITER_LEASE_TABLE": names.LEASE_TABLE,
+                    "WRITER_BUCKET": config.landing_bucket_name,
+                    "WRITER_HEALTH_PORT": str(WRITER_HEALTH_PORT),
+                },
+                statements=[
+                    *permissions.consume_stream(data.stream.stream, data.stream.key, region),
+                    *permissions.manage_leases(data.leases.table, data.leases.key, region),
+                    *permissions.write_landed_objects(
+                        config.landing_bucket_name, data.landing.bucket_key, region
+                    ),
+                ],
+                min_tasks=1,
+                # A worker beyond one per shard would hold no lease and do nothing.
+                max_tasks=config.shard_count,
+                # SIGTERM: flush, checkpoint and release leases before the kill.
+                stop_timeout_s=90,
+                cluster=self.cluster,
+                image_tag=config.image_tag,
+                subnets=net.app_subnets,
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        self.writer.scaling.scale_on_cpu_utilization(
+            "Cpu", target_utilization_percent=WRITER_CPU_TARGET
+        )
+
+        self.loader = FargateWorkload(
+            self,
+            "DbLoader",
+            props=FargateWorkloadProps(
+                name="db-loader",
+                repository=repos["db-loader"],
+                port=LOADER_HEALTH_PORT,
+                security_group=net.loader_sg,
+                environment={
+                    **base_env("LOADER_"),
+                    "LOADER_QUEUE_URL": data.landing.queue.queue_url,
+                    "LOADER_DATABASE_SECRET_ID": role_secrets[names.DB_LOADER_ROLE].secret_arn,
+                    "LOADER_DATABASE_SSLMODE": "require",
+                    "LOADER_HEALTH_PORT": str(LOADER_HEALTH_PORT),
+                },
+                statements=[
+                    *permissions.consume_queue(data.landing.queue, data.landing.queue_key, region),
+                    *permissions.read_landed_objects(
+                        config.landing_bucket_name, data.landing.bucket_key, region
+                    ),
+                    *permissions.read_secrets(
+                        [role_secrets[names.DB_LOADER_ROLE]], secrets_key, region
+                    ),
+                ],
+                cpu=1024,
+                memory_mib=2048,
+                min_tasks=1,
+                max_tasks=config.loader_max_tasks,
+                stop_timeout_s=60,
+                cluster=self.cluster,
+                image_tag=config.image_tag,
+                subnets=net.app_subnets,
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        # Backlog per task (the SQS scaling pattern AWS documents for worker fleets):
+        # visible messages divided by the tasks running, tracked to a target.
+        backlog_per_task = cloudwatch.MathExpression(
+            expression="visible / IF(running > 0, running, 1)",
+            using_metrics={
+                "visible": data.landing.queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                "running": cloudwatch.Metric(
+                    namespace="ECS/ContainerInsights",
+                    metric_name="RunningTaskCount",
+                    dimensions_map={
+                        "ClusterName": self.cluster.cluster_name,
+                        "ServiceName": self.loader.service.service_name,
+                    },
+                    statistic="Average",
+                    period=Duration.minutes(1),
+                ),
+            },
+            label="landed objects waiting per db-loader task",
+            period=Duration.minutes(1),
+        )
+        self.loader.scaling.scale_on_metric(
+            "Backlog",
+            metric=backlog_per_task,
+            scaling_steps=[
+                appscaling.ScalingInterval(upper=1, change=-1),
+                appscaling.ScalingInterval(lower=config.loader_backlog_per_task, change=+1),
+                appscaling.ScalingInterval(lower=config.loader_backlog_per_task * 5, change=+3),
+            ],
+            cooldown=Duration.minutes(2),
+        )
+
+        self.dashboard = FargateWorkload(
+            self,
+            "Dashboard",
+            props=FargateWorkloadProps(
+                name="dashboard",
+                repository=repos["dashboard"],
+                port=DASHBOARD_PORT,
+                security_group=net.dashboard_sg,
+                environment={
+                    **base_env("DASHBOARD_"),
+                    "DASHBOARD_HOST": "0.0.0.0",  # noqa: S104
+                    "DASHBOARD_PORT": str(DASHBOARD_PORT),
+                    "DASHBOARD_DATABASE_SECRET_ID": role_secrets[names.DB_ANALYST_ROLE].secret_arn,
+                    "DASHBOARD_DATABASE_SSLMODE": "require",
+                    "DASHBOARD_JWT_ISSUER": identity.issuer,
+                    "DASHBOARD_JWT_AUDIENCE": identity.operator_client.user_pool_client_id,
+                    "DASHBOARD_JWKS_URL": identity.jwks_url,
+                    "DASHBOARD_JWT_AUDIENCE_CLAIM": "client_id",
+                    "DASHBOARD_JWT_SCOPE_PREFIX": identity.scope_prefix,
+                    "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
+                    "DASHBOARD_DLQ_URL": data.landing.dlq.queue_url,
+                    "DASHBOARD_STREAM_NAME": names.STREAM_NAME,
+                    "DASHBOARD_BUCKET": config.landing_bucket_name,
+                },
+                statements=[
+                    *permissions.read_secrets(
+                        [role_secrets[names.DB_ANALYST_ROLE]], secrets_key, region
+                    ),
+                    *permissions.observe_pipeline(
+                        queues=[data.landing.queue, data.landing.dlq],
+                        stream=data.stream.stream,
+                    ),
+                ],
+                min_tasks=1,
+                max_tasks=2,
+                cluster=self.cluster,
+                image_tag=config.image_tag,
+                subnets=net.app_subnets,
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        self.ingress.dashboard_listener.add_targets(
+            "Dashboard",
+            port=DASHBOARD_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[self.dashboard.service],
+            health_check=elbv2.HealthCheck(path="/healthz", healthy_http_codes="200"),
+            deregistration_delay=Duration.seconds(15),
+        )
+        self.dashboard.scaling.scale_on_cpu_utilization(
+            "Cpu", target_utilization_percent=DASHBOARD_CPU_TARGET
+        )
+
+        self.migration = MigrationTask(
+            self,
+            "Migration",
+            props=MigrationTaskProps(
+                repository=repos["db-loader"],
+                image_tag=config.image_tag,
+                master_secret=data.database.master_secret,
+                role_secrets=list(role_secrets.values()),
+                secrets_key=secrets_key,
+                region=region,
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )

@@ -1,0 +1,93 @@
+"""Synthesize the CDK app once per session, offline, with cdk-nag's packs attached.
+
+Account, region and availability zones are fixed (context from infra/cdk.json plus the AZ
+lookup result), so synthesis never calls AWS. A cdk-nag finding without an acknowledgement
+makes ``app.synth()`` raise, which fails every test that uses these fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# jsii prints a banner on stderr for Node 20 (end of life); the version is known here.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+INFRA_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = INFRA_DIR.parent
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One synthesized app: its config, the stacks' templates, and where they were written."""
+
+    config: Any
+    stacks: Any
+    templates: dict[str, dict[str, Any]]
+    outdir: Path
+
+    def template(self, kind: str) -> dict[str, Any]:
+        """Template of the stack named ``<prefix>-<kind>`` (``network``, ``data`` ...)."""
+        return self.templates[f"{self.config.prefix}-{kind}"]
+
+    def resources(self, resource_type: str, kind: str | None = None) -> dict[str, Any]:
+        """Resources of one type, in one stack or in all of them (logical id -> resource)."""
+        found: dict[str, Any] = {}
+        for name, template in self.templates.items():
+            if kind is not None and name != f"{self.config.prefix}-{kind}":
+                continue
+            for logical_id, resource in template.get("Resources", {}).items():
+                if resource["Type"] == resource_type:
+                    found[f"{name}/{logical_id}"] = resource
+        return found
+
+
+def cdk_context() -> dict[str, Any]:
+    """The context of infra/cdk.json (feature flags and the cardstream settings)."""
+    context: dict[str, Any] = json.loads((INFRA_DIR / "cdk.json").read_text())["context"]
+    return context
+
+
+def synthesize(overrides: dict[str, Any], outdir: Path) -> Synthesized:
+    """Build and synthesize the app for cdk.json's settings with ``overrides``."""
+    from aws_cdk import App
+
+    from cardstream_infra.config import DeploymentConfig
+    from cardstream_infra.deployment import build
+
+    context = cdk_context()
+    config = DeploymentConfig.from_context({**context.pop("cardstream"), **overrides})
+    zones = [f"{config.region}{suffix}" for suffix in "abc"]
+    context[f"availability-zones:account={config.account}:region={config.region}"] = zones
+    app = App(context=context, outdir=str(outdir))
+    stacks = build(app, config)
+    assembly = app.synth()
+    templates = {stack.stack_name: dict(stack.template) for stack in assembly.stacks}
+    return Synthesized(config, stacks, templates, outdir)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
+    """The app as ``cdk synth`` builds it from infra/cdk.json (the dev environment)."""
+    return synthesize({}, tmp_path_factory.mktemp("cdk-dev"))
+
+
+@pytest.fixture(scope="session")
+def synth_prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
+    """A production-like variant: Multi-AZ, more shards, a different account."""
+    return synthesize(
+        {
+            "environment": "prod",
+            "account": "222222222222",
+            "db_multi_az": True,
+            "shard_count": 4,
+            "alarm_email": "oncall@example.com",
+        },
+        tmp_path_factory.mktemp("cdk-prod"),
+    )

@@ -1,0 +1,254 @@
+"""Template assertions on networking, IAM, the Fargate services and their scaling."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cardstream_shared import resource_names as names
+
+pytestmark = pytest.mark.unit
+
+DATA_SERVICE_PREFIXES = ("kinesis:", "s3:", "sqs:", "dynamodb:", "secretsmanager:", "kms:")
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = document["Statement"]
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _identity_policies(synth: Any) -> dict[str, dict[str, Any]]:
+    """Every identity-based policy document (inline, managed and role-embedded)."""
+    documents: dict[str, dict[str, Any]] = {}
+    for resource_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for logical_id, resource in synth.resources(resource_type).items():
+            documents[logical_id] = resource["Properties"]["PolicyDocument"]
+    for logical_id, resource in synth.resources("AWS::IAM::Role").items():
+        for index, policy in enumerate(resource["Properties"].get("Policies", [])):
+            documents[f"{logical_id}#{index}"] = policy["PolicyDocument"]
+    return documents
+
+
+def test_no_identity_policy_uses_a_wildcard_action(synth: Any) -> None:
+    documents = _identity_policies(synth)
+    assert len(documents) >= 10
+    for name, document in documents.items():
+        for statement in _statements(document):
+            for action in _as_list(statement["Action"]):
+                assert "*" not in action, f"{name}: {action}"
+
+
+def test_data_actions_never_target_every_resource(synth: Any) -> None:
+    for name, document in _identity_policies(synth).items():
+        for statement in _statements(document):
+            actions = _as_list(statement["Action"])
+            if any(a.startswith(DATA_SERVICE_PREFIXES) for a in actions):
+                assert "*" not in _as_list(statement["Resource"]), f"{name}: {actions}"
+
+
+def _task_definition(synth: Any, family_part: str) -> dict[str, Any]:
+    found = [
+        resource["Properties"]
+        for resource in synth.resources("AWS::ECS::TaskDefinition", "services").values()
+        if resource["Properties"]["ContainerDefinitions"][0]["Name"] == family_part
+    ]
+    assert len(found) == 1, family_part
+    return found[0]
+
+
+def _environment(synth: Any, container: str) -> dict[str, Any]:
+    definition = _task_definition(synth, container)["ContainerDefinitions"][0]
+    return {item["Name"]: item["Value"] for item in definition.get("Environment", [])}
+
+
+def _task_policy_actions(synth: Any, role_prefix: str) -> set[str]:
+    actions: set[str] = set()
+    for logical_id, policy in synth.resources("AWS::IAM::ManagedPolicy", "services").items():
+        if logical_id.split("/")[-1].startswith(role_prefix):
+            for statement in _statements(policy["Properties"]["PolicyDocument"]):
+                actions.update(_as_list(statement["Action"]))
+    return actions
+
+
+def test_task_roles_hold_only_what_each_service_does(synth: Any) -> None:
+    ingest = _task_policy_actions(synth, "IngestApi")
+    writer = _task_policy_actions(synth, "StreamWriter")
+    loader = _task_policy_actions(synth, "DbLoader")
+    assert "kinesis:PutRecords" in ingest
+    assert "kinesis:GetRecords" not in ingest
+    assert not any(a.startswith(("s3:", "sqs:", "dynamodb:")) for a in ingest)
+    assert {"kinesis:GetRecords", "dynamodb:UpdateItem", "s3:PutObject"} <= writer
+    assert not any(a.startswith(("sqs:", "secretsmanager:")) for a in writer)
+    assert "kinesis:PutRecords" not in writer
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "s3:GetObject"} <= loader
+    assert "sqs:SendMessage" not in loader
+    assert "sqs:PurgeQueue" not in loader
+    assert "s3:PutObject" not in loader
+    assert not any(a.startswith("kinesis:") for a in loader)
+
+
+def test_services_get_the_resource_names_and_cognito_settings(synth: Any) -> None:
+    ingest = _environment(synth, "ingest-api")
+    assert ingest["INGEST_HOST"] == "0.0.0.0"
+    assert ingest["INGEST_JWT_AUDIENCE_CLAIM"] == "client_id"
+    assert ingest["INGEST_JWT_SCOPE_PREFIX"] == "cardstream/"
+    assert ingest["INGEST_ENVIRONMENT"] == synth.config.environment
+    issuer = ingest["INGEST_JWT_ISSUER"]["Fn::Join"][1]
+    assert issuer[0] == f"https://cognito-idp.{synth.config.region}.amazonaws.com/"
+    assert "UserPool" in json.dumps(issuer[1])
+    jwks = ingest["INGEST_JWKS_URL"]["Fn::Join"][1]
+    assert jwks[0] == issuer[0]
+    assert jwks[-1] == "/.well-known/jwks.json"
+    assert "MerchantClient" in json.dumps(ingest["INGEST_JWT_AUDIENCE"])
+    writer = _environment(synth, "stream-writer")
+    assert writer["WRITER_BUCKET"] == synth.config.landing_bucket_name
+    assert writer["WRITER_STREAM_NAME"] == names.STREAM_NAME
+    assert writer["WRITER_LEASE_TABLE"] == names.LEASE_TABLE
+    loader = _environment(synth, "db-loader")
+    assert "LOADER_QUEUE_URL" in loader
+    assert "LOADER_DATABASE_SECRET_ID" in loader
+
+
+def test_migration_task_takes_master_credentials_as_ecs_secrets(synth: Any) -> None:
+    container = _task_definition(synth, "migrate")["ContainerDefinitions"][0]
+    secrets = {item["Name"] for item in container["Secrets"]}
+    assert secrets == {"PGUSER", "PGPASSWORD", "PGHOST", "PGPORT", "PGDATABASE"}
+    assert not any("PASSWORD" in item["Name"] for item in container.get("Environment", []))
+
+
+def test_containers_run_as_non_root_with_health_checks_and_encrypted_logs(synth: Any) -> None:
+    definitions = synth.resources("AWS::ECS::TaskDefinition", "services")
+    assert len(definitions) == 5
+    for resource in definitions.values():
+        container = resource["Properties"]["ContainerDefinitions"][0]
+        assert container["User"] == "10001"
+        assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        if container["Name"] != "migrate":
+            assert container["HealthCheck"]["Command"][0] == "CMD"
+            assert container["ReadonlyRootFilesystem"] is True
+
+
+def _scaling(synth: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    targets = synth.resources("AWS::ApplicationAutoScaling::ScalableTarget", "services")
+    policies = synth.resources("AWS::ApplicationAutoScaling::ScalingPolicy", "services")
+    return targets, policies
+
+
+def _target_of(targets: dict[str, Any], service_prefix: str) -> tuple[str, dict[str, Any]]:
+    found = [
+        (key.split("/")[-1], value["Properties"])
+        for key, value in targets.items()
+        if key.split("/")[-1].startswith(service_prefix)
+    ]
+    assert len(found) == 1
+    return found[0]
+
+
+def _policies_of(policies: dict[str, Any], target_id: str) -> list[dict[str, Any]]:
+    return [
+        p["Properties"]
+        for p in policies.values()
+        if p["Properties"]["ScalingTargetId"] == {"Ref": target_id}
+    ]
+
+
+def test_every_service_has_bounds_and_a_scaling_policy(synth: Any) -> None:
+    targets, policies = _scaling(synth)
+    assert len(targets) == 4
+    for logical_id, target in targets.items():
+        props = target["Properties"]
+        assert 1 <= props["MinCapacity"] <= props["MaxCapacity"]
+        assert _policies_of(policies, logical_id.split("/")[-1]), logical_id
+
+
+def test_ingest_api_scales_on_cpu_and_requests(synth: Any) -> None:
+    targets, policies = _scaling(synth)
+    target_id, target = _target_of(targets, "IngestApi")
+    assert target["MinCapacity"] == 2
+    assert target["MaxCapacity"] == synth.config.ingest_max_tasks
+    metrics = {
+        p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"][
+            "PredefinedMetricType"
+        ]
+        for p in _policies_of(policies, target_id)
+    }
+    assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+
+def test_stream_writer_scales_up_to_the_shard_count(synth: Any, synth_prod: Any) -> None:
+    for variant in (synth, synth_prod):
+        targets, _ = _scaling(variant)
+        _, target = _target_of(targets, "StreamWriter")
+        assert target["MaxCapacity"] == variant.config.shard_count
+
+
+def test_db_loader_scales_on_backlog_per_task(synth: Any) -> None:
+    targets, policies = _scaling(synth)
+    target_id, target = _target_of(targets, "DbLoader")
+    assert target["MaxCapacity"] == synth.config.loader_max_tasks
+    step_policies = _policies_of(policies, target_id)
+    assert {p["PolicyType"] for p in step_policies} == {"StepScaling"}
+    alarms = synth.resources("AWS::CloudWatch::Alarm", "services")
+    backlog = [
+        a["Properties"]
+        for a in alarms.values()
+        if "Metrics" in a["Properties"]
+        and any("RunningTaskCount" in json.dumps(m) for m in a["Properties"]["Metrics"])
+    ]
+    assert backlog
+    for alarm in backlog:
+        rendered = json.dumps(alarm["Metrics"])
+        assert "ApproximateNumberOfMessagesVisible" in rendered
+        assert "visible / IF(running > 0, running, 1)" in rendered
+    upper = [a for a in backlog if a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"]
+    assert upper[0]["Threshold"] == synth.config.loader_backlog_per_task
+
+
+def test_vpc_has_an_endpoint_for_every_aws_api_the_tasks_call(synth: Any) -> None:
+    endpoints = synth.resources("AWS::EC2::VPCEndpoint", "network")
+    services = {json.dumps(e["Properties"]["ServiceName"]) for e in endpoints.values()}
+    rendered = " ".join(services)
+    for service in (
+        ".s3",
+        ".dynamodb",
+        ".kinesis-streams",
+        ".sqs",
+        ".secretsmanager",
+        ".ecr.api",
+        ".ecr.dkr",
+        ".logs",
+    ):
+        assert service in rendered, service
+
+
+def test_security_groups_admit_only_what_each_workload_uses(synth: Any) -> None:
+    groups = synth.resources("AWS::EC2::SecurityGroup", "network")
+    for logical_id, group in groups.items():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            # No ingress from anywhere: only the VPC range (endpoints) or another group.
+            assert rule.get("CidrIp") in (None, "10.40.0.0/16"), logical_id
+    database_rules = [
+        r["Properties"]
+        for r in synth.resources("AWS::EC2::SecurityGroupIngress", "network").values()
+        if r["Properties"]["GroupId"]["Fn::GetAtt"][0].startswith("NetworkDatabase")
+    ]
+    sources = {r["SourceSecurityGroupId"]["Fn::GetAtt"][0] for r in database_rules}
+    assert {r["FromPort"] for r in database_rules} == {5432}
+    assert all("CidrIp" not in r for r in database_rules)
+    assert not any(s.startswith("NetworkStreamWriter") for s in sources)
+    assert any(s.startswith("NetworkDbLoader") for s in sources)
+
+
+def test_tasks_have_no_public_ip_and_the_alb_is_internal(synth: Any) -> None:
+    for service in synth.resources("AWS::ECS::Service", "services").values():
+        network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+        assert network["AssignPublicIp"] == "DISABLED"
+    balancers = synth.resources("AWS::ElasticLoadBalancingV2::LoadBalancer", "services")
+    for balancer in balancers.values():
+        assert balancer["Properties"]["Scheme"] == "internal"

@@ -1,0 +1,241 @@
+"""Template assertions on the stateful resources: encryption, public access, redrive."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cardstream_shared import resource_names as names
+
+pytestmark = pytest.mark.unit
+
+
+def _one(found: dict[str, Any]) -> dict[str, Any]:
+    assert len(found) == 1, sorted(found)
+    return next(iter(found.values()))["Properties"]
+
+
+def _by_name(synth: Any, resource_type: str, key: str, value: str) -> dict[str, Any]:
+    return _one(
+        {
+            logical_id: resource
+            for logical_id, resource in synth.resources(resource_type).items()
+            if resource["Properties"].get(key) == value
+        }
+    )
+
+
+def test_stream_is_kms_encrypted_with_configured_shards_and_retention(synth: Any) -> None:
+    stream = _by_name(synth, "AWS::Kinesis::Stream", "Name", names.STREAM_NAME)
+    assert stream["StreamEncryption"]["EncryptionType"] == "KMS"
+    assert "Fn::GetAtt" in stream["StreamEncryption"]["KeyId"]  # our key, not aws/kinesis
+    assert stream["ShardCount"] == synth.config.shard_count
+    assert stream["RetentionPeriodHours"] == synth.config.stream_retention_hours
+
+
+def test_shard_count_is_a_parameter(synth_prod: Any) -> None:
+    stream = _by_name(synth_prod, "AWS::Kinesis::Stream", "Name", names.STREAM_NAME)
+    assert stream["ShardCount"] == 4
+
+
+def test_landing_bucket_is_locked_down(synth: Any) -> None:
+    bucket = _by_name(synth, "AWS::S3::Bucket", "BucketName", synth.config.landing_bucket_name)
+    rule = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert "KMSMasterKeyID" in rule["ServerSideEncryptionByDefault"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["LoggingConfiguration"]["LogFilePrefix"] == "landing/"
+    lifecycle = bucket["LifecycleConfiguration"]["Rules"][0]
+    assert lifecycle["ExpirationInDays"] == synth.config.landing_retention_days
+    assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    assert lifecycle["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
+
+
+def test_every_bucket_blocks_public_access_encrypts_and_denies_plain_http(synth: Any) -> None:
+    buckets = synth.resources("AWS::S3::Bucket")
+    assert len(buckets) == 2
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert all(props["PublicAccessBlockConfiguration"].values())
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    policies = synth.resources("AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny"
+            and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in statements
+        )
+
+
+def test_raw_prefix_notifies_the_queue(synth: Any) -> None:
+    notification = _one(synth.resources("Custom::S3BucketNotifications", "data"))
+    config = notification["NotificationConfiguration"]["QueueConfigurations"]
+    assert len(config) == 1
+    assert config[0]["Events"] == ["s3:ObjectCreated:*"]
+    assert config[0]["Filter"]["Key"]["FilterRules"] == [
+        {"Name": "prefix", "Value": names.RAW_PREFIX}
+    ]
+    assert config[0]["QueueArn"]["Fn::GetAtt"][0].startswith("LandingLanded")
+
+
+def test_queue_redrives_to_dlq_after_max_receive_count(synth: Any) -> None:
+    queue = _by_name(synth, "AWS::SQS::Queue", "QueueName", names.LANDED_QUEUE)
+    dlq = _by_name(synth, "AWS::SQS::Queue", "QueueName", names.LANDED_DLQ)
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == names.MAX_RECEIVE_COUNT
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].startswith(
+        "LandingDeadLetters"
+    )
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+
+
+def test_every_queue_and_topic_is_kms_encrypted(synth: Any) -> None:
+    queues = synth.resources("AWS::SQS::Queue")
+    assert len(queues) == 2
+    for queue in queues.values():
+        assert "KmsMasterKeyId" in queue["Properties"]
+    topics = synth.resources("AWS::SNS::Topic")
+    assert topics
+    for topic in topics.values():
+        assert "KmsMasterKeyId" in topic["Properties"]
+
+
+def test_queue_policies_require_tls(synth: Any) -> None:
+    for policy in synth.resources("AWS::SQS::QueuePolicy").values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in statements
+        )
+
+
+def test_lease_table_keyed_by_lease_key_with_pitr_and_cmk(synth: Any) -> None:
+    table = _by_name(synth, "AWS::DynamoDB::Table", "TableName", names.LEASE_TABLE)
+    assert table["KeySchema"] == [{"AttributeName": "leaseKey", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "leaseKey", "AttributeType": "S"}]
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["SSESpecification"]["SSEType"] == "KMS"
+    assert "KMSMasterKeyId" in table["SSESpecification"]
+
+
+def test_database_is_private_encrypted_protected_and_tls_only(synth: Any) -> None:
+    db = _one(synth.resources("AWS::RDS::DBInstance"))
+    assert db["PubliclyAccessible"] is False
+    assert db["StorageEncrypted"] is True
+    assert "KmsKeyId" in db
+    assert db["DeletionProtection"] is True
+    assert db["BackupRetentionPeriod"] == synth.config.db_backup_retention_days
+    assert db["MultiAZ"] is synth.config.db_multi_az
+    assert db["EnableCloudwatchLogsExports"] == ["postgresql", "upgrade"]
+    params = _one(synth.resources("AWS::RDS::DBParameterGroup"))["Parameters"]
+    assert params["rds.force_ssl"] == "1"
+    assert params["max_connections"] == str(synth.config.db_max_connections)
+
+
+def test_multi_az_is_a_parameter(synth_prod: Any) -> None:
+    assert _one(synth_prod.resources("AWS::RDS::DBInstance"))["MultiAZ"] is True
+
+
+def test_database_subnets_are_isolated(synth: Any) -> None:
+    group = _one(synth.resources("AWS::RDS::DBSubnetGroup"))
+    network = synth.template("network")
+    exported = json.dumps(group["SubnetIds"])
+    assert "dataSubnet" in exported
+    assert "appSubnet" not in exported
+    for resource in network["Resources"].values():
+        assert resource["Type"] not in (
+            "AWS::EC2::InternetGateway",
+            "AWS::EC2::NatGateway",
+            "AWS::EC2::EIP",
+        )
+        if resource["Type"] == "AWS::EC2::Subnet":
+            assert resource["Properties"]["MapPublicIpOnLaunch"] is False
+
+
+def test_credentials_are_rotated_secrets_with_the_shared_names(synth: Any) -> None:
+    secrets = synth.resources("AWS::SecretsManager::Secret", "data")
+    named = {s["Properties"].get("Name") for s in secrets.values()}
+    assert {
+        names.DB_OWNER_SECRET,
+        names.DB_LOADER_SECRET,
+        names.DB_API_SECRET,
+        names.DB_ANALYST_SECRET,
+        names.PAN_KEY_SECRET,
+    } <= named
+    for secret in secrets.values():
+        assert "KmsKeyId" in secret["Properties"]
+    schedules = synth.resources("AWS::SecretsManager::RotationSchedule", "data")
+    # The master secret and the four role secrets rotate.
+    assert len(schedules) == 5
+    for schedule in schedules.values():
+        assert schedule["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+
+
+def test_every_kms_key_rotates(synth: Any) -> None:
+    keys = synth.resources("AWS::KMS::Key")
+    assert len(keys) >= 8
+    for key in keys.values():
+        assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_every_log_group_is_encrypted_with_retention(synth: Any) -> None:
+    groups = synth.resources("AWS::Logs::LogGroup")
+    assert len(groups) >= 7
+    for group in groups.values():
+        assert "KmsKeyId" in group["Properties"]
+        assert group["Properties"]["RetentionInDays"] >= 365
+
+
+def test_image_repositories_scan_and_keep_tags_immutable(synth: Any) -> None:
+    repos = synth.resources("AWS::ECR::Repository")
+    assert {r["Properties"]["RepositoryName"] for r in repos.values()} == {
+        "cardstream/ingest-api",
+        "cardstream/stream-writer",
+        "cardstream/db-loader",
+        "cardstream/dashboard",
+    }
+    for repo in repos.values():
+        assert repo["Properties"]["ImageTagMutability"] == "IMMUTABLE"
+        assert repo["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True}
+        assert repo["Properties"]["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+
+
+def test_stateful_resources_are_retained(synth: Any) -> None:
+    for resource_type in (
+        "AWS::S3::Bucket",
+        "AWS::DynamoDB::Table",
+        "AWS::KMS::Key",
+        "AWS::Cognito::UserPool",
+    ):
+        for resource in synth.resources(resource_type).values():
+            assert resource["DeletionPolicy"] == "Retain", resource_type
+    assert _one_resource(synth, "AWS::RDS::DBInstance")["DeletionPolicy"] == "Snapshot"
+
+
+def _one_resource(synth: Any, resource_type: str) -> dict[str, Any]:
+    found = synth.resources(resource_type)
+    assert len(found) == 1
+    return dict(next(iter(found.values())))
+
+
+@pytest.mark.parametrize("kind", ["network", "data", "services", "api", "monitoring"])
+def test_resources_carry_owner_environment_and_cost_tags(synth: Any, kind: str) -> None:
+    tagged = 0
+    for resource in synth.template(kind)["Resources"].values():
+        tags = resource.get("Properties", {}).get("Tags")
+        if isinstance(tags, list) and tags and isinstance(tags[0], dict) and "Key" in tags[0]:
+            keys = {tag["Key"]: tag["Value"] for tag in tags}
+            assert keys.get("owner") == synth.config.owner
+            assert keys.get("environment") == synth.config.environment
+            assert keys.get("cost-center") == synth.config.cost_center
+            tagged += 1
+    assert tagged > 0
