@@ -16,7 +16,8 @@ wide enough that a rule can separate them from the legitimate traffic the genera
   home, where the card's own purchases stay within about 150 km (Sparkov draws merchants
   within one degree of the home).
 - ``impossible_travel``: a genuine purchase near home followed 5-40 minutes later by one or
-  two purchases, each at least 1,500 km from the one before (faster than any airliner).
+  two purchases, each at least 1,500 km from home and from the one before (faster than any
+  airliner).
 - ``structuring``: 3-5 amounts between 9,000.00 and 9,950.00, just under the 10,000
   currency-transaction reporting threshold, within 6-48 hours.
 """
@@ -53,6 +54,9 @@ MIN_HISTORY: Final = 5
 REPORTING_THRESHOLD_CENTS: Final = 1_000_000
 FAR_KM: Final = 1_000.0
 IMPOSSIBLE_KM: Final = 1_500.0
+# Places are drawn this far apart so that jitter and home-area merchants keep every jump
+# above IMPOSSIBLE_KM.
+_JUMP_KM: Final = IMPOSSIBLE_KM + 300.0
 DAY_S: Final = 86_400
 
 # Published fraud rows cluster at 22:00-23:59 and, less, at 00:00-03:59.
@@ -236,14 +240,23 @@ def impossible_travel(world: World, inst: Instance) -> list[Txn]:
     category = rng.choice(inst.customer.top_categories)
     # The anchor is the cardholder's own purchase near home: genuine, so unlabelled.
     out = [_txn(world, inst, ts, category, world.legit_cents(category), None)]
-    lat, long = inst.customer.lat, inst.customer.long
-    # Each labelled purchase is an impossible jump from the one before it.
+    # Each labelled purchase is far from home and from every earlier one, so it is an
+    # impossible jump from whatever the card did just before, even a genuine purchase at
+    # home (merchants within ~150 km of it) in between.
+    visited = [(inst.customer.lat, inst.customer.long)]
     for _ in range(rng.randint(1, 2)):
+        options = [
+            p
+            for p in PLACES
+            if all(haversine_km(lat, long, p.lat, p.long) >= _JUMP_KM for lat, long in visited)
+        ]
+        if not options:
+            break
+        place = rng.choice(options)
         ts += rng.randint(5 * 60, 40 * 60)
         category = rng.choice(_SPIKE_CATEGORIES)
-        place = _far_place(rng, lat, long, IMPOSSIBLE_KM + 100)
         where = _near(rng, place.lat, place.long, 0.3)
-        lat, long = where
+        visited.append(where)
         cents = world.legit_cents(category) + rng.randint(5_000, 40_000)
         out.append(_txn(world, inst, ts, category, cents, "impossible_travel", where=where))
     return out

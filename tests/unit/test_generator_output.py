@@ -173,6 +173,7 @@ def test_velocity_and_impossible_travel_are_visible_in_card_history(
                 hours = (_when(row) - _when(previous)).total_seconds() / 3600
                 km = _distance(row, previous)
                 assert hours <= 40 / 60
+                assert km >= 1500
                 assert km / max(hours, 1 / 3600) > 1000, "faster than an airliner"
 
 
