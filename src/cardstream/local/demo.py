@@ -46,6 +46,10 @@ async def run_demo(args: argparse.Namespace, info: dict[str, Any]) -> int:
         token=info["token"],
         rate=args.demo_rate,
         batch=args.demo_batch,
+        # The whole demo, replay included, is bounded by --timeout: a stuck pipeline must not
+        # keep the replay resending forever.
+        max_seconds=args.timeout,
+        progress=sys.stderr,
     )
     accepted = sorted(summary.accepted_trans_nums)
     _say(
