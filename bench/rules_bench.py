@@ -86,7 +86,8 @@ async def bench(admin_url: str, csv_path: Path, object_rows: int) -> None:
         )
         for url in (plain_url, rules_url)
     ]
-    monitor = AlertMonitor(load_rules(), registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    monitor = AlertMonitor(load_rules(), registry=registry)
     hooks = [[], [monitor.after_insert]]
     partitions = [PartitionCache(), PartitionCache()]
     elapsed = [0.0, 0.0]
@@ -119,6 +120,24 @@ async def bench(admin_url: str, csv_path: Path, object_rows: int) -> None:
     print(f"rules disabled: {elapsed[0]:7.2f} s  {plain:10,.0f} rows/s")
     print(f"rules enabled:  {elapsed[1]:7.2f} s  {ruled:10,.0f} rows/s")
     print(f"enabled / disabled: {ruled / plain:.1%}  (bar: >= 70%)")
+    for quantile in (0.5, 0.99):
+        bound = histogram_quantile(registry, "cardstream_loader_commit_to_alert_seconds", quantile)
+        print(f"commit-to-alert p{quantile * 100:g}: <= {bound} s (histogram bucket bound)")
+
+
+def histogram_quantile(registry: CollectorRegistry, name: str, quantile: float) -> float | None:
+    """Upper bound of the bucket holding ``quantile`` of the observations, as Prometheus'
+    histogram_quantile would bracket it; None without observations."""
+    buckets = sorted(
+        (float(sample.labels["le"]), sample.value)
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == f"{name}_bucket"
+    )
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    return next(bound for bound, count in buckets if count >= quantile * total)
 
 
 def main() -> None:
