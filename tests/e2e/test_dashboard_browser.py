@@ -16,6 +16,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,7 @@ class Dashboard:
     dlq_url: str
     endpoint: str
     log_path: Path
+    demo_csv: Path
 
 
 def _demo_csv(path: Path) -> None:
@@ -229,6 +231,7 @@ def dashboard(
             dlq_url=resources.dlq_url,
             endpoint=moto_reset,
             log_path=log_path,
+            demo_csv=demo,
         )
     finally:
         process.terminate()
@@ -328,6 +331,7 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
 
             _check_totals(page, totals)
             _check_top_lists(page, dsn)
+            _check_latest_fraud(page, dsn)
             _check_charts(page, dsn, totals)
             _check_map(page, dsn)
             _check_pipeline(page, dashboard)
@@ -335,6 +339,14 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
             (session,) = [c for c in cookies if c["name"] == "cardstream_dashboard"]
             assert session["httpOnly"] is True
             assert session["sameSite"] == "Strict"
+
+            # No card number the demo was fed appears anywhere on the page or in its data.
+            with dashboard.demo_csv.open(newline="") as handle:
+                pans = {row["cc_num"] for row in csv.DictReader(handle)}
+            shown = page.content() + json.dumps(
+                page.evaluate("() => fetch('/api/dashboard').then(r => r.json())")
+            )
+            assert not {pan for pan in pans if pan in shown}
 
             shot = repo_root / "docs" / "dashboard.png"
             shot.parent.mkdir(exist_ok=True)
@@ -383,6 +395,29 @@ def _check_top_lists(page: Any, dsn: str) -> None:
             ]
             for i, row in enumerate(expected)
         ]
+
+
+def _check_latest_fraud(page: Any, dsn: str) -> None:
+    expected = _sql(
+        dsn,
+        "SELECT trans_num, trans_date_trans_time, card_masked, merchant, category, amt, state"
+        " FROM cardstream.dash_fraud_transactions"
+        " ORDER BY trans_date_trans_time DESC, trans_num LIMIT 10",
+    )
+    assert len(expected) == 10
+    assert _table(page, "table-latest-fraud") == [
+        [
+            r["trans_date_trans_time"].isoformat(sep=" ", timespec="seconds"),
+            r["card_masked"],
+            r["merchant"],
+            r["category"],
+            r["state"],
+            _amount(r["amt"]),
+            r["trans_num"],
+        ]
+        for r in expected
+    ]
+    assert all(re.fullmatch(r"\*{4}\d{4}", r["card_masked"]) for r in expected)
 
 
 def _check_charts(page: Any, dsn: str, totals: dict[str, Any]) -> None:

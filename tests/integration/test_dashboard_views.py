@@ -160,6 +160,7 @@ DASHBOARD_VIEWS = (
     "dash_freshness",
     "dash_freshness_by_minute",
     "dash_pipeline",
+    "dash_fraud_transactions",
 )
 
 
@@ -389,6 +390,35 @@ def test_pipeline_counts_objects_and_quarantined_rows(db: Db) -> None:
     assert pipeline["rows_quarantined"] == 2
     assert pipeline["last_object_loaded_at"] is not None
     assert pipeline["last_quarantined_at"] is not None
+
+
+def test_fraud_transactions_show_the_card_masked_and_nothing_personal(db: Db) -> None:
+    db.insert(
+        Txn("x1", T0, "12.00", 1, merchant="fraud_A", category="misc_net"),
+        Txn("x2", T0 + dt.timedelta(hours=2), "99.99", 1, state="TX", city="Austin", lat=30.2),
+        Txn("x3", T0 + dt.timedelta(hours=3), "5.00", 0),
+    )
+
+    rows = db.view(
+        "SELECT * FROM cardstream.dash_fraud_transactions"
+        " ORDER BY trans_date_trans_time DESC, trans_num"
+    )
+
+    assert [(r["trans_num"], r["card_masked"], r["amt"], r["state"]) for r in rows] == [
+        ("x2", "****1234", Decimal("99.99"), "TX"),
+        ("x1", "****1234", Decimal("12.00"), "NY"),
+    ]
+    assert set(rows[0]) == {
+        "trans_num",
+        "trans_date_trans_time",
+        "card_masked",
+        "merchant",
+        "category",
+        "amt",
+        "state",
+        "received_at",
+        "loaded_at",
+    }
 
 
 def test_views_are_for_the_analyst_only_and_tables_stay_closed(db: Db) -> None:

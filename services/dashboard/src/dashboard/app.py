@@ -64,7 +64,7 @@ class SnapshotCache:
     """One database snapshot shared by every viewer for a short time (single flight).
 
     The views aggregate the whole transaction table, so the cache also keeps the database
-    from spending more than about a third of its time on the dashboard: the next snapshot
+    from spending more than about a quarter of its time on the dashboard: the next snapshot
     waits at least three times as long as the last one took.
     """
 

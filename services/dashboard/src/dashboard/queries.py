@@ -18,6 +18,7 @@ import asyncpg
 JsonDict = dict[str, Any]
 
 TOP_N = 5
+FRAUD_CASES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,13 @@ async def read_panels(
                 " FROM cardstream.dash_freshness_by_minute WHERE minute > $1 ORDER BY minute",
                 freshness["last_loaded_at"] - dt.timedelta(minutes=limits.freshness_window_minutes),
             )
+        # Newest first: the transaction_time index serves it without reading the whole table.
+        fraud_cases = await conn.fetch(
+            "SELECT trans_num, trans_date_trans_time, card_masked, merchant, category, amt,"
+            " state FROM cardstream.dash_fraud_transactions"
+            " ORDER BY trans_date_trans_time DESC, trans_num LIMIT $1",
+            FRAUD_CASES,
+        )
         pipeline = await conn.fetchrow(
             "SELECT objects_loaded, last_object_loaded_at, rows_received, rows_duplicate,"
             " rows_quarantined, last_quarantined_at FROM cardstream.dash_pipeline"
@@ -131,6 +139,7 @@ async def read_panels(
         "top_fraud_states": [_row(r) for r in top_states],
         "top_fraud_merchants": [_row(r) for r in top_merchants],
         "fraud_by_category": [_row(r) for r in categories],
+        "latest_fraud": [_row(r) for r in fraud_cases],
         "locations": {
             "cells": [_row(r) for r in locations],
             "total_cells": int(location_count or 0),

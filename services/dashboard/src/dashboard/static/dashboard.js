@@ -265,6 +265,40 @@
     });
   }
 
+  function renderCases(rows) {
+    const body = document.querySelector("#table-latest-fraud tbody");
+    body.replaceChildren();
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      tr.className = "empty";
+      const td = document.createElement("td");
+      td.colSpan = 7;
+      td.textContent = "No fraud-labelled transactions yet";
+      tr.append(td);
+      body.append(tr);
+      return;
+    }
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      const cells = [
+        ["", row.trans_date_trans_time.replace("T", " ")],
+        ["mono", row.card_masked],
+        ["name", row.merchant],
+        ["", row.category],
+        ["", row.state],
+        ["num fraud", formatAmount(row.amt)],
+        ["mono", row.trans_num],
+      ];
+      for (const [cls, text] of cells) {
+        const td = document.createElement("td");
+        td.className = cls;
+        td.textContent = text;
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  }
+
   function renderMap(locations) {
     const inside = [];
     let outside = 0;
@@ -478,6 +512,7 @@
       renderKpis(data.panels);
       renderTop("table-top-states", data.panels.top_fraud_states, "state");
       renderTop("table-top-merchants", data.panels.top_fraud_merchants, "merchant");
+      renderCases(data.panels.latest_fraud);
       renderMap(data.panels.locations);
       renderCharts(data.panels);
     }

@@ -37,18 +37,8 @@ _VIEW_NAMES = (
     "dash_freshness",
     "dash_freshness_by_minute",
     "dash_pipeline",
+    "dash_fraud_transactions",
 )
-
-# Base of the per-transaction views. LEFT JOINs on primary keys (every foreign key is NOT
-# NULL, so no row gains or loses a match) let the planner remove the joins a view does not
-# use: dash_volume_daily then reads the transaction table alone.
-_LOCATED = """
-FROM cardstream.transaction t
-LEFT JOIN cardstream.customer cu ON cu.customer_id = t.customer_id
-LEFT JOIN cardstream.address a ON a.address_id = cu.address_id
-LEFT JOIN cardstream.zip_area z ON z.zip_area_id = a.zip_area_id
-LEFT JOIN cardstream.city ci ON ci.city_id = z.city_id
-"""
 
 _MEASURES = """
        count(*) AS transactions,
@@ -62,8 +52,34 @@ _MEASURES = """
            6
        ) AS fraud_rate"""
 
+# Views by cardholder home aggregate the transactions per customer first and join the few
+# customers to their city afterwards, instead of joining four tables for every transaction:
+# 2.5x faster on 100,000 rows (bench/dashboard_bench.py).
+_PER_CUSTOMER_HOME = f"""
+FROM (
+    SELECT t.customer_id,{_MEASURES}
+    FROM cardstream.transaction t
+    GROUP BY t.customer_id
+) pc
+JOIN cardstream.customer cu ON cu.customer_id = pc.customer_id
+JOIN cardstream.address a ON a.address_id = cu.address_id
+JOIN cardstream.zip_area z ON z.zip_area_id = a.zip_area_id
+JOIN cardstream.city ci ON ci.city_id = z.city_id"""  # noqa: S608
 
-def _ranked(name: str, key: str, source: str) -> str:
+_SUMS = """
+       sum(pc.transactions)::bigint AS transactions,
+       sum(pc.fraud_transactions)::bigint AS fraud_transactions,
+       sum(pc.unlabelled_transactions)::bigint AS unlabelled_transactions,
+       coalesce(sum(pc.amount), 0)::numeric(16, 2) AS amount,
+       coalesce(sum(pc.fraud_amount), 0)::numeric(16, 2) AS fraud_amount,
+       round(
+           sum(pc.fraud_transactions)::numeric
+           / nullif(sum(pc.transactions) - sum(pc.unlabelled_transactions), 0),
+           6
+       ) AS fraud_rate"""
+
+
+def _ranked(name: str, key: str, grouped: str) -> str:
     # Built from this module's constants only: no value from outside reaches the DDL.
     return f"""
 CREATE VIEW cardstream.{name} AS
@@ -71,33 +87,57 @@ SELECT g.*,
        row_number() OVER (
            ORDER BY g.fraud_transactions DESC, g.fraud_amount DESC, g.{key}
        ) AS fraud_rank
-FROM (
-    SELECT {source} AS {key},{_MEASURES}
-    {_LOCATED}
-    LEFT JOIN cardstream.merchant m ON m.merchant_id = t.merchant_id
-    GROUP BY 1
-) g;
+FROM ({grouped}) g;
 """  # noqa: S608
+
+
+_BY_STATE = f"""
+    SELECT ci.state,{_SUMS}
+    {_PER_CUSTOMER_HOME}
+    GROUP BY ci.state"""
+
+# A merchant name is unique: aggregate by its id, then look the few names up.
+_BY_MERCHANT = f"""
+    SELECT m.merchant, pm.transactions, pm.fraud_transactions, pm.unlabelled_transactions,
+           pm.amount, pm.fraud_amount, pm.fraud_rate
+    FROM (
+        SELECT t.merchant_id,{_MEASURES}
+        FROM cardstream.transaction t
+        GROUP BY t.merchant_id
+    ) pm
+    JOIN cardstream.merchant m ON m.merchant_id = pm.merchant_id"""  # noqa: S608
+
+_BY_CATEGORY = f"""
+    SELECT t.category,{_MEASURES}
+    FROM cardstream.transaction t
+    GROUP BY t.category"""  # noqa: S608
 
 
 _VIEWS = f"""
 CREATE VIEW cardstream.dash_totals AS
 SELECT{_MEASURES},
-       count(DISTINCT ci.state) AS states,
+       (
+           SELECT count(DISTINCT ci.state)
+           FROM (SELECT DISTINCT customer_id FROM cardstream.transaction) pc
+           JOIN cardstream.customer cu ON cu.customer_id = pc.customer_id
+           JOIN cardstream.address a ON a.address_id = cu.address_id
+           JOIN cardstream.zip_area z ON z.zip_area_id = a.zip_area_id
+           JOIN cardstream.city ci ON ci.city_id = z.city_id
+       ) AS states,
        min(t.trans_date_trans_time) AS first_transaction_at,
        max(t.trans_date_trans_time) AS last_transaction_at
-{_LOCATED};
+FROM cardstream.transaction t;
 
 CREATE VIEW cardstream.dash_fraud_by_location AS
 SELECT ci.state,
        round(z.lat::numeric, 1) AS lat,
-       round(z.long::numeric, 1) AS long,{_MEASURES}
-{_LOCATED}
+       round(z.long::numeric, 1) AS long,{_SUMS}
+{_PER_CUSTOMER_HOME}
 GROUP BY 1, 2, 3;
 
-{_ranked("dash_fraud_by_state", "state", "ci.state")}
-{_ranked("dash_fraud_by_merchant", "merchant", "m.merchant")}
-{_ranked("dash_fraud_by_category", "category", "t.category")}
+{_ranked("dash_fraud_by_state", "state", _BY_STATE)}
+{_ranked("dash_fraud_by_merchant", "merchant", _BY_MERCHANT)}
+{_ranked("dash_fraud_by_category", "category", _BY_CATEGORY)}
 
 CREATE VIEW cardstream.dash_volume_hourly AS
 SELECT date_trunc('hour', t.trans_date_trans_time) AS hour,{_MEASURES}
@@ -121,19 +161,23 @@ WITH latest AS (
     SELECT max(loaded_at) AS last_loaded_at, max(received_at) AS last_received_at
     FROM cardstream.transaction
 ), recent AS (
-    SELECT extract(epoch FROM t.loaded_at - t.received_at)::double precision AS lag_s
-    FROM cardstream.transaction t, latest
-    WHERE t.loaded_at >= latest.last_loaded_at - interval '15 minutes'
+    -- One sort gives both percentiles.
+    SELECT count(*) AS recent_rows,
+           percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY lag_s) AS p,
+           max(lag_s) AS max_s
+    FROM (
+        SELECT extract(epoch FROM t.loaded_at - t.received_at)::double precision AS lag_s
+        FROM cardstream.transaction t, latest
+        WHERE t.loaded_at >= latest.last_loaded_at - interval '15 minutes'
+    ) lags
 )
 SELECT latest.last_received_at,
        latest.last_loaded_at,
-       (SELECT count(*) FROM recent) AS recent_rows,
-       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_s) FROM recent)
-           AS receipt_to_load_p50_s,
-       (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_s) FROM recent)
-           AS receipt_to_load_p95_s,
-       (SELECT max(lag_s) FROM recent) AS receipt_to_load_max_s
-FROM latest;
+       recent.recent_rows,
+       recent.p[1] AS receipt_to_load_p50_s,
+       recent.p[2] AS receipt_to_load_p95_s,
+       recent.max_s AS receipt_to_load_max_s
+FROM latest, recent;
 
 CREATE VIEW cardstream.dash_freshness_by_minute AS
 SELECT date_trunc('minute', t.loaded_at) AS minute,
@@ -145,6 +189,27 @@ SELECT date_trunc('minute', t.loaded_at) AS minute,
            AS receipt_to_load_max_s
 FROM cardstream.transaction t
 GROUP BY 1;
+
+-- The case list an analyst starts from: card masked to its last four digits (PCI DSS 3.4.1),
+-- no cardholder name or address. Newest first through the transaction_time index.
+CREATE VIEW cardstream.dash_fraud_transactions AS
+SELECT t.trans_num,
+       t.trans_date_trans_time,
+       '****' || c.card_last4 AS card_masked,
+       m.merchant,
+       t.category,
+       t.amt,
+       ci.state,
+       t.received_at,
+       t.loaded_at
+FROM cardstream.transaction t
+JOIN cardstream.card c ON c.card_token = t.card_token
+JOIN cardstream.merchant m ON m.merchant_id = t.merchant_id
+JOIN cardstream.customer cu ON cu.customer_id = t.customer_id
+JOIN cardstream.address a ON a.address_id = cu.address_id
+JOIN cardstream.zip_area z ON z.zip_area_id = a.zip_area_id
+JOIN cardstream.city ci ON ci.city_id = z.city_id
+WHERE t.is_fraud = 1;
 
 CREATE VIEW cardstream.dash_pipeline AS
 SELECT (SELECT count(*) FROM cardstream.object_ledger) AS objects_loaded,
