@@ -61,8 +61,8 @@ class Batcher:
         self.thresholds = thresholds
         self.batch = Batch()
 
-    def would_overflow(self, line: bytes) -> bool:
-        """Adding ``line`` would push a non-empty batch past the byte limit (+1 for newline)."""
+    def _would_overflow(self, line: bytes) -> bool:
+        # +1 for the newline; a single oversized record still makes a batch of its own.
         return (
             self.batch.record_count > 0
             and self.batch.payload_bytes + len(line) + 1 > self.thresholds.max_bytes
@@ -74,8 +74,8 @@ class Batcher:
         sequence_number: str,
         arrived_at: dt.datetime,
         now: float | None = None,
-    ) -> Trigger | None:
-        """Buffer one record; return the trigger if the batch is now full."""
+    ) -> None:
+        """Buffer one record, whatever the thresholds say (used while rebuilding a batch)."""
         batch = self.batch
         if batch.first_sequence is None:
             batch.first_sequence = sequence_number
@@ -88,19 +88,38 @@ class Batcher:
             if batch.first_bad_sequence is None:
                 batch.first_bad_sequence = sequence_number
             batch.last_bad_sequence = sequence_number
-            return None
+            return
         batch.lines.append(item)
         batch.payload_bytes += len(item) + 1
         if batch.first_good_sequence is None:
             batch.first_good_sequence = sequence_number
         batch.last_good_sequence = sequence_number
-        if batch.payload_bytes >= self.thresholds.max_bytes:
-            return "bytes"
-        if batch.record_count >= self.thresholds.max_records:
-            return "records"
-        return None
 
-    def deadline(self, now_wall: dt.datetime | None = None) -> float | None:
+    def offer(
+        self,
+        item: bytes | Quarantined,
+        sequence_number: str,
+        arrived_at: dt.datetime,
+        now: float | None = None,
+    ) -> list[tuple[Batch, Trigger]]:
+        """Buffer one record; return the batches it closed, with their triggers, in order.
+
+        A record that would push the batch past the byte limit closes the batch first, so
+        no object exceeds the limit unless one record alone does.
+        """
+        closed: list[tuple[Batch, Trigger]] = []
+        if isinstance(item, bytes) and self._would_overflow(item):
+            closed.append((self.take(), "bytes"))
+        self.add(item, sequence_number, arrived_at, now)
+        if self.batch.payload_bytes >= self.thresholds.max_bytes:
+            closed.append((self.take(), "bytes"))
+        elif self.batch.record_count >= self.thresholds.max_records:
+            closed.append((self.take(), "records"))
+        return closed
+
+    def deadline(
+        self, now: float | None = None, now_wall: dt.datetime | None = None
+    ) -> float | None:
         """Monotonic time at which the age trigger fires, None for an empty batch."""
         batch = self.batch
         if batch.buffered_at is None:
@@ -111,7 +130,8 @@ class Batcher:
             since_arrival = (now_wall - batch.oldest_arrival).total_seconds()
             # Clocks of Kinesis and this host differ a little; never wait longer than the
             # local buffering time allows, and never wait for a negative age.
-            arrival_deadline = time.monotonic() + max(self.thresholds.max_age_s - since_arrival, 0)
+            now = time.monotonic() if now is None else now
+            arrival_deadline = now + max(self.thresholds.max_age_s - since_arrival, 0)
             deadline = min(deadline, arrival_deadline)
         return deadline
 

@@ -82,12 +82,12 @@ def structure_problem(data: bytes) -> str | None:
     if not isinstance(value, dict):
         return "not a JSON object"
     keys = value.keys()
-    missing = _REQUIRED - keys
-    if missing:
-        return f"not a StreamEnvelope: missing field(s) {_names(set(missing))}"
     unknown = keys - _FIELDS
     if unknown:
         return f"not a StreamEnvelope: unknown field(s) {_names(set(unknown))}"
+    missing = _REQUIRED - keys
+    if missing:
+        return f"not a StreamEnvelope: missing field(s) {_names(set(missing))}"
     if value.get("schema_version", 1) != 1:
         return "not a StreamEnvelope: unsupported schema_version"
     token = value["card_token"]

@@ -118,20 +118,15 @@ class ShardConsumer:
             sequence: str = record["SequenceNumber"]
             arrived: dt.datetime = record["ApproximateArrivalTimestamp"]
             item = decode(record["Data"], sequence, record["PartitionKey"], arrived, validation)
-            if (
-                self._recovering is None
-                and isinstance(item, bytes)
-                and batcher.would_overflow(item)
-            ):
-                await self._flush("bytes")
-            trigger = batcher.add(item, sequence, arrived)
-            if self._recovering is not None:
-                if int(sequence) >= int(self._recovering.last_sequence):
-                    pending, self._recovering = self._recovering, None
-                    keys = pending if sequence == pending.last_sequence else None
-                    await self._flush("recovery", keys)
-            elif trigger is not None:
-                await self._flush(trigger)
+            if self._recovering is None:
+                for batch, trigger in batcher.offer(item, sequence, arrived):
+                    await self._committer.commit(batch, trigger, None)
+                continue
+            batcher.add(item, sequence, arrived)
+            if int(sequence) >= int(self._recovering.last_sequence):
+                pending, self._recovering = self._recovering, None
+                keys = pending if sequence == pending.last_sequence else None
+                await self._flush("recovery", keys)
 
     async def _finish_shard(self) -> None:
         # Everything in the shard is read: write the rest, then mark the lease SHARD_END and
