@@ -181,7 +181,7 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         _ack(
             route,
             "AwsSolutions-APIG4",
-            "The dashboard verifies the Cognito token itself (its session cookie is made "
-            "from a bearer token); a browser cannot present it as the Authorization header "
-            "the API Gateway authorizer reads.",
+            "The dashboard verifies the operator's Cognito token itself (a browser opens it "
+            "with ?token= and it keeps the token in an HttpOnly cookie); API Gateway's JWT "
+            "authorizer reads only the Authorization header, which a browser cannot send.",
         )

@@ -24,11 +24,15 @@ from cardstream_shared import resource_names as names
 API_ROUTES: tuple[tuple[apigwv2.HttpMethod, str, str], ...] = (
     (apigwv2.HttpMethod.POST, "/v1/transactions", names.SCOPE_WRITE),
     (apigwv2.HttpMethod.POST, "/v1/transactions/batch", names.SCOPE_WRITE),
+    (apigwv2.HttpMethod.PATCH, "/v1/alerts/{alert_id}", names.SCOPE_ALERTS_REVIEW),
     (apigwv2.HttpMethod.GET, "/v1/{proxy+}", names.SCOPE_READ),
 )
-# Swagger UI and the OpenAPI document: no data, and merchants need them to test.
-DOC_ROUTES: tuple[str, ...] = ("/docs", "/openapi.json")
-DASHBOARD_PREFIX = "/dashboard"
+# Swagger UI, ReDoc, their static assets and the OpenAPI document: no data, and merchants
+# need them to try the API.
+DOC_ROUTES: tuple[str, ...] = ("/docs", "/redoc", "/openapi.json", "/static/{proxy+}")
+# The dashboard page and its assets use absolute paths (/, /static, /api/dashboard), so it
+# gets an HTTP API of its own rather than a path prefix on the merchant API.
+DASHBOARD_ROUTES: tuple[str, ...] = ("/", "/{proxy+}")
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)
@@ -98,45 +102,11 @@ class PublicApi(Construct):
             props.identity.user_pool,
             user_pool_clients=[props.identity.merchant_client],
         )
-        self.api = apigwv2.HttpApi(
-            self,
-            "Api",
-            api_name="cardstream",
-            description="cardstream merchant API",
-            create_default_stage=False,
-            disable_execute_api_endpoint=False,
+        self.api, self.stage, self.access_logs = _throttled_api(
+            self, "Api", "cardstream merchant API", props
         )
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            encryption_key=props.log_key,
-            retention=props.log_retention,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.stage = apigwv2.HttpStage(
-            self,
-            "Stage",
-            http_api=self.api,
-            stage_name="$default",
-            auto_deploy=True,
-            throttle=apigwv2.ThrottleSettings(
-                rate_limit=props.rate_limit, burst_limit=props.burst_limit
-            ),
-            access_log_settings=_AccessLogSettings(
-                apigwv2.LogGroupLogDestination(self.access_logs),
-                # Caller identity and outcome for the audit trail; never headers or bodies.
-                apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
-            ),
+        self.dashboard_api, self.dashboard_stage, _ = _throttled_api(
+            self, "DashboardApi", "cardstream monitoring dashboard", props
         )
         api_integration = integrations.HttpAlbIntegration(
             "IngestApi", props.api_listener, vpc_link=self.vpc_link
@@ -157,26 +127,65 @@ class PublicApi(Construct):
                 integration=api_integration,
                 authorizer=apigwv2.HttpNoneAuthorizer(),
             )
-        # The dashboard verifies Cognito tokens itself (a browser session cookie made from a
-        # bearer token, which API Gateway's JWT authorizer cannot read) and serves from its
-        # root: the /dashboard prefix is stripped on the way in.
+        # The dashboard verifies the operator's Cognito token itself: a browser opens it with
+        # ?token=..., and it keeps the token in an HttpOnly cookie, which API Gateway's JWT
+        # authorizer (Authorization header only) cannot read.
+        dashboard_integration = integrations.HttpAlbIntegration(
+            "Dashboard", props.dashboard_listener, vpc_link=self.vpc_link
+        )
         self.dashboard_routes: list[apigwv2.HttpRoute] = []
-        for path, target in (
-            (DASHBOARD_PREFIX, "/"),
-            (f"{DASHBOARD_PREFIX}/{{proxy+}}", "/$request.path.proxy"),
-        ):
-            integration = integrations.HttpAlbIntegration(
-                f"Dashboard{len(self.dashboard_routes)}",
-                props.dashboard_listener,
-                vpc_link=self.vpc_link,
-                parameter_mapping=apigwv2.ParameterMapping().overwrite_path(
-                    apigwv2.MappingValue.custom(target)
-                ),
-            )
-            self.dashboard_routes += self.api.add_routes(
+        for path in DASHBOARD_ROUTES:
+            self.dashboard_routes += self.dashboard_api.add_routes(
                 path=path,
-                methods=[apigwv2.HttpMethod.GET, apigwv2.HttpMethod.POST],
-                integration=integration,
+                methods=[apigwv2.HttpMethod.GET],
+                integration=dashboard_integration,
                 authorizer=apigwv2.HttpNoneAuthorizer(),
             )
         self.url = self.stage.url
+        self.dashboard_url = self.dashboard_stage.url
+
+
+def _throttled_api(
+    scope: Construct, construct_id: str, description: str, props: PublicApiProps
+) -> tuple[apigwv2.HttpApi, apigwv2.HttpStage, logs.LogGroup]:
+    """An HTTP API whose only stage is throttled and writes JSON access logs."""
+    api = apigwv2.HttpApi(
+        scope,
+        construct_id,
+        api_name=f"cardstream-{construct_id.lower()}",
+        description=description,
+        create_default_stage=False,
+    )
+    access_logs = logs.LogGroup(
+        scope,
+        f"{construct_id}AccessLogs",
+        encryption_key=props.log_key,
+        retention=props.log_retention,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    stage = apigwv2.HttpStage(
+        scope,
+        f"{construct_id}Stage",
+        http_api=api,
+        stage_name="$default",
+        auto_deploy=True,
+        throttle=apigwv2.ThrottleSettings(
+            rate_limit=props.rate_limit, burst_limit=props.burst_limit
+        ),
+        access_log_settings=_AccessLogSettings(
+            apigwv2.LogGroupLogDestination(access_logs),
+            # Caller identity and outcome for the audit trail; never headers or bodies.
+            apigw.AccessLogFormat.json_with_standard_fields(
+                caller=True,
+                http_method=True,
+                ip=True,
+                protocol=True,
+                request_time=True,
+                resource_path=True,
+                response_length=True,
+                status=True,
+                user=True,
+            ),
+        ),
+    )
+    return api, stage, access_logs

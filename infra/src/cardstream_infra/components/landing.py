@@ -42,6 +42,7 @@ class LandingStorage(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: LandingStorageProps) -> None:
         super().__init__(scope, construct_id)
+        self.visibility_timeout_s = props.visibility_timeout_s
         self.bucket_key = kms.Key(
             self,
             "BucketKey",

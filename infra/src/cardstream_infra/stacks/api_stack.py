@@ -47,3 +47,4 @@ class ApiStack(Stack):
             ),
         )
         CfnOutput(self, "ApiUrl", value=self.public_api.api.api_endpoint)
+        CfnOutput(self, "DashboardUrl", value=self.public_api.dashboard_api.api_endpoint)

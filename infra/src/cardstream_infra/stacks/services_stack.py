@@ -190,6 +190,8 @@ class ServicesStack(Stack):
                     "LOADER_DATABASE_SECRET_ID": role_secrets[names.DB_LOADER_ROLE].secret_arn,
                     "LOADER_DATABASE_SSLMODE": "require",
                     "LOADER_HEALTH_PORT": str(LOADER_HEALTH_PORT),
+                    # The same timeout the queue has; the loader extends it while it works.
+                    "LOADER_VISIBILITY_TIMEOUT_S": str(data.landing.visibility_timeout_s),
                 },
                 statements=[
                     *permissions.consume_queue(data.landing.queue, data.landing.queue_key, region),
