@@ -50,9 +50,11 @@ class RequestMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.requests_in_progress.inc()
         try:
             await self.app(scope, receive, recording_send)
         finally:
+            self.metrics.requests_in_progress.dec()
             route = scope.get("route")
             # Unmatched paths share one label so that scanners cannot grow the series count.
             template = getattr(route, "path", None) or "unmatched"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cardstream_shared.metrics import LATENCY_BUCKETS, new_registry
 
@@ -21,6 +21,11 @@ class IngestMetrics:
             "cardstream_ingest_requests_total",
             "HTTP requests by route template, method and status code.",
             ["route", "method", "status"],
+            registry=r,
+        )
+        self.requests_in_progress = Gauge(
+            "cardstream_ingest_requests_in_progress",
+            "HTTP requests received and not yet answered (drains to 0 on shutdown).",
             registry=r,
         )
         self.request_latency = Histogram(
