@@ -6,5 +6,5 @@ from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.deployment import build
 
 app = App()
-build(app, DeploymentConfig.from_context(app.node.try_get_context("cardstream")))
+build(app, DeploymentConfig.from_node(app.node))
 app.synth()

@@ -55,7 +55,7 @@ def test_data_actions_never_target_every_resource(synth: Any) -> None:
 def _task_definition(synth: Any, family_part: str) -> dict[str, Any]:
     found = [
         resource["Properties"]
-        for resource in synth.resources("AWS::ECS::TaskDefinition", "services").values()
+        for resource in synth.resources("AWS::ECS::TaskDefinition").values()
         if resource["Properties"]["ContainerDefinitions"][0]["Name"] == family_part
     ]
     assert len(found) == 1, family_part
@@ -123,8 +123,8 @@ def test_migration_task_takes_master_credentials_as_ecs_secrets(synth: Any) -> N
 
 
 def test_containers_run_as_non_root_with_health_checks_and_encrypted_logs(synth: Any) -> None:
-    definitions = synth.resources("AWS::ECS::TaskDefinition", "services")
-    assert len(definitions) == 5
+    definitions = synth.resources("AWS::ECS::TaskDefinition")
+    assert len(definitions) == 5  # four services and the migration task (data stack)
     for resource in definitions.values():
         container = resource["Properties"]["ContainerDefinitions"][0]
         assert container["User"] == "10001"

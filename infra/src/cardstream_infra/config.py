@@ -90,6 +90,17 @@ class DeploymentConfig:
         return f"{names.ACCESS_LOG_BUCKET}-{self.environment}-{self.account}-{self.region}"
 
     @classmethod
+    def from_node(cls, node: Any) -> DeploymentConfig:
+        """From a construct node's context: the ``cardstream`` mapping (infra/cdk.json),
+        overridden field by field with ``-c cardstream.<field>=<value>`` (what CI passes)."""
+        values = dict(node.try_get_context("cardstream") or {})
+        for field in fields(cls):
+            override = node.try_get_context(f"cardstream.{field.name}")
+            if override is not None:
+                values[field.name] = override
+        return cls.from_context(values)
+
+    @classmethod
     def from_context(cls, values: dict[str, Any] | None) -> DeploymentConfig:
         """Build from the ``cardstream`` context mapping; unknown keys are an error."""
         values = dict(values or {})

@@ -38,7 +38,15 @@ def build(app: App, config: DeploymentConfig, *, nag: bool = True) -> Cardstream
     env = Environment(account=config.account, region=config.region)
     prefix = config.prefix
     network = NetworkStack(app, f"{prefix}-network", config=config, env=env)
-    data = DataStack(app, f"{prefix}-data", config=config, network=network.network, env=env)
+    data = DataStack(
+        app,
+        f"{prefix}-data",
+        config=config,
+        network=network.network,
+        log_key=network.log_key,
+        log_retention=network.log_retention,
+        env=env,
+    )
     services = ServicesStack(
         app, f"{prefix}-services", config=config, network_stack=network, data=data, env=env
     )

@@ -122,7 +122,7 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         services.writer.task_definition,
         services.loader.task_definition,
         services.dashboard.task_definition,
-        services.migration.task_definition,
+        data.migration.task_definition,
     ]
     for task_definition in task_definitions:
         _ack(task_definition, "AwsSolutions-ECS2", _ENV_VARS)

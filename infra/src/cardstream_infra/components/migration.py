@@ -104,9 +104,8 @@ class MigrationTask(Construct):
             task_role=self.task_role,
             family="cardstream-migrate",
         )
-        # Imported by ARN: a secret object from the data stack would make ECS's automatic
-        # grant edit that stack's KMS key policy, a cycle between the stacks. The execution
-        # role gets the key permission explicitly instead.
+        # Imported by ARN: ECS's automatic grant on the secret object would also add the role
+        # to the KMS key policy; an explicit, ViaService-limited statement is narrower.
         master = secretsmanager.Secret.from_secret_complete_arn(
             self, "MasterSecret", props.master_secret.secret_arn
         )

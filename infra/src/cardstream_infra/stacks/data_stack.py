@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cardstream_infra.components.app_secrets import AppSecrets
@@ -14,6 +16,7 @@ from cardstream_infra.components.database import Database, DatabaseProps
 from cardstream_infra.components.identity import MerchantIdentity, MerchantIdentityProps
 from cardstream_infra.components.landing import LandingStorage, LandingStorageProps
 from cardstream_infra.components.lease_table import LeaseTable
+from cardstream_infra.components.migration import MigrationTask, MigrationTaskProps
 from cardstream_infra.components.network import Network
 from cardstream_infra.components.registry import ImageRepositories
 from cardstream_infra.components.stream import TransactionStream, TransactionStreamProps
@@ -32,6 +35,8 @@ class DataStack(Stack):
         *,
         config: DeploymentConfig,
         network: Network,
+        log_key: kms.IKey,
+        log_retention: logs.RetentionDays,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -80,12 +85,33 @@ class DataStack(Stack):
             ),
         )
         self.registry = ImageRepositories(self, "Images", services=SERVICES)
+        # Schema changes belong with the database: CI runs this task (on the network
+        # stack's cluster) after the data stack and before the services that need the schema.
+        self.migration = MigrationTask(
+            self,
+            "Migration",
+            props=MigrationTaskProps(
+                repository=self.registry.repositories["db-loader"],
+                image_tag=config.image_tag,
+                master_secret=self.database.master_secret,
+                role_secrets=list(self.database.role_secrets.values()),
+                secrets_key=self.secrets.key,
+                region=config.region,
+                log_key=log_key,
+                log_retention=log_retention,
+            ),
+        )
         CfnOutput(self, "LandingBucket", value=self.landing.bucket.bucket_name)
         CfnOutput(self, "LandedQueueUrl", value=self.landing.queue.queue_url)
         CfnOutput(
             self, "DatabaseEndpoint", value=self.database.instance.db_instance_endpoint_address
         )
         CfnOutput(self, "MasterSecretArn", value=self.database.master_secret.secret_arn)
+        CfnOutput(
+            self,
+            "MigrationTaskDefinition",
+            value=self.migration.task_definition.task_definition_arn,
+        )
         CfnOutput(self, "UserPoolId", value=self.identity.user_pool.user_pool_id)
         CfnOutput(self, "MerchantClientId", value=self.identity.merchant_client.user_pool_client_id)
         CfnOutput(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Stack
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -14,7 +15,8 @@ from cardstream_infra.service_ports import API_PORT, DASHBOARD_PORT
 
 
 class NetworkStack(Stack):
-    """Everything the other stacks place their resources in."""
+    """Everything the other stacks place their resources in, including the ECS cluster:
+    the migration task (data stack) runs on it before the services stack exists."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
@@ -31,6 +33,13 @@ class NetworkStack(Stack):
                 log_key=self.log_key,
                 log_retention=self.log_retention,
             ),
+        )
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=self.network.vpc,
+            cluster_name=config.prefix,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
 
 

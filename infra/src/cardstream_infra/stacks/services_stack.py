@@ -1,5 +1,4 @@
-"""Services stack: ECS cluster, internal ALB, the four Fargate services with their
-scaling policies, and the migration task."""
+"""Services stack: internal ALB and the four Fargate services with their scaling policies."""
 
 from __future__ import annotations
 
@@ -8,14 +7,12 @@ from typing import Any
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from cardstream_infra.components import permissions
 from cardstream_infra.components.fargate_service import FargateWorkload, FargateWorkloadProps
 from cardstream_infra.components.ingress import InternalLoadBalancer, InternalLoadBalancerProps
-from cardstream_infra.components.migration import MigrationTask, MigrationTaskProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.service_ports import (
     API_PORT,
@@ -49,13 +46,7 @@ class ServicesStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         net = network_stack.network
         region = config.region
-        self.cluster = ecs.Cluster(
-            self,
-            "Cluster",
-            vpc=net.vpc,
-            cluster_name=config.prefix,
-            container_insights_v2=ecs.ContainerInsights.ENABLED,
-        )
+        self.cluster = network_stack.cluster
         self.ingress = InternalLoadBalancer(
             self,
             "Ingress",
@@ -299,19 +290,4 @@ class ServicesStack(Stack):
         )
         self.dashboard.scaling.scale_on_cpu_utilization(
             "Cpu", target_utilization_percent=DASHBOARD_CPU_TARGET
-        )
-
-        self.migration = MigrationTask(
-            self,
-            "Migration",
-            props=MigrationTaskProps(
-                repository=repos["db-loader"],
-                image_tag=config.image_tag,
-                master_secret=data.database.master_secret,
-                role_secrets=list(role_secrets.values()),
-                secrets_key=secrets_key,
-                region=region,
-                log_key=network_stack.log_key,
-                log_retention=network_stack.log_retention,
-            ),
         )
