@@ -49,6 +49,8 @@ from db_loader.backfill import csv_batches
 from db_loader.db import create_pool
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
+from db_loader.rules.config import load_rules
+from db_loader.rules.monitor import AlertMonitor
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -100,9 +102,14 @@ async def _load(path: Path, loader_dsn: str) -> None:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string("test-1"))
     pool = await create_pool(loader_dsn, min_size=1, max_size=2, statement_timeout_s=60)
     partitions = PartitionCache()
+    # The loader's monitoring rules run in the load transaction, as in the service.
+    monitor = AlertMonitor(load_rules(), registry=CollectorRegistry())
     try:
         for source, batch in csv_batches(path, keyring, chunk_rows=1000):
-            await load_batch(pool, source, batch, partitions=partitions)
+            result = await load_batch(
+                pool, source, batch, partitions=partitions, hooks=[monitor.after_insert]
+            )
+            monitor.after_commit(result)
     finally:
         await pool.close()
 
@@ -332,6 +339,7 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
             _check_totals(page, totals)
             _check_top_lists(page, dsn)
             _check_latest_fraud(page, dsn)
+            _check_alerts(page, dsn)
             _check_charts(page, dsn, totals)
             _check_map(page, dsn)
             _check_pipeline(page, dashboard)
@@ -418,6 +426,38 @@ def _check_latest_fraud(page: Any, dsn: str) -> None:
         for r in expected
     ]
     assert all(re.fullmatch(r"\*{4}\d{4}", r["card_masked"]) for r in expected)
+
+
+def _check_alerts(page: Any, dsn: str) -> None:
+    open_alerts = _sql(dsn, "SELECT rule, severity, open_alerts FROM cardstream.dash_alerts_open")
+    assert open_alerts, "the demo rows should trip some rules"
+    chart = _chart(page, "chart-alerts")
+    rules = sorted({r["rule"] for r in open_alerts})
+    assert chart["labels"] == rules
+    by_severity = {d["label"]: d["data"] for d in chart["datasets"]}
+    for row in open_alerts:
+        assert by_severity[row["severity"]][rules.index(row["rule"])] == row["open_alerts"]
+    total = sum(r["open_alerts"] for r in open_alerts)
+    assert page.text_content("#alerts-open-total") == f"{_count(total)} open"
+
+    latest = _sql(
+        dsn,
+        "SELECT rule, severity, score, status, card_masked, merchant, amt"
+        " FROM cardstream.dash_alerts_latest ORDER BY alert_id DESC LIMIT 8",
+    )
+    shown = _table(page, "table-latest-alerts")
+    assert [row[1:8] for row in shown] == [
+        [
+            r["rule"],
+            r["severity"],
+            str(r["score"]),
+            r["status"],
+            r["card_masked"],
+            r["merchant"],
+            _amount(r["amt"]),
+        ]
+        for r in latest
+    ]
 
 
 def _check_charts(page: Any, dsn: str, totals: dict[str, Any]) -> None:

@@ -166,4 +166,6 @@ async def test_the_feed_reads_the_views_as_the_analyst(
     assert (totals["transactions"], totals["amount"], totals["states"]) == (0, "0.00", 0)
     assert body["panels"]["top_fraud_states"] == []
     assert body["panels"]["trend_daily"] == []
+    assert body["panels"]["open_alerts"] == []
+    assert body["panels"]["latest_alerts"] == []
     assert body["pipeline"]["writers"] is None

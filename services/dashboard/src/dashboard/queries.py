@@ -19,6 +19,7 @@ JsonDict = dict[str, Any]
 
 TOP_N = 5
 FRAUD_CASES = 10
+LATEST_ALERTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,17 @@ async def read_panels(
             " ORDER BY trans_date_trans_time DESC, trans_num LIMIT $1",
             FRAUD_CASES,
         )
+        # Alerts raised by the loader's rules (issue 7), for case handling.
+        open_alerts = await conn.fetch(
+            "SELECT rule, severity, open_alerts, latest_created_at"
+            " FROM cardstream.dash_alerts_open ORDER BY rule, severity"
+        )
+        latest_alerts = await conn.fetch(
+            "SELECT alert_id, created_at, rule, severity, score, status, trans_num,"
+            " trans_date_trans_time, amt, category, merchant, card_masked, evidence"
+            " FROM cardstream.dash_alerts_latest ORDER BY alert_id DESC LIMIT $1",
+            LATEST_ALERTS,
+        )
         pipeline = await conn.fetchrow(
             "SELECT objects_loaded, last_object_loaded_at, rows_received, rows_duplicate,"
             " rows_quarantined, last_quarantined_at FROM cardstream.dash_pipeline"
@@ -140,6 +152,8 @@ async def read_panels(
         "top_fraud_merchants": [_row(r) for r in top_merchants],
         "fraud_by_category": [_row(r) for r in categories],
         "latest_fraud": [_row(r) for r in fraud_cases],
+        "open_alerts": [_row(r) for r in open_alerts],
+        "latest_alerts": [_row(r) for r in latest_alerts],
         "locations": {
             "cells": [_row(r) for r in locations],
             "total_cells": int(location_count or 0),

@@ -158,6 +158,18 @@
         },
       },
     });
+    charts.alerts = new Chart(document.getElementById("chart-alerts"), {
+      type: "bar",
+      data: { labels: [], datasets: [] },
+      options: {
+        indexAxis: "y",
+        plugins: { legend: { position: "top", align: "end" } },
+        scales: {
+          x: { stacked: true, beginAtZero: true, grid: { color: GRID } },
+          y: { stacked: true, grid: { display: false }, ticks: { autoSkip: false } },
+        },
+      },
+    });
     charts.daily = new Chart(document.getElementById("chart-daily"), {
       type: "bar",
       data: { labels: [], datasets: [] },
@@ -293,6 +305,68 @@
         const td = document.createElement("td");
         td.className = cls;
         td.textContent = text;
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  }
+
+  const SEVERITY_COLOURS = { high: "#d62839", medium: "#e0a100", low: "#7a9cc6" };
+
+  function renderAlerts(open, latest) {
+    const rules = [...new Set(open.map((r) => r.rule))].sort();
+    const datasets = ["high", "medium", "low"].map((severity) => ({
+      label: severity,
+      data: rules.map((rule) => {
+        const row = open.find((r) => r.rule === rule && r.severity === severity);
+        return row ? row.open_alerts : 0;
+      }),
+      backgroundColor: SEVERITY_COLOURS[severity],
+      borderRadius: 3,
+    }));
+    charts.alerts.data.labels = rules;
+    charts.alerts.data.datasets = datasets;
+    charts.alerts.update();
+    const total = open.reduce((sum, r) => sum + r.open_alerts, 0);
+    setText("alerts-open-total", `${formatCount(total)} open`);
+
+    const body = document.querySelector("#table-latest-alerts tbody");
+    body.replaceChildren();
+    if (latest.length === 0) {
+      const tr = document.createElement("tr");
+      tr.className = "empty";
+      const td = document.createElement("td");
+      td.colSpan = 9;
+      td.textContent = "No alerts raised yet";
+      tr.append(td);
+      body.append(tr);
+      return;
+    }
+    for (const row of latest) {
+      const tr = document.createElement("tr");
+      tr.title = `alert ${row.alert_id} · evidence ${row.evidence}`;
+      const cells = [
+        ["", clock(row.created_at)],
+        ["", row.rule],
+        ["badge", row.severity],
+        ["num", row.score],
+        ["", row.status],
+        ["mono", row.card_masked],
+        ["name", row.merchant],
+        ["num", formatAmount(row.amt)],
+        ["", row.trans_date_trans_time.replace("T", " ")],
+      ];
+      for (const [cls, text] of cells) {
+        const td = document.createElement("td");
+        if (cls === "badge") {
+          const badge = document.createElement("span");
+          badge.className = `badge ${text}`;
+          badge.textContent = text;
+          td.append(badge);
+        } else {
+          td.className = cls;
+          td.textContent = text;
+        }
         tr.append(td);
       }
       body.append(tr);
@@ -513,6 +587,7 @@
       renderTop("table-top-states", data.panels.top_fraud_states, "state");
       renderTop("table-top-merchants", data.panels.top_fraud_merchants, "merchant");
       renderCases(data.panels.latest_fraud);
+      renderAlerts(data.panels.open_alerts, data.panels.latest_alerts);
       renderMap(data.panels.locations);
       renderCharts(data.panels);
     }
