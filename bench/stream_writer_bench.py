@@ -139,7 +139,7 @@ def main() -> None:
             [sys.executable, "-m", "stream_writer"],
             env={
                 **env,
-                "AWS_ENDPOINT_URL": endpoint,
+                "WRITER_AWS_ENDPOINT_URL": endpoint,
                 "WRITER_WORKER_ID": "bench",
                 "WRITER_HEALTH_PORT": str(health_port),
                 "WRITER_FLUSH_MAX_AGE_S": str(args.flush_age),

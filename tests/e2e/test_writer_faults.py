@@ -1,0 +1,600 @@
+"""stream-writer fault tests F3, F4, F5 and scaling, as real worker processes against moto.
+
+Each test produces valid envelopes to Kinesis (partition key = card token), runs
+``python -m stream_writer`` workers with small thresholds, injects the fault, and then
+checks what a user of the landing bucket sees: every produced record is in some raw/
+object, no key was ever written twice (the bucket is versioned), and each card's records
+keep their order within and across the objects of a shard lineage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import orjson
+import pytest
+
+from cardstream.local.aws_resources import create_all
+from cardstream.local.ports import free_port, wait_for_port
+from cardstream_shared import resource_names as names
+from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
+from cardstream_shared.pan import PanKeyring, luhn_valid
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REGION = "us-east-1"
+CARDS = 16
+FAST = {
+    "failover_s": "2",
+    "flush_max_age_s": "0.5",
+    "poll_interval_s": "0.1",
+    "shard_sync_interval_s": "1",
+    "lease_take_interval_s": "0.5",
+}
+
+
+# ---------------------------------------------------------------- producing
+
+
+def _pans() -> list[str]:
+    pans = []
+    for i in range(CARDS):
+        body = f"4{i:014d}"
+        pans.append(next(body + str(d) for d in range(10) if luhn_valid(body + str(d))))
+    return pans
+
+
+class Producer:
+    """Puts envelopes to Kinesis; trans_num = card index + that card's running counter."""
+
+    def __init__(self, kinesis: Any) -> None:
+        self._kinesis = kinesis
+        self._ring = PanKeyring({"e2e": b"e2e-writer-test-key-0123456789ab"}, "e2e")
+        self._pans = _pans()
+        self._tokens = [self._ring.tokenize(pan) for pan in self._pans]
+        self._counters = [0] * CARDS
+        self._next_card = 0
+        self.produced: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _entries(self, count: int) -> list[dict[str, Any]]:
+        entries = []
+        now = dt.datetime.now(dt.UTC)
+        for _ in range(count):
+            card = self._next_card
+            self._next_card = (card + 1) % CARDS
+            self._counters[card] += 1
+            trans_num = f"c{card:02d}-{self._counters[card]:06d}"
+            txn = TransactionIn.model_validate(
+                {**kaggle_example(), "trans_num": trans_num, "cc_num": self._pans[card]}
+            )
+            env = StreamEnvelope.from_transaction(
+                txn, self._tokens[card], client_id="e2e", received_at=now
+            )
+            entries.append({"Data": env.to_json_bytes(), "PartitionKey": env.card_token})
+        return entries
+
+    def put(self, count: int) -> None:
+        """Put ``count`` records now, resending any entry Kinesis refused."""
+        pending = self._entries(count)
+        while pending:
+            result = self._kinesis.put_records(StreamName=names.STREAM_NAME, Records=pending)
+            refused = []
+            for entry, outcome in zip(pending, result["Records"], strict=True):
+                if "ErrorCode" in outcome:
+                    refused.append(entry)
+                else:
+                    self.produced.append(orjson.loads(entry["Data"])["trans_num"])
+            pending = refused
+
+    def start(self, per_tick: int = 10, tick_s: float = 0.05) -> None:
+        """Produce in the background until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.put(per_tick)
+                time.sleep(tick_s)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+
+# ---------------------------------------------------------------- workers
+
+
+@dataclass
+class Writer:
+    worker_id: str
+    process: subprocess.Popen[bytes]
+    health_port: int
+    log_path: Path
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return dict(response.json())
+
+    def leases(self) -> list[str] | None:
+        health = self.health()
+        return None if health is None else list(health["leases"])
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{self.health_port}/metrics", timeout=2).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@dataclass
+class Writers:
+    tmp_path: Path
+    started: list[Writer] = field(default_factory=list)
+
+    def start(self, worker_id: str, endpoint: str, **settings: str) -> Writer:
+        port = free_port()
+        log_path = self.tmp_path / f"{worker_id}.log"
+        env = {
+            **os.environ,
+            "WRITER_AWS_ENDPOINT_URL": endpoint,
+            "WRITER_WORKER_ID": worker_id,
+            "WRITER_HEALTH_PORT": str(port),
+            **{f"WRITER_{key.upper()}": value for key, value in {**FAST, **settings}.items()},
+        }
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stream_writer"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        writer = Writer(worker_id, process, port, log_path)
+        self.started.append(writer)
+        wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: process.poll() is None)
+        return writer
+
+    def stop_all(self) -> None:
+        for writer in self.started:
+            if writer.process.poll() is None:
+                os.kill(writer.process.pid, signal.SIGCONT)
+                writer.process.kill()
+                writer.process.wait(30)
+
+
+@pytest.fixture
+def writers(tmp_path: Path) -> Iterator[Writers]:
+    group = Writers(tmp_path)
+    yield group
+    group.stop_all()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def terminate(writer: Writer) -> int:
+    writer.process.send_signal(signal.SIGTERM)
+    return writer.process.wait(30)
+
+
+# ---------------------------------------------------------------- what landed
+
+
+def clients(endpoint: str) -> dict[str, Any]:
+    return {
+        name: boto3.client(name, endpoint_url=endpoint, region_name=REGION)
+        for name in ("kinesis", "s3", "sqs", "dynamodb")
+    }
+
+
+@dataclass(frozen=True)
+class Landed:
+    key: str
+    shard_id: str
+    first: int
+    trans_nums: list[str]
+    metadata: dict[str, str]
+
+
+def landed(s3: Any) -> list[Landed]:
+    """Every raw/ object; fails if any key was written more than once."""
+    versions: dict[str, int] = {}
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=names.LANDING_BUCKET, Prefix=names.RAW_PREFIX):
+        for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            versions[version["Key"]] = versions.get(version["Key"], 0) + 1
+    overwritten = {key: count for key, count in versions.items() if count > 1}
+    assert not overwritten, f"objects written more than once: {overwritten}"
+    objects = []
+    for key in versions:
+        response = s3.get_object(Bucket=names.LANDING_BUCKET, Key=key)
+        lines = gzip.decompress(response["Body"].read()).splitlines()
+        shard_id, first, _ = key.rsplit("/", 1)[1].removesuffix(".jsonl.gz").rsplit("-", 2)
+        objects.append(
+            Landed(
+                key,
+                shard_id,
+                int(first),
+                [orjson.loads(line)["trans_num"] for line in lines],
+                response["Metadata"],
+            )
+        )
+    return objects
+
+
+def landed_ids(s3: Any) -> set[str]:
+    return {trans_num for obj in landed(s3) for trans_num in obj.trans_nums}
+
+
+def shard_depths(kinesis: Any) -> dict[str, int]:
+    shards = kinesis.list_shards(StreamName=names.STREAM_NAME)["Shards"]
+    parents = {
+        shard["ShardId"]: [
+            shard[key] for key in ("ParentShardId", "AdjacentParentShardId") if key in shard
+        ]
+        for shard in shards
+    }
+
+    def depth(shard_id: str) -> int:
+        known = [p for p in parents.get(shard_id, []) if p in parents]
+        return 0 if not known else 1 + max(depth(p) for p in known)
+
+    return {shard_id: depth(shard_id) for shard_id in parents}
+
+
+def assert_all_landed_in_card_order(
+    objects: list[Landed], produced: list[str], depths: dict[str, int]
+) -> None:
+    seen = {trans_num for obj in objects for trans_num in obj.trans_nums}
+    missing = set(produced) - seen
+    assert not missing, f"{len(missing)} produced records never landed, e.g. {sorted(missing)[:5]}"
+    # Parents before children (lineage depth), then stream order inside a shard.
+    ordered = sorted(objects, key=lambda obj: (depths[obj.shard_id], obj.shard_id, obj.first))
+    last: dict[str, int] = {}
+    first_seen: set[str] = set()
+    for obj in ordered:
+        for trans_num in obj.trans_nums:
+            if trans_num in first_seen:
+                continue  # a duplicate across objects is allowed at this hop
+            first_seen.add(trans_num)
+            card, counter = trans_num.split("-")
+            assert int(counter) > last.get(card, 0), f"{trans_num} landed out of order"
+            last[card] = int(counter)
+
+
+def lease_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
+    items = dynamodb.scan(TableName=names.LEASE_TABLE, ConsistentRead=True)["Items"]
+    return {item["leaseKey"]["S"]: item for item in items}
+
+
+# ---------------------------------------------------------------- fault injection
+
+
+class KillingProxy:
+    """Forwards the writer's AWS calls to moto and SIGKILLs the writer at a chosen call.
+
+    The only fake in these tests: it injects the crash at an exact point of the protocol
+    (after the S3 put, before the checkpoint) instead of hoping a random kill lands there.
+    """
+
+    def __init__(
+        self, target: str, should_kill: Callable[[str, str, dict[str, str], bytes], bool]
+    ) -> None:
+        self.target = target
+        self.should_kill = should_kill
+        self.victim: int | None = None
+        self.killed = threading.Event()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            # HTTP/1.1 so that "Expect: 100-continue" (sent with S3 puts) is answered.
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                self.close_connection = True
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("connection", "keep-alive", "expect", "transfer-encoding")
+                }
+                if (
+                    proxy.victim is not None
+                    and not proxy.killed.is_set()
+                    and proxy.should_kill(self.command, self.path, headers, body)
+                ):
+                    os.kill(proxy.victim, signal.SIGKILL)
+                    proxy.killed.set()
+                    self.close_connection = True
+                    return
+                response = httpx.request(
+                    self.command,
+                    proxy.target + self.path,
+                    headers=headers,
+                    content=body,
+                    timeout=30,
+                )
+                self.send_response(response.status_code)
+                for key, value in response.headers.items():
+                    if key.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(response.content)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(response.content)
+
+            # http.server dispatches on these stdlib names.
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def is_checkpoint(method: str, path: str, headers: dict[str, str], body: bytes) -> bool:
+    target = next((v for k, v in headers.items() if k.lower() == "x-amz-target"), "")
+    return target.endswith(".UpdateItem") and b"SET checkpoint" in body
+
+
+def is_raw_put(method: str, path: str, headers: dict[str, str], body: bytes) -> bool:
+    return method == "PUT" and f"/{names.LANDING_BUCKET}/{names.RAW_PREFIX}" in path
+
+
+# ---------------------------------------------------------------- F3
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "rebuilt"),
+    [(is_checkpoint, False), (is_raw_put, True)],
+    ids=["after-put-before-checkpoint", "before-put-after-announce"],
+)
+def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
+    moto_reset: str, writers: Writers, kill_at: Callable[..., bool], rebuilt: bool
+) -> None:
+    aws = clients(moto_reset)
+    create_all(aws, region=REGION, shards=1)
+    producer = Producer(aws["kinesis"])
+    producer.put(400)
+    proxy = KillingProxy(moto_reset, kill_at)
+    try:
+        first = writers.start("f3-first", proxy.url, flush_max_records="150")
+        proxy.victim = first.process.pid
+        wait_for(proxy.killed.is_set, 30, "the kill at the chosen call")
+        assert first.process.wait(10) == -signal.SIGKILL
+    finally:
+        proxy.close()
+
+    [lease] = lease_items(aws["dynamodb"]).values()
+    assert lease["checkpoint"]["S"] == "TRIM_HORIZON"  # the checkpoint never moved
+    pending_key = lease["pendingRawKey"]["S"]
+    assert pending_key.endswith("-1-150.jsonl.gz")
+    keys_before = {obj.key for obj in landed(aws["s3"])}
+    assert keys_before == (set() if rebuilt else {pending_key})
+
+    second = writers.start("f3-second", moto_reset, flush_max_records="150")
+    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 40, "every record landed")
+    assert terminate(second) == 0, second.log()
+
+    objects = landed(aws["s3"])
+    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    by_key = {obj.key: obj for obj in objects}
+    # The announced object exists once, with exactly the first 150 records.
+    assert len(by_key[pending_key].trans_nums) == 150
+    expected_writer = "f3-second" if rebuilt else "f3-first"
+    assert by_key[pending_key].metadata["writer-id"] == expected_writer
+    # The takeover resolved the pending object: not one record was written twice.
+    all_ids = [trans_num for obj in objects for trans_num in obj.trans_nums]
+    assert len(all_ids) == len(set(all_ids)) == 400
+
+
+# ---------------------------------------------------------------- F4
+
+
+def test_f4_paused_zombie_is_fenced_and_lets_go(moto_reset: str, writers: Writers) -> None:
+    aws = clients(moto_reset)
+    create_all(aws, region=REGION, shards=1)
+    producer = Producer(aws["kinesis"])
+    producer.start()
+    try:
+        zombie = writers.start("f4-zombie", moto_reset)
+        wait_for(lambda: zombie.leases() == ["shardId-000000000000"], 20, "zombie owns the shard")
+        survivor = writers.start("f4-survivor", moto_reset)
+        wait_for(lambda: survivor.leases() == [], 20, "survivor up")
+        time.sleep(1.0)  # the zombie is mid-batch: records keep arriving every 50 ms
+        os.kill(zombie.process.pid, signal.SIGSTOP)
+        wait_for(
+            lambda: survivor.leases() == ["shardId-000000000000"], 20, "survivor took the lease"
+        )
+        time.sleep(1.0)
+        os.kill(zombie.process.pid, signal.SIGCONT)
+        wait_for(lambda: zombie.leases() == [], 20, "zombie let go of the shard")
+        assert zombie.metric("cardstream_writer_leases_lost_total") >= 1
+        assert survivor.leases() == ["shardId-000000000000"]
+    finally:
+        producer.stop()
+    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
+    assert terminate(zombie) == 0, zombie.log()
+    assert terminate(survivor) == 0, survivor.log()
+    objects = landed(aws["s3"])  # fails if any key has two versions
+    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    assert {obj.metadata["writer-id"] for obj in objects} == {"f4-zombie", "f4-survivor"}
+
+
+# ---------------------------------------------------------------- F5
+
+
+@pytest.fixture
+def resharding_moto(tmp_path: Path) -> Iterator[str]:
+    """A moto server patched to reshard like AWS (see writer_moto_resharding.py)."""
+    port = free_port()
+    script = Path(__file__).with_name("writer_moto_resharding.py")
+    with (tmp_path / "moto.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(script), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: process.poll() is None)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_f5_resharding_while_producing_keeps_every_record_and_card_order(
+    resharding_moto: str, writers: Writers
+) -> None:
+    aws = clients(resharding_moto)
+    create_all(aws, region=REGION, shards=2)
+    kinesis = aws["kinesis"]
+    producer = Producer(kinesis)
+    first = writers.start("f5-a", resharding_moto)
+    second = writers.start("f5-b", resharding_moto)
+    producer.start()
+    try:
+        time.sleep(2.5)
+        kinesis.update_shard_count(
+            StreamName=names.STREAM_NAME, TargetShardCount=4, ScalingType="UNIFORM_SCALING"
+        )
+        time.sleep(2.5)
+        open_shards = sorted(
+            (int(s["HashKeyRange"]["StartingHashKey"]), s["ShardId"])
+            for s in kinesis.list_shards(StreamName=names.STREAM_NAME)["Shards"]
+            if "EndingSequenceNumber" not in s["SequenceNumberRange"]
+        )
+        kinesis.merge_shards(
+            StreamName=names.STREAM_NAME,
+            ShardToMerge=open_shards[0][1],
+            AdjacentShardToMerge=open_shards[1][1],
+        )
+        time.sleep(2.5)
+    finally:
+        producer.stop()
+    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 40, "every record landed")
+    assert terminate(first) == 0, first.log()
+    assert terminate(second) == 0, second.log()
+
+    depths = shard_depths(kinesis)
+    assert max(depths.values()) == 2  # split, then merge of two children
+    objects = landed(aws["s3"])
+    assert_all_landed_in_card_order(objects, producer.produced, depths)
+    # Records were produced into every generation, so each lineage was really crossed.
+    assert {depths[obj.shard_id] for obj in objects} == {0, 1, 2}
+    leases = lease_items(aws["dynamodb"])
+    closed = {
+        s["ShardId"]
+        for s in kinesis.list_shards(StreamName=names.STREAM_NAME)["Shards"]
+        if "EndingSequenceNumber" in s["SequenceNumberRange"]
+    }
+    assert {shard: leases[shard]["checkpoint"]["S"] for shard in closed} == dict.fromkeys(
+        closed, "SHARD_END"
+    )
+
+
+# ---------------------------------------------------------------- scaling
+
+
+def test_worker_added_takes_its_share_and_a_stopped_one_hands_over_at_once(
+    moto_reset: str, writers: Writers
+) -> None:
+    aws = clients(moto_reset)
+    create_all(aws, region=REGION, shards=4)
+    producer = Producer(aws["kinesis"])
+    # A failover far longer than the waits below: any takeover seen here came from a steal
+    # or a release on SIGTERM, never from a lease expiring.
+    slow_failover = {"failover_s": "60"}
+    first = writers.start("scale-a", moto_reset, **slow_failover)
+    wait_for(lambda: len(first.leases() or []) == 4, 20, "first worker owns every shard")
+    producer.start()
+    try:
+        second = writers.start("scale-b", moto_reset, **slow_failover)
+        wait_for(
+            lambda: (len(first.leases() or []), len(second.leases() or [])) == (2, 2),
+            20,
+            "fair share 2/2",
+        )
+        assert second.metric("cardstream_writer_lease_steals_total") == 2
+        time.sleep(1.0)
+        assert terminate(first) == 0, first.log()
+        wait_for(lambda: len(second.leases() or []) == 4, 10, "survivor owns every shard")
+        time.sleep(1.0)
+    finally:
+        producer.stop()
+    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
+    assert terminate(second) == 0, second.log()
+    objects = landed(aws["s3"])
+    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+
+
+def test_killed_worker_loses_nothing_and_the_survivor_takes_every_shard(
+    moto_reset: str, writers: Writers
+) -> None:
+    aws = clients(moto_reset)
+    create_all(aws, region=REGION, shards=4)
+    producer = Producer(aws["kinesis"])
+    first = writers.start("kill-a", moto_reset)
+    second = writers.start("kill-b", moto_reset)
+    wait_for(
+        lambda: sorted([len(first.leases() or []), len(second.leases() or [])]) == [2, 2],
+        30,
+        "two workers share four shards",
+    )
+    producer.start()
+    try:
+        time.sleep(1.5)
+        first.process.kill()
+        first.process.wait(10)
+        wait_for(lambda: len(second.leases() or []) == 4, 20, "survivor owns every shard")
+        time.sleep(1.0)
+    finally:
+        producer.stop()
+    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
+    assert terminate(second) == 0, second.log()
+    objects = landed(aws["s3"])
+    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
