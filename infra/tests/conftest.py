@@ -91,3 +91,64 @@ def synth_prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized
         },
         tmp_path_factory.mktemp("cdk-prod"),
     )
+
+
+# Service directory -> (distribution name, import name) of every workspace service.
+SERVICES: dict[str, tuple[str, str]] = {
+    "ingest-api": ("cardstream-ingest-api", "ingest_api"),
+    "stream-writer": ("cardstream-stream-writer", "stream_writer"),
+    "db-loader": ("cardstream-db-loader", "db_loader"),
+    "dashboard": ("cardstream-dashboard", "dashboard"),
+}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What a service reads from its environment, from its pydantic-settings class."""
+
+    prefix: str
+    fields: dict[str, Any]
+
+    def variable(self, field: str) -> str:
+        """Environment variable of ``field``."""
+        return f"{self.prefix}{field}".upper()
+
+    @property
+    def variables(self) -> set[str]:
+        """Every variable the class reads."""
+        return {self.variable(name) for name in self.fields}
+
+    @property
+    def required(self) -> set[str]:
+        """Variables without a default: the service refuses to start without them."""
+        return {self.variable(name) for name, info in self.fields.items() if info.is_required()}
+
+    def default(self, field: str) -> Any:
+        """Default value of ``field``."""
+        return self.fields[field].default
+
+
+@pytest.fixture(scope="session")
+def service_configs() -> dict[str, ServiceConfig]:
+    """Each service's settings class, found in ``<import name>.settings``."""
+    import importlib
+
+    from cardstream_shared.settings import ServiceSettings
+
+    configs: dict[str, ServiceConfig] = {}
+    for service, (_, module_name) in SERVICES.items():
+        module = importlib.import_module(f"{module_name}.settings")
+        classes = [
+            value
+            for value in vars(module).values()
+            if isinstance(value, type)
+            and issubclass(value, ServiceSettings)
+            and value is not ServiceSettings
+            and value.__module__ == module.__name__
+        ]
+        assert len(classes) == 1, f"{module.__name__}: {classes}"
+        cls = classes[0]
+        configs[service] = ServiceConfig(
+            prefix=str(cls.model_config.get("env_prefix", "")), fields=dict(cls.model_fields)
+        )
+    return configs

@@ -252,3 +252,18 @@ def test_tasks_have_no_public_ip_and_the_alb_is_internal(synth: Any) -> None:
     balancers = synth.resources("AWS::ElasticLoadBalancingV2::LoadBalancer", "services")
     for balancer in balancers.values():
         assert balancer["Properties"]["Scheme"] == "internal"
+
+
+@pytest.mark.parametrize("service", ["ingest-api", "stream-writer", "db-loader", "dashboard"])
+def test_task_environment_matches_the_service_settings(
+    synth: Any, service_configs: dict[str, Any], service: str
+) -> None:
+    config = service_configs[service]
+    env = _environment(synth, service)
+    missing = config.required - set(env)
+    assert not missing, f"{service} would refuse to start: {sorted(missing)} unset"
+    unknown = {key for key in env if key.startswith(config.prefix)} - config.variables
+    assert not unknown, f"{service} is given variables it never reads: {sorted(unknown)}"
+    # Outside local/test the services refuse placeholder secrets; the task says where it runs.
+    assert env[config.variable("environment")] == synth.config.environment
+    assert config.variable("aws_endpoint_url") not in env

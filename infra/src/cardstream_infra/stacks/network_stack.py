@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cardstream_infra.components.network import LogEncryptionKey, Network, NetworkProps
+from cardstream_infra.components.network import (
+    APP_SUBNETS,
+    LogEncryptionKey,
+    Network,
+    NetworkProps,
+)
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.service_ports import API_PORT, DASHBOARD_PORT
 
@@ -41,6 +46,16 @@ class NetworkStack(Stack):
             cluster_name=config.prefix,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
+        # What infra/scripts/run-migration.sh needs to start the migration task.
+        CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
+        CfnOutput(
+            self,
+            "AppSubnetIds",
+            value=Fn.join(
+                ",", self.network.vpc.select_subnets(subnet_group_name=APP_SUBNETS).subnet_ids
+            ),
+        )
+        CfnOutput(self, "MigrationSecurityGroupId", value=self.network.migrate_sg.security_group_id)
 
 
 # CloudWatch Logs accepts only these retention periods (jsii enums carry no day counts).

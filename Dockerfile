@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1.7
+# One pattern for every cardstream image (services/*/Dockerfile and the root Dockerfile):
+# only PACKAGE, the port and the module differ. Build from the repository root, which holds
+# the uv workspace and its single lock: `docker buildx bake cli` (docker-bake.hcl).
+# This root image holds the `cardstream` command (emulator, bootstrap-aws, migrate) that
+# compose runs; PORT is where its AWS emulator listens.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+FROM ${UV_IMAGE} AS uv
+
+FROM ${PYTHON_IMAGE} AS build
+ARG PACKAGE=cardstream
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+COPY --from=uv /uv /usr/local/bin/uv
+WORKDIR /src
+# Third-party dependencies first: this layer is reused until uv.lock or a pyproject changes.
+COPY pyproject.toml uv.lock README.md ./
+COPY shared/pyproject.toml shared/
+COPY services/ingest-api/pyproject.toml services/ingest-api/
+COPY services/stream-writer/pyproject.toml services/stream-writer/
+COPY services/db-loader/pyproject.toml services/db-loader/
+COPY services/dashboard/pyproject.toml services/dashboard/
+COPY infra/pyproject.toml infra/
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-install-workspace --package "${PACKAGE}"
+COPY . .
+# --no-editable: workspace packages are installed as wheels, so /app/.venv is self-contained.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"
+
+FROM ${PYTHON_IMAGE} AS runtime
+ARG PORT=5000
+RUN groupadd --system --gid 10001 cardstream \
+    && useradd --system --uid 10001 --gid cardstream --no-create-home \
+       --shell /usr/sbin/nologin cardstream
+COPY --from=build /app/.venv /app/.venv
+ENV PATH="/app/.venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    CARDSTREAM_HEALTH_URL="http://127.0.0.1:${PORT}/healthz"
+WORKDIR /app
+USER 10001:10001
+EXPOSE ${PORT}
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['CARDSTREAM_HEALTH_URL'], timeout=3)"]
+CMD ["cardstream", "--help"]

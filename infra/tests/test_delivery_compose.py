@@ -1,0 +1,172 @@
+"""compose.yaml: every service, port and environment variable the code needs is there."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cardstream_shared import resource_names as names
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICE_IMAGES = {
+    "ingest-api": "services/ingest-api/Dockerfile",
+    "stream-writer": "services/stream-writer/Dockerfile",
+    "db-loader": "services/db-loader/Dockerfile",
+    "dashboard": "services/dashboard/Dockerfile",
+}
+# Settings field of the port each service's /healthz answers on.
+HEALTH_PORT_FIELD = {
+    "ingest-api": "port",
+    "stream-writer": "health_port",
+    "db-loader": "health_port",
+    "dashboard": "port",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
+    return data
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment must be a mapping"
+    return {key: str(value) for key, value in env.items()}
+
+
+def test_compose_has_the_infrastructure_jobs_and_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {"postgres", "aws", "pgadmin", "bootstrap-aws", "migrate"} <= set(services)
+    assert set(SERVICE_IMAGES) <= set(services)
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["pgadmin"]["image"].startswith("dpage/pgadmin4:")
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))
+def test_services_build_from_the_baked_dockerfiles(compose: dict[str, Any], service: str) -> None:
+    definition = compose["services"][service]
+    assert definition["build"]["context"] == "."
+    assert definition["build"]["dockerfile"] == SERVICE_IMAGES[service]
+    assert (REPO / definition["build"]["dockerfile"]).is_file()
+    # The same name and tag docker-bake.hcl gives it by default.
+    assert definition["image"] == f"cardstream/{service}:dev"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))
+def test_every_required_variable_is_set_and_every_name_is_real(
+    compose: dict[str, Any], service_configs: dict[str, Any], service: str
+) -> None:
+    config = service_configs[service]
+    env = _env(compose["services"][service])
+    missing = config.required - set(env)
+    assert not missing, f"{service} cannot start without {sorted(missing)}"
+    own = {key for key in env if key.startswith(config.prefix)}
+    unknown = own - config.variables
+    assert not unknown, f"{service} sets variables it never reads: {sorted(unknown)}"
+    # Every service talks to the emulator, not to AWS.
+    assert env[config.variable("aws_endpoint_url")] == "http://aws:5000"
+    assert env[config.variable("environment")] == "local"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))
+def test_ports_are_published_on_loopback_to_the_port_the_service_listens_on(
+    compose: dict[str, Any], service_configs: dict[str, Any], service: str
+) -> None:
+    config = service_configs[service]
+    env = _env(compose["services"][service])
+    field = HEALTH_PORT_FIELD[service]
+    port = int(env.get(config.variable(field), config.default(field)))
+    host_field = "host" if field == "port" else "health_host"
+    # Inside a container the service must listen beyond its own loopback to be published.
+    assert env[config.variable(host_field)] == "0.0.0.0"
+    published = compose["services"][service]["ports"]
+    assert len(published) == 1
+    address, _, container = published[0].split(":")
+    assert address == "127.0.0.1"
+    assert int(container) == port
+
+
+def test_every_published_port_binds_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for mapping in service.get("ports", []):
+            assert str(mapping).startswith("127.0.0.1:"), name
+
+
+def test_services_start_after_the_setup_jobs(compose: dict[str, Any]) -> None:
+    for service in SERVICE_IMAGES:
+        depends = compose["services"][service]["depends_on"]
+        assert depends["bootstrap-aws"]["condition"] == "service_completed_successfully"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert depends["aws"]["condition"] == "service_healthy"
+        assert depends["postgres"]["condition"] == "service_healthy"
+
+
+def _cli_args(command: str, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` with the parser of ``cardstream <command>``'s module."""
+    from cardstream.cli import COMMANDS
+
+    module = importlib.import_module(COMMANDS[command][0])
+    parser = argparse.ArgumentParser(prog=f"cardstream {command}")
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_bootstrap_job_runs_the_local_stack_code_against_the_emulator(
+    compose: dict[str, Any],
+) -> None:
+    job = compose["services"]["bootstrap-aws"]
+    script = job["command"][0]
+    first = shlex.split(script.split("&&")[0])
+    assert first[:2] == ["cardstream", "bootstrap-aws"]
+    args = _cli_args("bootstrap-aws", first[2:])
+    assert args.endpoint_url == "http://aws:5000"
+    assert args.db_host == "postgres"
+    # It publishes the JWKS where the services' JWKS_URL points.
+    assert "/jwks/jwks.json" in script
+    assert "JWT_SIGNING_KEY_SECRET" in script
+    assert job["depends_on"]["aws"]["condition"] == "service_healthy"
+
+
+def test_migrate_job_runs_cardstream_migrate_on_the_compose_database(
+    compose: dict[str, Any],
+) -> None:
+    command = compose["services"]["migrate"]["command"]
+    assert command[:2] == ["cardstream", "migrate"]
+    args = _cli_args("migrate", command[2:])
+    assert args.admin_url.startswith("postgresql://postgres:")
+    assert "@postgres:5432/" in args.admin_url
+    assert args.aws_endpoint_url == "http://aws:5000"
+
+
+def test_shared_values_agree_across_services(compose: dict[str, Any]) -> None:
+    env = {name: _env(compose["services"][name]) for name in SERVICE_IMAGES}
+    assert env["ingest-api"]["INGEST_STREAM_NAME"] == names.STREAM_NAME
+    assert env["stream-writer"]["WRITER_STREAM_NAME"] == names.STREAM_NAME
+    assert env["stream-writer"]["WRITER_BUCKET"] == names.LANDING_BUCKET
+    assert env["stream-writer"]["WRITER_LEASE_TABLE"] == names.LEASE_TABLE
+    assert env["db-loader"]["LOADER_QUEUE_URL"].endswith(f"/{names.LANDED_QUEUE}")
+    assert env["dashboard"]["DASHBOARD_DLQ_URL"].endswith(f"/{names.LANDED_DLQ}")
+    assert env["ingest-api"]["INGEST_PAN_KEY_SECRET_ID"] == names.PAN_KEY_SECRET
+    assert env["ingest-api"]["INGEST_DATABASE_SECRET_ID"] == names.DB_API_SECRET
+    assert env["db-loader"]["LOADER_DATABASE_SECRET_ID"] == names.DB_LOADER_SECRET
+    assert env["dashboard"]["DASHBOARD_DATABASE_SECRET_ID"] == names.DB_ANALYST_SECRET
+    for service, prefix in (("ingest-api", "INGEST_"), ("dashboard", "DASHBOARD_")):
+        assert env[service][f"{prefix}JWKS_URL"] == "file:///jwks/jwks.json"
+        assert "jwks:/jwks:ro" in compose["services"][service]["volumes"]
+
+
+def test_emulator_is_the_single_threaded_moto_entry_point(compose: dict[str, Any]) -> None:
+    aws = compose["services"]["aws"]
+    assert aws["command"][:3] == ["python", "-m", "cardstream.local.moto_server"]
+    assert importlib.util.find_spec("cardstream.local.moto_server") is not None
+    assert aws["environment"]["CARDSTREAM_HEALTH_URL"].startswith("http://127.0.0.1:5000/")
