@@ -33,14 +33,20 @@ from db_loader.rules.notifier import AlertNotice
 if TYPE_CHECKING:
     from db_loader.db import DbConnection
 
-# The rows a load inserted, with the cardholder's home (the ZIP area's coordinates).
+# The rows a load inserted, with the cardholder's home (the ZIP area's coordinates). Each
+# row is fetched by its primary key: LIMIT 1 keeps the lookup a parameterised index scan
+# (one partition per key), where a plain join lets the planner hash-join against every
+# row of the months involved, a cost that grows with the table instead of the load.
 _NEW: Final = """
 new AS MATERIALIZED (
     SELECT t.trans_num, t.trans_date_trans_time AS ts, t.card_token, t.amt, t.category,
            t.merchant_id, t.merch_lat, t.merch_long, z.lat AS home_lat, z.long AS home_long
     FROM cardstream.transaction_key k
-    JOIN cardstream.transaction t
-        ON t.trans_num = k.trans_num AND t.trans_date_trans_time = k.trans_date_trans_time
+    CROSS JOIN LATERAL (
+        SELECT * FROM cardstream.transaction x
+        WHERE x.trans_num = k.trans_num AND x.trans_date_trans_time = k.trans_date_trans_time
+        LIMIT 1
+    ) t
     JOIN cardstream.customer cu ON cu.customer_id = t.customer_id
     JOIN cardstream.address a ON a.address_id = cu.address_id
     JOIN cardstream.zip_area z ON z.zip_area_id = a.zip_area_id
@@ -365,7 +371,15 @@ class RuleEngine:
         """Raise the alerts ``trans_nums`` (rows already inserted on ``conn``) trip."""
         if not self._sql or not trans_nums:
             return []
+        # The statement is prepared once per connection (asyncpg's statement cache), but
+        # PostgreSQL would still plan it afresh for each load's values (about 8 ms for this
+        # statement, measured, as much as running it on 1,000 rows). The generic plan is
+        # made once and prunes partitions at run time.
+        # SET LOCAL ends with the transaction, also when the statement fails; the RESET
+        # gives the loader's own statements after this hook their usual planning back.
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         rows = await conn.fetch(self._sql, list(trans_nums), *self._params)
+        await conn.execute("RESET plan_cache_mode")
         return [
             RaisedAlert(
                 alert_id=row["alert_id"],
