@@ -17,7 +17,9 @@ from pathlib import Path
 
 import boto3
 import httpx
+import psycopg
 import pytest
+from psycopg import sql
 
 from cardstream.local.ports import free_port
 from cardstream_shared import resource_names as names
@@ -169,3 +171,50 @@ async def test_the_feed_reads_the_views_as_the_analyst(
     assert body["panels"]["open_alerts"] == []
     assert body["panels"]["latest_alerts"] == []
     assert body["pipeline"]["writers"] is None
+
+
+async def test_a_lost_database_keeps_the_last_panels_and_says_so(
+    jwks_url: str, signing_key: SigningKey, empty_database: str
+) -> None:
+    password = uuid.uuid4().hex
+    bootstrap(empty_database, role_passwords={names.DB_ANALYST_ROLE: password})
+    settings = _settings(
+        jwks_url,
+        database_url=with_credentials(empty_database, names.DB_ANALYST_ROLE, password),
+        snapshot_ttl_s=0,
+        snapshot_hold_factor=0,
+    )
+    headers = {"Authorization": f"Bearer {_token(signing_key, names.SCOPE_READ)}"}
+    database = empty_database.rsplit("/", 1)[1]
+    async with serving(settings) as client:
+        first = (await client.get("/api/dashboard", headers=headers)).json()
+        # The fault: the analyst may no longer connect, and its sessions are cut.
+        with psycopg.connect(empty_database, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, {}").format(
+                    sql.Identifier(database), sql.Identifier(names.DB_ANALYST_ROLE)
+                )
+            )
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE usename = %s AND datname = %s",
+                (names.DB_ANALYST_ROLE, database),
+            )
+        second = (await client.get("/api/dashboard", headers=headers)).json()
+        health = await client.get("/healthz")
+        with psycopg.connect(empty_database, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                    sql.Identifier(database), sql.Identifier(names.DB_ANALYST_ROLE)
+                )
+            )
+        third = (await client.get("/api/dashboard", headers=headers)).json()
+
+    assert first["unavailable"] == []
+    assert second["unavailable"] == ["database"]
+    assert second["panels"] == first["panels"]
+    assert second["panels_as_of"] == first["panels_as_of"]
+    assert health.status_code == 503
+    # Once the database is back the pool reconnects and the panels are fresh again.
+    assert third["unavailable"] == []
+    assert third["panels_as_of"] > first["panels_as_of"]

@@ -37,7 +37,15 @@ access_logger = logging.getLogger("dashboard.access")
 _PACKAGE_DIR: Final = Path(str(resources.files("dashboard")))
 _STATIC_DIR: Final = _PACKAGE_DIR / "static"
 _PAGE: Final = (_PACKAGE_DIR / "page.html").read_text(encoding="utf-8")
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: what asyncpg raises on a pooled connection whose backend was
+# terminated (pg_terminate_backend, a restarted server) before it noticed.
+_DB_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 # The page runs only our own files: no inline script, nothing from another origin.
 _SECURITY_HEADERS: Final = {
@@ -64,12 +72,13 @@ class SnapshotCache:
     """One database snapshot shared by every viewer for a short time (single flight).
 
     The views aggregate the whole transaction table, so the cache also keeps the database
-    from spending more than about a quarter of its time on the dashboard: the next snapshot
-    waits at least three times as long as the last one took.
+    from spending more than ``1 / (1 + hold_factor)`` of its time on the dashboard: the next
+    snapshot waits at least ``hold_factor`` times as long as the last one took.
     """
 
     read: Callable[[], Awaitable[JsonDict]]
     ttl_s: float
+    hold_factor: float
     metrics: DashboardMetrics
     _value: JsonDict | None = None
     _as_of: str | None = None
@@ -94,7 +103,7 @@ class SnapshotCache:
             self._value = value
             self._as_of = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
             self._taken_at = time.monotonic()
-            self._hold_s = max(self.ttl_s, 3 * elapsed)
+            self._hold_s = max(self.ttl_s, self.hold_factor * elapsed)
             return self._value, self._as_of, False
 
 
@@ -222,7 +231,9 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
                 gatekeeper=Gatekeeper(verifier, metrics, max_cache_age_s=settings.jwks_ttl_s),
                 pool=pool,
                 probe=PipelineProbe(settings, metrics, sqs=sqs, kinesis=kinesis, s3=s3, http=http),
-                cache=SnapshotCache(read, settings.snapshot_ttl_s, metrics),
+                cache=SnapshotCache(
+                    read, settings.snapshot_ttl_s, settings.snapshot_hold_factor, metrics
+                ),
             )
             logger.info(
                 "dashboard ready",

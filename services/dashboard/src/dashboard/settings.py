@@ -59,6 +59,9 @@ class DashboardSettings(ServiceSettings):
     refresh_interval_s: float = Field(default=5.0, ge=1, le=3600)
     # Concurrent viewers within this time share one database snapshot.
     snapshot_ttl_s: float = Field(default=2.0, ge=0, le=3600)
+    # The next snapshot waits at least this many times as long as the last one took, so the
+    # database spends at most 1 / (1 + factor) of its time on the dashboard.
+    snapshot_hold_factor: float = Field(default=3.0, ge=0, le=100)
     map_max_locations: int = Field(default=3000, ge=10, le=100_000)
     hourly_trend_hours: int = Field(default=48, ge=1, le=24 * 90)
     daily_trend_days: int = Field(default=120, ge=1, le=3650)
