@@ -106,8 +106,21 @@ SERVICES: dict[str, tuple[str, str]] = {
 class ServiceConfig:
     """What a service reads from its environment, from its pydantic-settings class."""
 
+    cls: Any
     prefix: str
     fields: dict[str, Any]
+
+    def load(self, environment: dict[str, str]) -> Any:
+        """The settings the service would build from exactly ``environment``."""
+        saved = dict(os.environ)
+        try:
+            for key in [k for k in os.environ if k.startswith(self.prefix)]:
+                del os.environ[key]
+            os.environ.update(environment)
+            return self.cls()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     def variable(self, field: str) -> str:
         """Environment variable of ``field``."""
@@ -149,6 +162,8 @@ def service_configs() -> dict[str, ServiceConfig]:
         assert len(classes) == 1, f"{module.__name__}: {classes}"
         cls = classes[0]
         configs[service] = ServiceConfig(
-            prefix=str(cls.model_config.get("env_prefix", "")), fields=dict(cls.model_fields)
+            cls=cls,
+            prefix=str(cls.model_config.get("env_prefix", "")),
+            fields=dict(cls.model_fields),
         )
     return configs

@@ -79,6 +79,17 @@ def test_every_required_variable_is_set_and_every_name_is_real(
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))
+def test_the_settings_class_accepts_the_compose_environment(
+    compose: dict[str, Any], service_configs: dict[str, Any], service: str
+) -> None:
+    config = service_configs[service]
+    env = _env(compose["services"][service])
+    settings = config.load(env)
+    assert settings.environment == "local"
+    assert settings.aws_endpoint_url == "http://aws:5000"
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))
 def test_ports_are_published_on_loopback_to_the_port_the_service_listens_on(
     compose: dict[str, Any], service_configs: dict[str, Any], service: str
 ) -> None:

@@ -267,3 +267,25 @@ def test_task_environment_matches_the_service_settings(
     # Outside local/test the services refuse placeholder secrets; the task says where it runs.
     assert env[config.variable("environment")] == synth.config.environment
     assert config.variable("aws_endpoint_url") not in env
+
+
+def _render(value: Any) -> str:
+    """A CloudFormation value as a string, references replaced by a stand-in."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_render(part) for part in parts)
+    return "resolved-at-deploy-time"
+
+
+@pytest.mark.parametrize("service", ["ingest-api", "stream-writer", "db-loader", "dashboard"])
+def test_the_settings_class_accepts_the_task_environment(
+    synth: Any, service_configs: dict[str, Any], service: str
+) -> None:
+    definition = _task_definition(synth, service)["ContainerDefinitions"][0]
+    env = {item["Name"]: _render(item["Value"]) for item in definition["Environment"]}
+    settings = service_configs[service].load(env)
+    assert settings.environment == synth.config.environment
+    assert settings.aws_region == synth.config.region
+    assert settings.aws_endpoint_url is None
