@@ -154,6 +154,7 @@ async def test_replaying_the_same_rows_leaves_each_transaction_once(
     assert count(admin_dsn, "SELECT count(*) FROM cardstream.transaction") == 300
     assert count(admin_dsn, "SELECT count(DISTINCT trans_num) FROM cardstream.transaction") == 300
     assert count(admin_dsn, "SELECT count(*) FROM cardstream.object_ledger") == 2
+    assert count(admin_dsn, "SELECT count(*) FROM cardstream.fact_reference_violation") == 0
 
 
 async def test_same_key_twice_in_a_batch_is_one_row_with_the_latest_label(

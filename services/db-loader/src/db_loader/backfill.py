@@ -39,7 +39,7 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult, PartitionCache, load_batch
 from db_loader.object_reader import Limits, fetch_object
 from db_loader.quarantine import QuarantineEntry, masked_line
-from db_loader.rows import PreparedBatch, prepare
+from db_loader.rows import PreparedBatch, prepare, prepare_object
 from db_loader.settings import LoaderSettings
 
 CHUNK_ROWS: Final = 10_000
@@ -214,8 +214,8 @@ async def backfill(
                 progress = Progress(total=None, out=out)
                 for key, etag, size in keys:
                     source = SourceObject(bucket=bucket, key=key, etag=etag, size_bytes=size)
-                    identity, lines = await fetch_object(s3, source, limits)
-                    batch = await asyncio.to_thread(prepare, lines)
+                    identity, body = await fetch_object(s3, source, limits)
+                    batch = await asyncio.to_thread(prepare_object, key, body, limits)
                     progress.add(await load_batch(pool, identity, batch, partitions=partitions))
         else:
             path = Path(target)

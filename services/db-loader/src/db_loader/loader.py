@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import asyncpg
 
 from db_loader import ledger, quarantine
 from db_loader.ledger import LedgerCounts, SourceObject
-from db_loader.rows import STAGING_COLUMNS, PreparedBatch
+from db_loader.rows import DIMENSION_COLUMNS, FACT_COLUMNS, PreparedBatch
 
 if TYPE_CHECKING:
     from db_loader.db import DbConnection
@@ -48,81 +49,41 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (
     amt numeric(12, 2),
     category text,
     merchant_id uuid,
-    merchant text,
     merch_lat double precision,
     merch_long double precision,
     card_token text,
-    card_last4 text,
-    card_key_version text,
     customer_id uuid,
-    first text,
-    last text,
-    gender text,
-    dob date,
-    job text,
-    address_id uuid,
-    street text,
-    zip_area_id uuid,
-    zip text,
-    lat double precision,
-    long double precision,
-    city_id uuid,
-    city text,
-    state text,
-    city_pop integer,
     is_fraud smallint,
+    labelled_at timestamptz,
     ingest_id uuid,
     client_id text,
-    received_at timestamptz,
-    labelled_at timestamptz
+    received_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
 
-# Foreign-key order: a row's parents are inserted before it. DISTINCT ON keeps one row per
-# key; ORDER BY the key gives every loader the same lock order.
-_DIMENSIONS: Final = (
-    ("city", "city_id", ("city_id", "city", "state", "city_pop")),
-    ("zip_area", "zip_area_id", ("zip_area_id", "zip", "city_id", "lat", "long")),
-    ("address", "address_id", ("address_id", "street", "zip_area_id")),
-    (
-        "customer",
-        "customer_id",
-        ("customer_id", "first", "last", "gender", "dob", "job", "address_id"),
-    ),
-    ("card", "card_token", ("card_token", "card_last4", "card_key_version")),
-    ("merchant", "merchant_id", ("merchant_id", "merchant")),
-    ("category", "category", ("category",)),
-)
+_SQL_TYPES: Final = {
+    "city_id": "uuid", "zip_area_id": "uuid", "address_id": "uuid", "customer_id": "uuid",
+    "merchant_id": "uuid", "city_pop": "integer", "lat": "float8", "long": "float8",
+    "dob": "date",
+}  # fmt: skip
 
 
-def _dimension_sql(table: str, key: str, columns: tuple[str, ...]) -> str:
-    cols = ", ".join(columns)
+def _dimension_sql(table: str, columns: tuple[str, ...]) -> str:
+    # Dimension rows are few (one per distinct key in the object), already deduplicated in
+    # Python: sent as arrays. ORDER BY the key gives every loader the same lock order.
+    arrays = ", ".join(
+        f"${i}::{_SQL_TYPES.get(column, 'text')}[]" for i, column in enumerate(columns, start=1)
+    )
     return (
-        f"INSERT INTO cardstream.{table} ({cols})"  # noqa: S608 (names are constants here)
-        f" SELECT DISTINCT ON ({key}) {cols} FROM {STAGING_TABLE} ORDER BY {key}"
-        f" ON CONFLICT ({key}) DO NOTHING"
+        f"INSERT INTO cardstream.{table} ({', '.join(columns)})"  # noqa: S608 (constants)
+        f" SELECT * FROM unnest({arrays}) ORDER BY 1 ON CONFLICT ({columns[0]}) DO NOTHING"
     )
 
 
-_DIMENSION_SQL: Final = tuple(_dimension_sql(*spec) for spec in _DIMENSIONS)
-
-_FACT_COLUMNS: Final = (
-    "trans_num",
-    "trans_date_trans_time",
-    "unix_time",
-    "amt",
-    "category",
-    "merchant_id",
-    "merch_lat",
-    "merch_long",
-    "card_token",
-    "customer_id",
-    "is_fraud",
-    "labelled_at",
-    "ingest_id",
-    "client_id",
-    "received_at",
-)
+_DIMENSION_SQL: Final = {
+    table: _dimension_sql(table, columns) for table, columns in DIMENSION_COLUMNS.items()
+}
+_FACT_COLUMNS: Final = FACT_COLUMNS
 
 # The registry insert decides which trans_num are new; only those reach the partitioned
 # table, whose own primary key (trans_num, month) could not catch a repeat in another month.
@@ -141,19 +102,30 @@ RETURNING trans_num
 
 # A later label for a transaction already stored updates it; an older one (by the time
 # ingest-api received it) never overwrites a newer one, and a missing label changes nothing.
-_RELABEL: Final = f"""
-UPDATE cardstream.transaction t
-SET is_fraud = s.is_fraud, labelled_at = s.labelled_at
+# Each staged row looks its stored twin up by primary key (LATERAL ... LIMIT 1 keeps it an
+# index scan in one partition): a plain join could hash-join whole months. Rows this load
+# inserted carry the staged label already and drop out by the IS DISTINCT FROM test.
+_RELABEL_CANDIDATES: Final = f"""
+SELECT s.trans_num, x.trans_date_trans_time, s.is_fraud, s.labelled_at
 FROM {STAGING_TABLE} s
-JOIN cardstream.transaction_key k USING (trans_num)
+CROSS JOIN LATERAL (
+    SELECT t.trans_date_trans_time, t.is_fraud, t.labelled_at
+    FROM cardstream.transaction_key k
+    JOIN cardstream.transaction t
+      ON t.trans_num = k.trans_num AND t.trans_date_trans_time = k.trans_date_trans_time
+    WHERE k.trans_num = s.trans_num
+    LIMIT 1
+) x
 WHERE s.is_fraud IS NOT NULL
-  AND s.trans_num <> ALL($1::text[])
-  AND t.trans_num = s.trans_num
-  AND t.trans_date_trans_time = k.trans_date_trans_time
-  AND t.is_fraud IS DISTINCT FROM s.is_fraud
-  AND (t.labelled_at IS NULL OR t.labelled_at < s.labelled_at)
-RETURNING t.trans_num
+  AND x.is_fraud IS DISTINCT FROM s.is_fraud
+  AND (x.labelled_at IS NULL OR x.labelled_at < s.labelled_at)
+ORDER BY s.trans_num
 """  # noqa: S608 (built from the constants above, no input)
+_RELABEL: Final = """
+UPDATE cardstream.transaction SET is_fraud = $3, labelled_at = $4
+WHERE trans_num = $1 AND trans_date_trans_time = $2
+  AND (labelled_at IS NULL OR labelled_at < $4)
+"""
 
 
 @dataclass
@@ -214,17 +186,22 @@ async def _load_in_transaction(
     result = LoadResult(
         source=source, object_id=object_id, already_loaded=False, row_count=batch.row_count
     )
-    if batch.rows:
+    if batch.fact_count:
         await conn.execute(_CREATE_STAGING)
-        await conn.copy_records_to_table(STAGING_TABLE, records=batch.rows, columns=STAGING_COLUMNS)
-        for statement in _DIMENSION_SQL:
-            await conn.execute(statement)
+        await conn.copy_to_table(
+            STAGING_TABLE, source=io.BytesIO(batch.facts_csv), columns=FACT_COLUMNS, format="csv"
+        )
+        for table, statement in _DIMENSION_SQL.items():
+            rows = list(batch.dimensions[table].values())
+            await conn.execute(statement, *(list(column) for column in zip(*rows, strict=True)))
         inserted = await conn.fetch(_INSERT_FACTS, object_id)
         result.inserted_trans_nums = [r[0] for r in inserted]
-        if len(inserted) < len(batch.rows):
-            relabelled = await conn.fetch(_RELABEL, result.inserted_trans_nums)
-            result.relabelled_trans_nums = [r[0] for r in relabelled]
-    result.duplicate_count = batch.duplicates_in_batch + len(batch.rows) - result.inserted_count
+        if len(inserted) < batch.fact_count:
+            relabels = await conn.fetch(_RELABEL_CANDIDATES)
+            if relabels:
+                await conn.executemany(_RELABEL, [tuple(r) for r in relabels])
+            result.relabelled_trans_nums = [r[0] for r in relabels]
+    result.duplicate_count = batch.duplicates_in_batch + batch.fact_count - result.inserted_count
     result.quarantined_count = len(batch.quarantined)
     await quarantine.store(conn, object_id, batch.quarantined)
     await ledger.record_counts(
@@ -252,7 +229,7 @@ async def load_batch(
     hooks: Sequence[AfterInsertHook] = (),
 ) -> LoadResult:
     """Load a prepared batch as one transaction; a reload of a loaded object is a no-op."""
-    await partitions.ensure(pool, batch.months())
+    await partitions.ensure(pool, batch.months)
     attempt = 1
     while True:
         try:

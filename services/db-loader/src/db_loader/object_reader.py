@@ -25,6 +25,10 @@ class UnreadableObjectError(Exception):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[UnreadableObjectError], tuple[str, str]]:
+        # Raised in a worker process: must survive pickling back to the loader.
+        return (type(self), (self.reason, str(self)))
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -125,11 +129,9 @@ def is_gzip_key(key: str) -> bool:
     return key.endswith(".gz")
 
 
-async def fetch_object(
-    s3: Any, source: SourceObject, limits: Limits
-) -> tuple[SourceObject, list[tuple[int, bytes]]]:
-    """Download and decode one object; returns its identity (with the etag S3 reports) and its
-    numbered lines."""
+async def fetch_object(s3: Any, source: SourceObject, limits: Limits) -> tuple[SourceObject, bytes]:
+    """Download one object (still compressed; bounded by ``max_object_bytes``); returns its
+    identity, with the etag S3 reports, and its body."""
     from botocore.exceptions import ClientError
 
     if source.size_bytes is not None and source.size_bytes > limits.max_object_bytes:
@@ -145,17 +147,21 @@ async def fetch_object(
             raise UnreadableObjectError("missing", f"object {source.uri} does not exist") from None
         raise
     length = int(response.get("ContentLength") or 0)
-    if length > limits.max_object_bytes:
-        response["Body"].close()
-        raise UnreadableObjectError("too_large", f"object exceeds {limits.max_object_bytes} bytes")
     etag = str(response.get("ETag", source.etag)).strip('"') or source.etag
-
-    splitter = LineSplitter(gzipped=is_gzip_key(source.key), limits=limits)
-    lines: list[tuple[int, bytes]] = []
+    chunks: list[bytes] = []
+    read = 0
     async with response["Body"] as body:
+        if length > limits.max_object_bytes:
+            raise UnreadableObjectError(
+                "too_large", f"object exceeds {limits.max_object_bytes} bytes"
+            )
         while chunk := await body.read(_CHUNK_BYTES):
-            lines.extend(splitter.feed(chunk))
-    lines.extend(splitter.finish())
+            read += len(chunk)
+            if read > limits.max_object_bytes:
+                raise UnreadableObjectError(
+                    "too_large", f"object exceeds {limits.max_object_bytes} bytes"
+                )
+            chunks.append(chunk)
     identity = SourceObject(
         bucket=source.bucket,
         key=source.key,
@@ -164,4 +170,4 @@ async def fetch_object(
         event_time=source.event_time,
         version_id=source.version_id,
     )
-    return identity, lines
+    return identity, b"".join(chunks)

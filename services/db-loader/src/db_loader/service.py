@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
@@ -20,7 +22,7 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult, PartitionCache, load_batch
 from db_loader.metrics import LoaderMetrics
 from db_loader.object_reader import Limits, UnreadableObjectError, fetch_object
-from db_loader.rows import prepare
+from db_loader.rows import prepare_object
 from db_loader.settings import LoaderSettings
 from db_loader.sqs_poller import SqsPoller
 
@@ -64,6 +66,7 @@ class LoaderService:
         self.poller: SqsPoller | None = None
         self.health_port: int | None = None
         self._s3: Any = None
+        self._executor: Executor | None = None
 
     async def handle(self, source: SourceObject) -> None:
         """Load one notified object (raises when it must be retried)."""
@@ -74,10 +77,12 @@ class LoaderService:
             if source.etag and await ledger.is_loaded(self.pool, source):
                 self.metrics.objects.labels("already_loaded").inc()
                 return
-            identity, lines = await fetch_object(self._s3, source, self.limits)
-            # Parsing and validation are CPU work: off the event loop, so heartbeats and
-            # health checks keep running.
-            batch = await asyncio.to_thread(prepare, lines)
+            identity, body = await fetch_object(self._s3, source, self.limits)
+            # Decoding and validation are CPU work: in a worker process (or a thread), so
+            # heartbeats and health checks keep running and PostgreSQL works meanwhile.
+            batch = await asyncio.get_running_loop().run_in_executor(
+                self._executor, prepare_object, identity.key, body, self.limits
+            )
             result = await load_batch(
                 self.pool,
                 identity,
@@ -130,6 +135,11 @@ class LoaderService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve health and metrics, poll until ``stop``, then shut down cleanly."""
+        if self.settings.prepare_processes:
+            # spawn, not fork: the loader process has threads (asyncio, botocore).
+            self._executor = ProcessPoolExecutor(
+                self.settings.prepare_processes, mp_context=multiprocessing.get_context("spawn")
+            )
         dsn = await resolve_dsn(self.settings)
         self.pool = await create_pool(
             dsn,
@@ -169,4 +179,6 @@ class LoaderService:
                     await monitor.stop()
             await runner.cleanup()
             await self.pool.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
             logger.info("db-loader stopped")

@@ -50,6 +50,10 @@ class LoaderSettings(ServiceSettings):
     max_decompressed_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     max_line_bytes: int = Field(default=1024 * 1024, ge=64)
 
+    # Processes that decode and validate objects (CPU work), so that Python and PostgreSQL
+    # run in parallel; 0 runs them on a thread of the loader process instead.
+    prepare_processes: int = Field(default=1, ge=0, le=32)
+
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
