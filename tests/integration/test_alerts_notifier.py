@@ -1,20 +1,37 @@
 """The high-severity alert webhook against a real HTTP receiver on 127.0.0.1.
 
 The receiver checks the HMAC signature the way a customer's endpoint would, and can be
-told to fail; the tests assert on what it received.
+told to fail; the tests assert on what it received. The last test runs the whole chain:
+a load with the rule monitor, then the webhook, for high-severity alerts only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
-from collections.abc import AsyncIterator
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from cardstream_shared import resource_names as names
+from cardstream_shared.contract import TransactionIn, kaggle_example
+from cardstream_shared.pan import PanKeyring, luhn_valid
+from cardstream_shared.parsers import validate
+from db_loader.backfill import envelope_line
+from db_loader.ledger import SourceObject
+from db_loader.loader import PartitionCache, load_batch
+from db_loader.migrate import bootstrap
+from db_loader.rows import prepare
+from db_loader.rules.config import load_rules
+from db_loader.rules.monitor import AlertMonitor
 from db_loader.rules.notifier import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -157,3 +174,65 @@ async def test_submit_never_waits_and_drops_when_full(receiver: Receiver) -> Non
     receiver.hold.set()
     await hook.stop(drain_timeout_s=10)
     assert len(receiver.received) == accepted.count(True)
+
+
+@pytest.fixture
+def migrated_db(database_factory: Callable[[], str]) -> str:
+    url = database_factory()
+    bootstrap(url, role_passwords={})
+    return url
+
+
+def _probe(i: int) -> dict[str, Any]:
+    when = dt.datetime(2019, 6, 1, 9, 0) + dt.timedelta(minutes=3 * i)
+    data = kaggle_example()
+    body = "4999000011112"
+    data.update(
+        trans_num=uuid.uuid4().hex,
+        cc_num=next(body + d for d in "0123456789" if luhn_valid(body + d)),
+        trans_date_trans_time=when.strftime("%Y-%m-%d %H:%M:%S"),
+        unix_time=int(when.replace(tzinfo=dt.UTC).timestamp()),
+        amt="2.00",
+        merchant=f"fraud_Probe {i}",
+    )
+    return data
+
+
+async def test_loader_monitor_pushes_only_high_severity_alerts(
+    receiver: Receiver, migrated_db: str
+) -> None:
+    registry = CollectorRegistry()
+    monitor = AlertMonitor(
+        load_rules(), registry=registry, notifier=notifier(receiver.url, registry)
+    )
+    keyring = PanKeyring({"t": secrets.token_bytes(32)}, "t")
+    rows = [_probe(i) for i in range(6)]
+    lines = []
+    for number, data in enumerate(rows, start=1):
+        txn = validate(data)
+        assert isinstance(txn, TransactionIn)
+        now = dt.datetime.now(dt.UTC)
+        lines.append((number, envelope_line(txn, keyring, client_id="m", received_at=now)))
+    pool = await asyncpg.create_pool(migrated_db, server_settings={"role": names.DB_LOADER_ROLE})
+    assert pool is not None
+    await monitor.start()
+    try:
+        result = await load_batch(
+            pool,
+            SourceObject(bucket="file", key="probes", etag="e"),
+            prepare(lines),
+            partitions=PartitionCache(),
+            hooks=[monitor.after_insert],
+        )
+        raised = monitor.after_commit(result)
+    finally:
+        await monitor.stop()
+        await pool.close()
+    # Six probes at six merchants in 15 minutes: card testing (high) and velocity (medium).
+    assert {(a.rule, a.severity) for a in raised} == {
+        ("card_testing", "high"),
+        ("velocity", "medium"),
+    }
+    pushed = {(n["rule"], n["trans_num"]) for n in receiver.received}
+    assert pushed == {("card_testing", r["trans_num"]) for r in rows}
+    assert all(receiver.signatures_ok)

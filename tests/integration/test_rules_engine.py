@@ -99,8 +99,9 @@ async def pool(rules_db: str) -> AsyncIterator[asyncpg.Pool]:
 class Loader:
     def __init__(self, pool: asyncpg.Pool, rules_override: str | None = None) -> None:
         self.pool = pool
+        self.registry = CollectorRegistry()
         self.monitor = AlertMonitor(
-            load_rules(override_text=rules_override), registry=CollectorRegistry()
+            load_rules(override_text=rules_override), registry=self.registry
         )
         self.partitions = PartitionCache()
 
@@ -333,3 +334,20 @@ async def test_reload_raises_each_alert_once(pool: asyncpg.Pool) -> None:
         )
         == count
     )
+
+
+async def test_monitor_counts_alerts_and_observes_their_latency(pool: asyncpg.Pool) -> None:
+    loader = Loader(pool)
+    probes = burst(1001, 4, 8, "3.10", category="misc_net")
+    result = await loader.load(probes)
+    registry = loader.registry
+    assert result.committed_at is not None
+    assert (
+        registry.get_sample_value(
+            "cardstream_loader_alerts_total", {"rule": "card_testing", "severity": "high"}
+        )
+        == 4
+    )
+    assert registry.get_sample_value("cardstream_loader_commit_to_alert_seconds_count") == 4
+    assert registry.get_sample_value("cardstream_loader_ingest_to_alert_seconds_count") == 4
+    assert registry.get_sample_value("cardstream_loader_rules_seconds_count") == 1
