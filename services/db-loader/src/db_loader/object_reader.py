@@ -99,11 +99,12 @@ class LineSplitter:
             )
         parts = (self._pending + self._decoder.feed(chunk)).split(b"\n")
         self._pending = parts.pop()
-        if len(self._pending) > self._limits.max_line_bytes:
-            raise UnreadableObjectError(
-                "line_too_long",
-                f"line {self._next_line + len(parts)} exceeds {self._limits.max_line_bytes} bytes",
-            )
+        limit = self._limits.max_line_bytes
+        for offset, part in enumerate((*parts, self._pending)):
+            if len(part) > limit:
+                raise UnreadableObjectError(
+                    "line_too_long", f"line {self._next_line + offset} exceeds {limit} bytes"
+                )
         lines = [(self._next_line + i, line) for i, line in enumerate(parts)]
         self._next_line += len(parts)
         return lines
