@@ -55,9 +55,12 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, recording_send)
         finally:
             self.metrics.requests_in_progress.dec()
-            route = scope.get("route")
+            # FastAPI routes leave themselves in scope["route"]; the plain write routes leave
+            # only their endpoint, and have no path parameters, so the path is the template.
             # Unmatched paths share one label so that scanners cannot grow the series count.
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(scope.get("route"), "path", None) or (
+                scope["path"] if scope.get("endpoint") is not None else "unmatched"
+            )
             method = scope.get("method", "")
             self.metrics.requests.labels(route=template, method=method, status=str(status)).inc()
             self.metrics.request_latency.labels(route=template, method=method).observe(
@@ -97,6 +100,7 @@ def create_app(
         # provider look-up to every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.router.routes.extend(transactions.WRITE_ROUTES)
     app.include_router(transactions.router)
     app.include_router(health.router)
     app.include_router(alerts_routes.router)

@@ -18,10 +18,13 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from cardstream_shared.contract import KAGGLE_FIELDS, TransactionIn, kaggle_example
+from ingest_api.models import BatchResponse, Problem, Receipt
+from ingest_api.problems import PROBLEM_MEDIA_TYPE
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _TXN_REF: Final = {"$ref": "#/components/schemas/TransactionIn"}
@@ -108,6 +111,81 @@ def batch_request_body() -> dict[str, Any]:
     }
 
 
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
+    }
+
+
+def _write_errors() -> dict[str, Any]:
+    return {
+        "400": _problem("The body cannot be read."),
+        "401": _problem("Missing or invalid bearer token."),
+        "403": _problem("The token lacks the scope `transactions:write`."),
+        "413": _problem("Body too large or too many records."),
+        "415": _problem("Unsupported media type."),
+        "422": _problem("The input is not valid; `errors` names each field."),
+        "429": _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
+    }
+
+
+def write_paths() -> dict[str, Any]:
+    """Path items of the two write routes (plain Starlette routes, see routes.transactions)."""
+    return {
+        "/v1/transactions": {
+            "post": {
+                "tags": ["transactions"],
+                "summary": "Submit one transaction",
+                "description": "Validate one transaction, tokenize its card number and store "
+                "it in the stream. Answers 202 with the receipt (shard and sequence number) "
+                "only once Kinesis stored it.",
+                "operationId": "post_transaction",
+                **single_request_body(),
+                **bearer_security(),
+                "responses": {
+                    "202": {
+                        "description": "Stored in the stream.",
+                        "content": {"application/json": {"schema": _ref("Receipt")}},
+                    },
+                    **_write_errors(),
+                    "503": _problem(
+                        "Kinesis did not store the record in time; it was not accepted "
+                        "(`Retry-After` says when to retry)."
+                    ),
+                },
+            }
+        },
+        "/v1/transactions/batch": {
+            "post": {
+                "tags": ["transactions"],
+                "summary": "Submit many transactions (JSON array, NDJSON or CSV)",
+                "description": "One result per record, in input order: accepted with its "
+                "receipt, or rejected with field-level reasons. One bad record never costs "
+                "the others; a repeated `trans_num` is rejected for the repeats.",
+                "operationId": "post_batch",
+                **batch_request_body(),
+                **bearer_security(),
+                "responses": {
+                    "200": {
+                        "description": "Every valid record is stored.",
+                        "content": {"application/json": {"schema": _ref("BatchResponse")}},
+                    },
+                    **_write_errors(),
+                    "503": _problem(
+                        "Some valid records were not stored in time: they have status "
+                        "`not_accepted` in `results` (never claimed accepted); retry those."
+                    ),
+                },
+            }
+        },
+    }
+
+
 def install(app: FastAPI) -> None:
     """Serve ``/docs``, ``/redoc`` and their assets, and complete the OpenAPI document."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -156,6 +234,13 @@ def install(app: FastAPI) -> None:
                 ref_template="#/components/schemas/{model}"
             )
             components.update(txn_schema.pop("$defs", {}))
+            _, defs = models_json_schema(
+                [(model, "serialization") for model in (Receipt, BatchResponse, Problem)],
+                ref_template="#/components/schemas/{model}",
+            )
+            for name, definition in defs.get("$defs", {}).items():
+                components.setdefault(name, definition)
+            schema["paths"] = write_paths() | schema.get("paths", {})
             txn_schema["examples"] = [kaggle_example()]
             components["TransactionIn"] = txn_schema
             app.openapi_schema = schema

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import orjson
 from fastapi import APIRouter, Path, Request, Security
 from starlette.responses import Response
+from starlette.routing import Route
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TIMESTAMP_FORMAT, TransactionIn
 from cardstream_shared.jwt_auth import Principal
 from cardstream_shared.parsers import validate
-from ingest_api import openapi_docs
 from ingest_api.auth import BearerAuth
 from ingest_api.body import BATCH_TYPES, JSON, media_type, parse_batch, read_body
 from ingest_api.ingest import echoable_trans_num
 from ingest_api.models import (
-    BatchResponse,
     CardOut,
     Lineage,
     Problem,
-    Receipt,
     TransactionOut,
 )
 from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
@@ -45,13 +43,6 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing or invalid bearer token."),
     403: _problem("The token lacks the required scope."),
     429: _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
-}
-_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_COMMON_ERRORS,
-    400: _problem("The body cannot be read."),
-    413: _problem("Body too large or too many records."),
-    415: _problem("Unsupported media type."),
-    422: _problem("The input is not valid; `errors` names each field."),
 }
 
 
@@ -76,19 +67,6 @@ def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
         )
 
 
-@router.post(
-    "/transactions",
-    status_code=202,
-    summary="Submit one transaction",
-    response_model=Receipt,
-    responses={
-        **_WRITE_ERRORS,
-        503: _problem("Kinesis did not store the record in time; nothing was accepted."),
-    },
-    # Authenticated inside the handler: FastAPI's dependency resolution cost a fifth of
-    # the request's CPU on this hot path. The document still declares the scheme.
-    openapi_extra=openapi_docs.single_request_body() | openapi_docs.bearer_security(),
-)
 async def post_transaction(request: Request) -> Response:
     """Validate one transaction, tokenize its card number and store it in the stream.
 
@@ -139,19 +117,6 @@ async def post_transaction(request: Request) -> Response:
     )
 
 
-@router.post(
-    "/transactions/batch",
-    summary="Submit many transactions (JSON array, NDJSON or CSV)",
-    response_model=BatchResponse,
-    responses={
-        **_WRITE_ERRORS,
-        503: _problem(
-            "Some valid records were not stored in time: they have status `not_accepted` in "
-            "`results` (never claimed accepted); retry those."
-        ),
-    },
-    openapi_extra=openapi_docs.batch_request_body() | openapi_docs.bearer_security(),
-)
 async def post_batch(request: Request) -> Response:
     """One result per record, in input order: accepted with its receipt, or rejected with
     field-level reasons. One bad record never costs the others; a repeated ``trans_num``
@@ -192,6 +157,16 @@ async def post_batch(request: Request) -> Response:
             extra={"not_accepted": counts["not_accepted"], **payload},
         )
     return _json(payload, 200)
+
+
+# The write path is served by plain Starlette routes: FastAPI's per-request parameter and
+# dependency machinery cost about 40% of a single-record request's CPU (measured with the
+# benchmark in bench/), and these handlers read and validate the body themselves anyway.
+# openapi_docs.write_paths() documents them.
+WRITE_ROUTES: Final = (
+    Route("/v1/transactions", post_transaction, methods=["POST"], name="post_transaction"),
+    Route("/v1/transactions/batch", post_batch, methods=["POST"], name="post_batch"),
+)
 
 
 def _transaction_out(row: dict[str, Any]) -> TransactionOut:
