@@ -144,6 +144,12 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "Undecodable records are written under quarantine/ with generated keys.",
     )
     _ack(
+        services.dashboard,
+        "AwsSolutions-IAM5[Resource::*]",
+        "cloudwatch:GetMetricStatistics has no resource-level permissions (IAM service "
+        "authorization reference); it only reads metrics (the stream's iterator age).",
+    )
+    _ack(
         services.loader,
         f"AwsSolutions-IAM5[Resource::{landing}/{names.RAW_PREFIX}*]",
         "The loader reads whichever raw/ object a notification names, and nothing else.",

@@ -17,7 +17,8 @@ DATA_SUBNETS = "data"
 
 # Interface endpoints the tasks need with no route to the internet: image pulls (ECR api +
 # dkr; layers come from S3 through the gateway endpoint), logs, secrets, the stream, the
-# queue, and Cognito's JWKS for the ingest-api's own token check.
+# queue, Cognito's JWKS for the services' own token checks, and CloudWatch metrics (the
+# dashboard reads the stream's iterator age).
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
     "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
@@ -26,6 +27,7 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "Kinesis": ec2.InterfaceVpcEndpointAwsService.KINESIS_STREAMS,
     "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
     "CognitoIdp": ec2.InterfaceVpcEndpointAwsService.COGNITO_IDP,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
 }
 
 

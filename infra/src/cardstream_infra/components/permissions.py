@@ -120,15 +120,24 @@ def bucket_arn(bucket_name: str) -> str:
 
 
 def write_landed_objects(bucket_name: str, key: kms.IKey, region: str) -> list[iam.PolicyStatement]:
-    """Put objects under raw/ and quarantine/ only (the stream-writer)."""
+    """Put (and look for) objects under raw/ and quarantine/ only (the stream-writer)."""
     return [
         iam.PolicyStatement(
             sid="PutLandedObjects",
-            actions=["s3:PutObject"],
+            # GetObject also authorizes HeadObject: after a refused conditional put the
+            # writer checks that the key exists.
+            actions=["s3:PutObject", "s3:GetObject"],
             resources=[
                 f"{bucket_arn(bucket_name)}/{names.RAW_PREFIX}*",
                 f"{bucket_arn(bucket_name)}/{names.QUARANTINE_PREFIX}*",
             ],
+        ),
+        iam.PolicyStatement(
+            sid="MissingKeysAre404",
+            # Without ListBucket, S3 answers 403 instead of 404 for a missing key, and the
+            # writer could not tell "not written yet" from "forbidden" (S3 HeadObject docs).
+            actions=["s3:ListBucket"],
+            resources=[bucket_arn(bucket_name)],
         ),
         iam.PolicyStatement(
             sid="EncryptLandedObjects",
@@ -181,10 +190,24 @@ def consume_queue(queue: sqs.IQueue, key: kms.IKey, region: str) -> list[iam.Pol
 
 
 def observe_pipeline(
-    *, queues: Sequence[sqs.IQueue], stream: kinesis.IStream
+    *, queues: Sequence[sqs.IQueue], stream: kinesis.IStream, bucket_name: str
 ) -> list[iam.PolicyStatement]:
-    """Read queue depths and the stream summary for the dashboard's health panel."""
+    """Queue depths, stream summary and iterator age, and the quarantine listing, for the
+    dashboard's health panel."""
     return [
+        iam.PolicyStatement(
+            sid="StreamIteratorAge",
+            # CloudWatch has no resource-level permissions for reading metrics (IAM
+            # service authorization reference), so this action needs Resource "*".
+            actions=["cloudwatch:GetMetricStatistics"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(
+            sid="ListQuarantine",
+            actions=["s3:ListBucket"],
+            resources=[bucket_arn(bucket_name)],
+            conditions={"StringLike": {"s3:prefix": [f"{names.QUARANTINE_PREFIX}*"]}},
+        ),
         iam.PolicyStatement(
             sid="QueueDepths",
             actions=["sqs:GetQueueAttributes"],

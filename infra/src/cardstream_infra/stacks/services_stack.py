@@ -269,6 +269,7 @@ class ServicesStack(Stack):
                     *permissions.observe_pipeline(
                         queues=[data.landing.queue, data.landing.dlq],
                         stream=data.stream.stream,
+                        bucket_name=config.landing_bucket_name,
                     ),
                 ],
                 min_tasks=1,
