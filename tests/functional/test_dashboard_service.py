@@ -6,6 +6,7 @@ connections. Queues are the moto server's.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -131,13 +132,13 @@ async def test_unreachable_sources_degrade_the_feed_instead_of_failing_it(
     assert feed.status_code == 200
     body = feed.json()
     assert body["panels"] is None
-    assert sorted(body["unavailable"]) == ["database", "writers"]
+    assert sorted(body["unavailable"]) == ["database", "stream_lag"]
     # The sources that do answer are still shown.
     assert body["pipeline"]["queue"] == {"waiting": 2, "in_flight": 0}
     assert body["pipeline"]["dlq"] == {"waiting": 1, "in_flight": 0}
     assert body["pipeline"]["stream"] is None
     assert 'cardstream_dashboard_source_errors_total{source="database"} 1.0' in metrics
-    assert 'cardstream_dashboard_source_errors_total{source="writers"} 1.0' in metrics
+    assert 'cardstream_dashboard_source_errors_total{source="stream_lag"} 1.0' in metrics
 
 
 async def test_the_feed_reads_the_views_as_the_analyst(
@@ -170,7 +171,7 @@ async def test_the_feed_reads_the_views_as_the_analyst(
     assert body["panels"]["trend_daily"] == []
     assert body["panels"]["open_alerts"] == []
     assert body["panels"]["latest_alerts"] == []
-    assert body["pipeline"]["writers"] is None
+    assert body["pipeline"]["stream_lag"] is None
 
 
 async def test_a_lost_database_keeps_the_last_panels_and_says_so(
@@ -218,3 +219,41 @@ async def test_a_lost_database_keeps_the_last_panels_and_says_so(
     # Once the database is back the pool reconnects and the panels are fresh again.
     assert third["unavailable"] == []
     assert third["panels_as_of"] > first["panels_as_of"]
+
+
+async def test_without_writer_urls_the_lag_comes_from_cloudwatch(
+    jwks_url: str, signing_key: SigningKey, moto_reset: str
+) -> None:
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=moto_reset, region_name="us-east-1")
+    kinesis = boto3.client("kinesis", endpoint_url=moto_reset, region_name="us-east-1")
+    kinesis.create_stream(StreamName=names.STREAM_NAME, ShardCount=1)
+    # What Kinesis publishes for a stream whose consumers lag (moto stores what it is given).
+    cloudwatch.put_metric_data(
+        Namespace="AWS/Kinesis",
+        MetricData=[
+            {
+                "MetricName": "GetRecords.IteratorAgeMilliseconds",
+                "Dimensions": [{"Name": "StreamName", "Value": names.STREAM_NAME}],
+                "Value": 4200.0,
+                "Unit": "Milliseconds",
+                # Kinesis publishes per minute, so the newest point is a minute or two old.
+                "Timestamp": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2),
+            }
+        ],
+    )
+    settings = _settings(
+        jwks_url,
+        aws_endpoint_url=moto_reset,
+        database_url="postgresql://nobody:nothing@127.0.0.1:9/cardstream",
+        stream_name=names.STREAM_NAME,
+    )
+    headers = {"Authorization": f"Bearer {_token(signing_key, names.SCOPE_READ)}"}
+    async with serving(settings) as client:
+        body = (await client.get("/api/dashboard", headers=headers)).json()
+
+    assert body["pipeline"]["stream_lag"] == {
+        "source": "cloudwatch",
+        "max_millis_behind_latest": 4200.0,
+        "shards": [],
+    }
+    assert body["pipeline"]["stream"]["status"] == "ACTIVE"

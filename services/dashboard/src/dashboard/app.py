@@ -197,13 +197,15 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             dsn = await resolve_dsn(settings)
             pool = await create_pool(settings, dsn)
             stack.push_async_callback(pool.close)
-            sqs = kinesis = s3 = None
+            sqs = kinesis = s3 = cloudwatch = None
             if settings.queue_url or settings.dlq_url:
                 sqs = await stack.enter_async_context(aio_client("sqs", settings))
             if settings.stream_name:
                 kinesis = await stack.enter_async_context(aio_client("kinesis", settings))
             if settings.bucket:
                 s3 = await stack.enter_async_context(aio_client("s3", settings))
+            if settings.stream_name and settings.cloudwatch_stream_lag:
+                cloudwatch = await stack.enter_async_context(aio_client("cloudwatch", settings))
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.probe_timeout_s, follow_redirects=False)
             )
@@ -230,7 +232,15 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
                 metrics=metrics,
                 gatekeeper=Gatekeeper(verifier, metrics, max_cache_age_s=settings.jwks_ttl_s),
                 pool=pool,
-                probe=PipelineProbe(settings, metrics, sqs=sqs, kinesis=kinesis, s3=s3, http=http),
+                probe=PipelineProbe(
+                    settings,
+                    metrics,
+                    sqs=sqs,
+                    kinesis=kinesis,
+                    s3=s3,
+                    cloudwatch=cloudwatch,
+                    http=http,
+                ),
                 cache=SnapshotCache(
                     read, settings.snapshot_ttl_s, settings.snapshot_hold_factor, metrics
                 ),

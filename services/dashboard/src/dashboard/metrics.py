@@ -37,7 +37,8 @@ class DashboardMetrics:
         )
         self.source_errors = Counter(
             "cardstream_dashboard_source_errors_total",
-            "Failed reads of a data source (database, queue, dlq, stream, writers, bucket).",
+            "Failed reads of a data source: database, queue, dlq, stream, stream_lag,"
+            " quarantine_objects.",
             ["source"],
             registry=r,
         )

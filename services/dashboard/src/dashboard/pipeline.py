@@ -9,6 +9,7 @@ something is broken.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -27,19 +28,24 @@ logger = logging.getLogger(__name__)
 JsonDict = dict[str, Any]
 
 WRITER_LAG_METRIC = "cardstream_writer_millis_behind_latest"
+# Without writer URLs (in AWS the writers' tasks are not addressable), the stream's own
+# metric: the age of the last record any consumer's GetRecords returned, per minute.
+ITERATOR_AGE_METRIC = "GetRecords.IteratorAgeMilliseconds"
+_ITERATOR_AGE_WINDOW = dt.timedelta(minutes=10)
 # ListObjectsV2 returns at most 1,000 keys per call; past that the page says "1000+".
 _QUARANTINE_LIST_MAX = 1000
 
 
 @dataclass
 class PipelineProbe:
-    """Reads the pipeline's AWS resources and the stream-writers' lag gauges."""
+    """Reads the pipeline's AWS resources and the stream lag (writers' gauges or CloudWatch)."""
 
     settings: DashboardSettings
     metrics: DashboardMetrics
     sqs: Any | None
     kinesis: Any | None
     s3: Any | None
+    cloudwatch: Any | None
     http: httpx.AsyncClient
 
     async def read(self) -> tuple[JsonDict, list[str]]:
@@ -48,7 +54,7 @@ class PipelineProbe:
             "queue": self._queue,
             "dlq": self._dlq,
             "stream": self._stream,
-            "writers": self._writers,
+            "stream_lag": self._stream_lag,
             "quarantine_objects": self._quarantine_objects,
         }
         results = await asyncio.gather(
@@ -106,10 +112,33 @@ class PipelineProbe:
             "open_shards": summary.get("OpenShardCount"),
         }
 
-    async def _writers(self) -> JsonDict | None:
-        urls = self.settings.writer_metrics_url_list
-        if not urls:
-            return None
+    async def _stream_lag(self) -> JsonDict | None:
+        if self.settings.writer_metrics_url_list:
+            return await self._writers(self.settings.writer_metrics_url_list)
+        if self.cloudwatch is not None and self.settings.stream_name:
+            return await self._iterator_age()
+        return None
+
+    async def _iterator_age(self) -> JsonDict:
+        assert self.cloudwatch is not None
+        end = dt.datetime.now(dt.UTC)
+        response = await self.cloudwatch.get_metric_statistics(
+            Namespace="AWS/Kinesis",
+            MetricName=ITERATOR_AGE_METRIC,
+            Dimensions=[{"Name": "StreamName", "Value": self.settings.stream_name}],
+            StartTime=end - _ITERATOR_AGE_WINDOW,
+            EndTime=end,
+            Period=60,
+            Statistics=["Maximum"],
+        )
+        points = sorted(response.get("Datapoints", []), key=lambda p: p["Timestamp"])
+        return {
+            "source": "cloudwatch",
+            "max_millis_behind_latest": float(points[-1]["Maximum"]) if points else None,
+            "shards": [],
+        }
+
+    async def _writers(self, urls: list[str]) -> JsonDict:
         scrapes = await asyncio.gather(*(self._scrape(url) for url in urls))
         shards: dict[str, float] = {}
         reachable = 0
@@ -123,6 +152,7 @@ class PipelineProbe:
         if reachable == 0:
             raise ConnectionError("no stream-writer answered")
         return {
+            "source": "writers",
             "workers": len(urls),
             "workers_reachable": reachable,
             "max_millis_behind_latest": max(shards.values()) if shards else None,

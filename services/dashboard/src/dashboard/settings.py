@@ -51,8 +51,10 @@ class DashboardSettings(ServiceSettings):
     dlq_url: str | None = None
     stream_name: str | None = names.STREAM_NAME
     bucket: str | None = names.LANDING_BUCKET
-    # Comma-separated base URLs of stream-writer processes serving /metrics.
+    # Comma-separated base URLs of stream-writer processes serving /metrics. Unset: the lag
+    # comes from CloudWatch (Kinesis GetRecords.IteratorAgeMilliseconds), if enabled.
     writer_metrics_urls: str = ""
+    cloudwatch_stream_lag: bool = True
     probe_timeout_s: float = Field(default=2.0, gt=0, le=30)
 
     # What the page shows and how often it asks for it.

@@ -478,15 +478,20 @@
     const panels = data.panels;
     const unknown = (value) => value === null || value === undefined || value === "unavailable";
 
-    const writers = p.writers;
-    if (unknown(writers) || writers.max_millis_behind_latest === null) {
+    const lag = p.stream_lag;
+    if (unknown(lag) || lag.max_millis_behind_latest === null) {
       setText("pipe-lag", "–");
-      setText("pipe-lag-sub", writers === "unavailable" ? "stream-writers unreachable" : "no lag reported");
-      setTile("tile-lag", writers === "unavailable" ? "bad" : "");
+      setText("pipe-lag-sub", lag === "unavailable" ? "lag source unreachable" : "no lag reported");
+      setTile("tile-lag", lag === "unavailable" ? "bad" : "");
     } else {
-      const lagS = writers.max_millis_behind_latest / 1000;
+      const lagS = lag.max_millis_behind_latest / 1000;
       setText("pipe-lag", formatSeconds(lagS));
-      setText("pipe-lag-sub", `${writers.shards.length} shards · ${writers.workers_reachable}/${writers.workers} writers`);
+      setText(
+        "pipe-lag-sub",
+        lag.source === "writers"
+          ? `${lag.shards.length} shards · ${lag.workers_reachable}/${lag.workers} writers`
+          : "iterator age, CloudWatch (max over 1 min)",
+      );
       setTile("tile-lag", lagS > 300 ? "bad" : lagS > 30 ? "warn" : "ok");
     }
     if (!unknown(p.stream)) {
