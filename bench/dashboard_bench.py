@@ -71,7 +71,7 @@ async def measure(analyst_dsn: str, repeat: int) -> None:
         timings = []
         for _ in range(repeat):
             started = time.perf_counter()
-            await read_panels(conn, limits)  # type: ignore[arg-type]
+            await read_panels(conn, limits)
             timings.append(time.perf_counter() - started)
         print(
             f"snapshot (every panel): median {statistics.median(timings) * 1000:.0f} ms,"

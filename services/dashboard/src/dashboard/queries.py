@@ -54,7 +54,8 @@ def _row(record: asyncpg.Record) -> JsonDict:
 
 
 async def read_panels(
-    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], limits: Limits
+    conn: asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    limits: Limits,
 ) -> JsonDict:
     """Every panel of the page, from one snapshot of the views."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
