@@ -21,7 +21,7 @@ MIGRATE_PROGRAM = (
     "from urllib.parse import quote\n"
     "from db_loader import migrate\n"
     "env = os.environ\n"
-    "url = 'postgresql://{}:{}@{}:{}/{}?sslmode=require'.format(\n"
+    "url = 'postgresql://{}:{}@{}:{}/{}'.format(\n"
     "    quote(env['PGUSER'], safe=''), quote(env['PGPASSWORD'], safe=''),\n"
     "    env['PGHOST'], env['PGPORT'], env['PGDATABASE'])\n"
     "parser = argparse.ArgumentParser()\n"
@@ -126,7 +126,8 @@ class MigrationTask(Construct):
             container_name="migrate",
             image=ecs.ContainerImage.from_ecr_repository(props.repository, props.image_tag),
             command=["python", "-c", MIGRATE_PROGRAM],
-            environment={"AWS_REGION": props.region},
+            # libpq reads PGSSLMODE: RDS refuses unencrypted connections (rds.force_ssl).
+            environment={"AWS_REGION": props.region, "PGSSLMODE": "require"},
             secrets={
                 "PGUSER": ecs.Secret.from_secrets_manager(master, "username"),
                 "PGPASSWORD": ecs.Secret.from_secrets_manager(master, "password"),
