@@ -82,26 +82,33 @@ class SnapshotCache:
     metrics: DashboardMetrics
     _value: JsonDict | None = None
     _as_of: str | None = None
+    _failed: bool = False
     _taken_at: float = float("-inf")
     _hold_s: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def get(self) -> tuple[JsonDict | None, str | None, bool]:
-        """The panels, when they were read, and whether this read failed (stale panels)."""
+        """The panels, when they were read, and whether the latest read failed (stale)."""
         async with self._lock:
             if time.monotonic() - self._taken_at < self._hold_s:
-                return self._value, self._as_of, False
+                return self._value, self._as_of, self._failed
             started = time.monotonic()
             try:
                 value = await self.read()
             except _DB_ERRORS as exc:
                 self.metrics.source_errors.labels(source="database").inc()
                 logger.warning("database unavailable", extra={"error": type(exc).__name__})
+                # A failure is shared for the TTL too, so a database that is down is not
+                # retried once per viewer and refresh.
+                self._failed = True
+                self._taken_at = time.monotonic()
+                self._hold_s = self.ttl_s
                 return self._value, self._as_of, True
             elapsed = time.monotonic() - started
             self.metrics.snapshot_seconds.observe(elapsed)
             self._value = value
             self._as_of = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+            self._failed = False
             self._taken_at = time.monotonic()
             self._hold_s = max(self.ttl_s, self.hold_factor * elapsed)
             return self._value, self._as_of, False

@@ -26,6 +26,7 @@ async def create_pool(settings: DashboardSettings, dsn: str) -> asyncpg.Pool:
         dsn,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
+        timeout=settings.db_connect_timeout_s,
         command_timeout=settings.db_statement_timeout_s + 5,
         server_settings={
             "application_name": "cardstream-dashboard",

@@ -30,6 +30,8 @@ class DashboardSettings(ServiceSettings):
     pool_min_size: int = Field(default=0, ge=0, le=20)
     pool_max_size: int = Field(default=3, ge=1, le=20)
     db_statement_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    # asyncpg waits 60 s for a connection by default: too long for a page that refreshes.
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     # Token verification (docs/security.md): one issuer, one audience, one algorithm family.
     jwt_issuer: str = Field(min_length=1)
