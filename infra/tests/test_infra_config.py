@@ -1,0 +1,57 @@
+"""DeploymentConfig: context values from cdk.json and from `-c cardstream.<field>=...`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+from aws_cdk import App
+
+from cardstream_infra.config import DeploymentConfig
+
+pytestmark = pytest.mark.unit
+
+
+def test_command_line_strings_override_cdk_json_fields() -> None:
+    app = App(
+        context={
+            "cardstream": {"environment": "dev", "shard_count": 2, "db_multi_az": False},
+            # What `cdk deploy -c cardstream.x=y` passes: strings.
+            "cardstream.shard_count": "6",
+            "cardstream.db_multi_az": "true",
+            "cardstream.image_tag": "0123abcd",
+        }
+    )
+    config = DeploymentConfig.from_node(app.node)
+    assert config.shard_count == 6
+    assert config.db_multi_az is True
+    assert config.image_tag == "0123abcd"
+    assert config.environment == "dev"
+
+
+def test_unknown_context_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="shardcount"):
+        DeploymentConfig.from_context({"shardcount": 3})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("shard_count", 0), ("stream_retention_hours", 12), ("db_max_allocated_storage_gib", 10)],
+)
+def test_impossible_values_are_refused(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=field):
+        DeploymentConfig.from_context({field: value})
+
+
+def test_bucket_names_are_unique_per_environment_account_and_region() -> None:
+    a = DeploymentConfig(environment="dev", account="111111111111", region="eu-west-1")
+    b = DeploymentConfig(environment="prod", account="111111111111", region="eu-west-1")
+    c = DeploymentConfig(environment="dev", account="222222222222", region="eu-west-1")
+    names = {cfg.landing_bucket_name for cfg in (a, b, c)}
+    assert len(names) == 3
+    for cfg in (a, b, c):
+        assert len(cfg.landing_bucket_name) <= 63
+        assert len(cfg.access_log_bucket_name) <= 63
