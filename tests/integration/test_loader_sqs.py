@@ -1,7 +1,8 @@
 """The loader service against the moto server and real PostgreSQL: notifications in, rows out.
 
 Covers docs/reliability.md F6 (duplicate and reordered notifications), F7 (visibility
-timeout shorter than the work: the heartbeat keeps the message), F10 (poison messages and
+timeout shorter than the work: the heartbeat keeps the message), F9 (a PostgreSQL restart
+while loading), F10 (poison messages and
 unreadable objects end in the DLQ after maxReceiveCount, with metrics, while good objects
 load), ``s3:TestEvent`` and URL-encoded keys.
 """
@@ -11,23 +12,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
+import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import psycopg
 import pytest
 
 from cardstream.generator import iter_rows
 from cardstream.local.aws_resources import create_buckets, create_queues
+from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.parsers import validate
 from db_loader.backfill import envelope_line
 from db_loader.loader import LoadResult
-from db_loader.migrate import bootstrap, with_credentials
+from db_loader.migrate import bootstrap, with_credentials, with_database
 from db_loader.service import LoaderService
 from db_loader.settings import LoaderSettings
 
@@ -51,7 +56,7 @@ class Aws:
         kwargs: dict[str, Any] = {"endpoint_url": endpoint, "region_name": "us-east-1"}
         self.s3 = boto3.client("s3", **kwargs)
         self.sqs = boto3.client("sqs", **kwargs)
-        self.queue_url, queue_arn, self.dlq_url, _ = create_queues(
+        self.queue_url, queue_arn, self.dlq_url, self.dlq_arn = create_queues(
             self.sqs, visibility_timeout_s=visibility_timeout_s
         )
         create_buckets(
@@ -237,3 +242,53 @@ async def test_heartbeat_keeps_a_message_longer_than_its_visibility_timeout(
     assert other.metrics.objects.labels("loaded")._value.get() == 0
     assert scalar(loader_dsn, "SELECT count(*) FROM cardstream.transaction") == 100
     assert aws.messages(aws.dlq_url) == 0
+
+
+async def test_a_postgres_restart_while_loading_is_survived(
+    moto_reset: str, tmp_path: Path, running: Callable[[LoaderService], Awaitable[None]]
+) -> None:
+    """F9: the server goes away between two objects; the failing message is retried (not
+    deleted), /healthz says so, and once the server is back the object loads cleanly."""
+    server = EmbeddedPostgres(tmp_path / "pg" / "data", settings={"fsync": "off"})
+    await asyncio.to_thread(server.start)
+    try:
+        password = secrets.token_urlsafe(16)
+        await asyncio.to_thread(
+            bootstrap, server.dsn(), role_passwords={names.DB_LOADER_ROLE: password}
+        )
+        admin = with_database(server.dsn(), names.DB_NAME)
+        dsn = with_credentials(admin, names.DB_LOADER_ROLE, password)
+        aws = Aws(moto_reset, visibility_timeout_s=30)
+        # Room for the retries while the server is down (the stack's queue allows 5).
+        aws.sqs.set_queue_attributes(
+            QueueUrl=aws.queue_url,
+            Attributes={
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": aws.dlq_arn, "maxReceiveCount": "1000"}
+                )
+            },
+        )
+        service = LoaderService(
+            settings_for(aws, moto_reset, dsn, retry_delay_s=1, max_receive_count=1000)
+        )
+        await running(service)
+        rows = [row.as_dict() for row in iter_rows(200, 14)]
+        aws.put("raw/before.jsonl.gz", gz_object(rows[:100]))
+        count = "SELECT count(*) FROM cardstream.transaction"
+        await until(lambda: scalar(admin, count) == 100)
+
+        def health() -> int:
+            return httpx.get(f"http://127.0.0.1:{service.health_port}/healthz").status_code
+
+        await asyncio.to_thread(server.stop)
+        aws.put("raw/during.jsonl.gz", gz_object(rows[100:]))
+        await until(lambda: service.metrics.messages.labels("retried")._value.get() >= 1)
+        assert await asyncio.to_thread(health) == 503
+        await asyncio.to_thread(server.start)
+        await until(lambda: scalar(admin, count) == 200)
+        await until(lambda: aws.messages(aws.queue_url) == 0)
+        assert await asyncio.to_thread(health) == 200
+        assert scalar(admin, "SELECT count(*) FROM cardstream.object_ledger") == 2
+        assert aws.messages(aws.dlq_url) == 0
+    finally:
+        await asyncio.to_thread(server.stop)
