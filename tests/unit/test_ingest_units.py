@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +16,13 @@ from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_exa
 from cardstream_shared.pan import PanKeyring
 from ingest_api.envelope import EnvelopeWriter
 from ingest_api.ingest import echoable_trans_num
-from ingest_api.kinesis_producer import OutgoingRecord, backoff_delay, chunk_records
+from ingest_api.kinesis_producer import (
+    KinesisProducer,
+    OutgoingRecord,
+    backoff_delay,
+    chunk_records,
+)
+from ingest_api.metrics import IngestMetrics
 from ingest_api.rate_limit import TokenBucketLimiter
 
 pytestmark = pytest.mark.unit
@@ -115,3 +123,52 @@ def test_envelope_bytes_equal_the_contract_serialization(
 )
 def test_rejected_records_echo_only_safe_ids(value: object, echoed: str | None) -> None:
     assert echoable_trans_num({"trans_num": value}) == echoed
+
+
+class GatedKinesis:
+    """Answers PutRecords only when ``gate`` opens; records the size of each call."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.called = asyncio.Event()
+        self.calls: list[int] = []
+
+    async def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> Any:  # noqa: N803
+        self.calls.append(len(Records))
+        self.called.set()
+        await self.gate.wait()
+        return {
+            "FailedRecordCount": 0,
+            "Records": [
+                {"ShardId": "shardId-000000000000", "SequenceNumber": str(n)}
+                for n in range(len(Records))
+            ],
+        }
+
+
+async def test_coalescing_gathers_while_kinesis_is_busy_then_sends_one_call() -> None:
+    kinesis = GatedKinesis()
+    producer = KinesisProducer(
+        kinesis,
+        "stream",
+        metrics=IngestMetrics(),
+        deadline_s=5,
+        backoff_base_s=0.01,
+        backoff_max_s=0.1,
+        attempt_timeout_s=5,
+        coalesce_window_s=0.001,
+        coalesce_max_records=500,
+        coalesce_max_in_flight=1,
+    )
+    first = asyncio.create_task(producer.put_record(OutgoingRecord(b"{}", "a")))
+    await kinesis.called.wait()
+    later = [
+        asyncio.create_task(producer.put_record(OutgoingRecord(b"{}", str(n)))) for n in range(9)
+    ]
+    await asyncio.sleep(0.02)  # well past the window: the call in flight holds them back
+    assert kinesis.calls == [1]
+    kinesis.gate.set()
+    receipts = await asyncio.gather(first, *later)
+    assert all(receipt is not None for receipt in receipts)
+    assert kinesis.calls == [1, 9]
+    await producer.close()

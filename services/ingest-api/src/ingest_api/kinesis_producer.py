@@ -8,7 +8,9 @@ passes. A record counts as accepted only once Kinesis gave it a sequence number;
 else is reported as not accepted and the caller must not claim it was stored.
 
 Single-record requests are coalesced: each waits at most ``coalesce_window_s`` for others
-so that concurrent requests share one PutRecords call instead of paying one each.
+so that concurrent requests share one PutRecords call instead of paying one each. While
+``coalesce_max_in_flight`` coalesced calls are already waiting for Kinesis, records keep
+gathering until one returns, so a slow stream gets fewer, larger calls.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class KinesisProducer:
         attempt_timeout_s: float,
         coalesce_window_s: float,
         coalesce_max_records: int,
+        coalesce_max_in_flight: int = 2,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
@@ -120,12 +123,14 @@ class KinesisProducer:
         self._attempt_timeout_s = attempt_timeout_s
         self._coalesce_window_s = coalesce_window_s
         self._coalesce_max_records = coalesce_max_records
+        self._coalesce_max_in_flight = coalesce_max_in_flight
         self._rng = rng or random.Random()
         self._pending: list[tuple[OutgoingRecord, asyncio.Future[Receipt | None]]] = []
         self._pending_bytes = 0
         self._pending_since = 0.0
         self._flush_timer: asyncio.TimerHandle | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._flush_when_free = False
         self._closed = False
 
     async def put_records(
@@ -157,29 +162,41 @@ class KinesisProducer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt | None] = loop.create_future()
         if self._pending and self._pending_bytes + record.size > KINESIS_MAX_BYTES_PER_CALL:
-            self._flush_pending()
+            self._flush_pending(force=True)
         if not self._pending:
             self._pending_since = time.monotonic()
             self._flush_timer = loop.call_later(self._coalesce_window_s, self._flush_pending)
         self._pending.append((record, future))
         self._pending_bytes += record.size
         if len(self._pending) >= self._coalesce_max_records:
-            self._flush_pending()
+            self._flush_pending(force=True)
         return await future
 
-    def _flush_pending(self) -> None:
+    def _flush_pending(self, *, force: bool = False) -> None:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
         if not self._pending:
             return
+        if not force and len(self._in_flight) >= self._coalesce_max_in_flight:
+            # Kinesis is slower than the window: keep gathering until a call returns, so
+            # that the call rate follows what the stream absorbs and each call carries
+            # more records (Nagle's algorithm, RFC 896, applied to PutRecords).
+            self._flush_when_free = True
+            return
+        self._flush_when_free = False
         group, self._pending, self._pending_bytes = self._pending, [], 0
         # The deadline runs from the moment the first record of the group arrived.
         deadline = self._pending_since + self._deadline_s
         self._metrics.coalesced_group_size.observe(len(group))
         task = asyncio.get_running_loop().create_task(self._send_group(group, deadline))
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._call_done)
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if self._flush_when_free:
+            self._flush_pending()
 
     async def _send_group(
         self, group: list[tuple[OutgoingRecord, asyncio.Future[Receipt | None]]], deadline: float
@@ -198,7 +215,7 @@ class KinesisProducer:
     async def close(self) -> None:
         """Send what is waiting to be coalesced and wait for every call in flight."""
         self._closed = True
-        self._flush_pending()
+        self._flush_pending(force=True)
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 

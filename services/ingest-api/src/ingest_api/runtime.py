@@ -169,6 +169,7 @@ async def open_runtime(
             attempt_timeout_s=settings.put_attempt_timeout_s,
             coalesce_window_s=settings.coalesce_window_ms / 1000,
             coalesce_max_records=settings.coalesce_max_records,
+            coalesce_max_in_flight=settings.coalesce_max_in_flight,
         )
         reader = TransactionReader(settings, secrets)
         stack.push_async_callback(reader.close)

@@ -66,6 +66,7 @@ class IngestSettings(ServiceSettings):
     put_attempt_timeout_s: float = Field(default=3.0, gt=0)
     coalesce_window_ms: float = Field(default=4.0, ge=0, le=100)
     coalesce_max_records: int = Field(default=KINESIS_MAX_RECORDS_PER_CALL, ge=1, le=500)
+    coalesce_max_in_flight: int = Field(default=2, ge=1, le=64)
     retry_after_s: int = Field(default=2, ge=1, le=3600)
 
     health_check_cache_s: float = Field(default=5.0, ge=0)
