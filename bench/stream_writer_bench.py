@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20, help="length of the latency phase")
     parser.add_argument("--flush-age", type=float, default=2.0)
     parser.add_argument("--poll", type=float, default=0.25)
+    parser.add_argument("--gzip-level", type=int, default=3)
     args = parser.parse_args()
 
     moto_port, health_port = free_port(), free_port()
@@ -129,27 +130,54 @@ def main() -> None:
         resources = create_all(clients, region=REGION, shards=args.shards)
         ring = PanKeyring({"bench": os.urandom(32)}, "bench")
         cards = card_numbers(200)
-        burst = envelopes(0, args.records, cards, ring)
-        paced = envelopes(args.records, args.rate * args.seconds, cards, ring)
+        paced = envelopes(0, args.rate * args.seconds, cards, ring)
+        burst = envelopes(len(paced), args.records, cards, ring)
 
-        # Throughput: the burst waits in the stream; the writer's CPU time is measured from
-        # the moment its health port is up (imports done) until the burst is in S3.
-        put(clients["kinesis"], resources.stream_name, burst)
-        writer = subprocess.Popen(
-            [sys.executable, "-m", "stream_writer"],
-            env={
-                **env,
-                "WRITER_AWS_ENDPOINT_URL": endpoint,
-                "WRITER_WORKER_ID": "bench",
-                "WRITER_HEALTH_PORT": str(health_port),
-                "WRITER_FLUSH_MAX_AGE_S": str(args.flush_age),
-                "WRITER_POLL_INTERVAL_S": str(args.poll),
-                "WRITER_LOG_LEVEL": "WARNING",
-                **({"WRITER_GZIP_LEVEL": os.environ["BENCH_GZIP"]} if "BENCH_GZIP" in os.environ else {}),
-            },
-        )
+        def start_writer() -> subprocess.Popen[bytes]:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stream_writer"],
+                env={
+                    **env,
+                    "WRITER_AWS_ENDPOINT_URL": endpoint,
+                    "WRITER_WORKER_ID": "bench",
+                    "WRITER_HEALTH_PORT": str(health_port),
+                    "WRITER_FLUSH_MAX_AGE_S": str(args.flush_age),
+                    "WRITER_POLL_INTERVAL_S": str(args.poll),
+                    "WRITER_GZIP_LEVEL": str(args.gzip_level),
+                    "WRITER_LOG_LEVEL": "WARNING",
+                },
+            )
+            wait_for_port(
+                "127.0.0.1", health_port, timeout_s=60, alive=lambda: process.poll() is None
+            )
+            return process
+
         health = f"http://127.0.0.1:{health_port}"
-        wait_for_port("127.0.0.1", health_port, timeout_s=60, alive=lambda: writer.poll() is None)
+        writer = start_writer()
+        deadline = time.monotonic() + 30
+        while len(httpx.get(f"{health}/healthz").json()["leases"]) < args.shards:
+            if time.monotonic() > deadline:
+                raise TimeoutError("writer did not take every lease")
+            time.sleep(0.2)
+
+        # Latency first, on a fresh stream: moto's Kinesis slows down as shards grow, which
+        # would be counted as the writer's latency. One PutRecords every 100 ms.
+        per_tick = max(1, args.rate // 10)
+        tick_start = time.monotonic()
+        for index in range(0, len(paced), per_tick):
+            put(clients["kinesis"], resources.stream_name, paced[index : index + per_tick])
+            next_tick = tick_start + (index // per_tick + 1) * 0.1
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+        wait_written(health, len(paced), timeout_s=120)
+        writer.send_signal(signal.SIGTERM)
+        exit_codes = [writer.wait(60)]
+
+        # Throughput: a backlog waits in the stream (moto ingests far slower than Kinesis, so
+        # records arriving while the writer reads would measure moto); a new writer process
+        # drains it from the checkpoints. Its CPU time (user + system) counts from the moment
+        # its health port is up (imports done) until the backlog is in S3.
+        put(clients["kinesis"], resources.stream_name, burst)
+        writer = start_writer()
         process = psutil.Process(writer.pid)
         before = process.cpu_times()
         started = time.monotonic()
@@ -157,18 +185,8 @@ def main() -> None:
         after = process.cpu_times()
         cpu = (after.user - before.user) + (after.system - before.system)
         wall = time.monotonic() - started
-
-        # Latency at a fixed rate: one PutRecords every 100 ms.
-        per_tick = max(1, args.rate // 10)
-        tick_start = time.monotonic()
-        for index in range(0, len(paced), per_tick):
-            put(clients["kinesis"], resources.stream_name, paced[index : index + per_tick])
-            next_tick = tick_start + (index // per_tick + 1) * 0.1
-            time.sleep(max(0.0, next_tick - time.monotonic()))
-        wait_written(health, args.records + len(paced), timeout_s=120)
-
         writer.send_signal(signal.SIGTERM)
-        exit_code = writer.wait(60)
+        exit_codes.append(writer.wait(60))
 
         arrivals: dict[str, dt.datetime] = {}
         kinesis = clients["kinesis"]
@@ -210,7 +228,7 @@ def main() -> None:
                 if trans_num in paced_ids:
                     latencies.append((at - arrivals[trans_num]).total_seconds())
 
-        print(f"writer exit code after SIGTERM: {exit_code}")
+        print(f"writer exit codes after SIGTERM: {exit_codes}")
         print(
             f"throughput: {args.records} records in {wall:.1f} s wall, {cpu:.2f} CPU-s "
             f"-> {args.records / cpu:,.0f} records per CPU-second"

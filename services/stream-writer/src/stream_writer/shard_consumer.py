@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any, Literal
 
-from stream_writer.batcher import Batcher, Trigger
+from stream_writer.batcher import Batch, Batcher, Trigger
 from stream_writer.checkpoint import BatchCommitter
 from stream_writer.lease import SHARD_END, LeaseLostError, OwnedLease, PendingObject
 from stream_writer.metrics import WriterMetrics
@@ -46,6 +46,11 @@ class ShardConsumer:
         # wait until its last record is in, so the rebuilt objects get the announced keys.
         self._recovering: PendingObject | None = None
         self._lag_set = False
+        # Smoothed durations of a GetRecords call and of a commit (announce + put): the age
+        # trigger fires this much early, so the object is in S3 when the oldest record's
+        # age is reached rather than a round trip or two later.
+        self._read_s = 0.0
+        self._commit_s = 0.0
 
     @property
     def shard_id(self) -> str:
@@ -68,7 +73,20 @@ class ShardConsumer:
                 self._metrics.millis_behind_latest.remove(self.shard_id)
 
     async def _flush(self, trigger: Trigger, keys: PendingObject | None = None) -> None:
-        await self._committer.commit(self._batcher.take(), trigger, keys)
+        await self._commit(self._batcher.take(), trigger, keys)
+
+    async def _commit(self, batch: Batch, trigger: Trigger, keys: PendingObject | None) -> None:
+        started = time.monotonic()
+        await self._committer.commit(batch, trigger, keys)
+        self._commit_s = _smooth(self._commit_s, time.monotonic() - started)
+
+    def _age_deadline(self) -> float | None:
+        deadline = self._batcher.deadline()
+        if deadline is None:
+            return None
+        # Never more than half the age early: a slow S3 must not shrink batches to nothing.
+        lead = min(self._read_s + self._commit_s, self._batcher.thresholds.max_age_s / 2)
+        return deadline - lead
 
     async def _run(self, stop: asyncio.Event) -> Outcome:
         lease = self.owned.lease
@@ -79,12 +97,14 @@ class ShardConsumer:
         while not stop.is_set() and not self.owned.lost:
             # The age trigger is checked before reading, so a due batch never waits for a
             # GetRecords round trip.
-            deadline = self._batcher.deadline()
+            deadline = self._age_deadline()
             if deadline is not None and self._recovering is None and time.monotonic() >= deadline:
                 await self._flush("age")
                 continue
             if time.monotonic() >= next_read:
+                started = time.monotonic()
                 result = await self._reader.read()
+                self._read_s = _smooth(self._read_s, time.monotonic() - started)
                 if result.millis_behind_latest is not None:
                     self._metrics.millis_behind_latest.labels(self.shard_id).set(
                         result.millis_behind_latest
@@ -120,7 +140,7 @@ class ShardConsumer:
             item = decode(record["Data"], sequence, record["PartitionKey"], arrived, validation)
             if self._recovering is None:
                 for batch, trigger in batcher.offer(item, sequence, arrived):
-                    await self._committer.commit(batch, trigger, None)
+                    await self._commit(batch, trigger, None)
                 continue
             batcher.add(item, sequence, arrived)
             if int(sequence) >= int(self._recovering.last_sequence):
@@ -144,3 +164,8 @@ class ShardConsumer:
             self._batcher.take()
         await self.owned.release()
         log.info("lease released", extra={"shard_id": self.shard_id})
+
+
+def _smooth(previous: float, sample: float) -> float:
+    """Exponentially weighted moving average (weight 0.2 on the new sample)."""
+    return sample if previous == 0.0 else 0.8 * previous + 0.2 * sample

@@ -13,11 +13,15 @@ import datetime as dt
 import logging
 import random
 import time
+from binascii import a2b_base64
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from aiobotocore.config import AioConfig
+from aiobotocore.parsers import AioJSONParser, AioResponseParserFactory
+from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
-from botocore.utils import parse_timestamp
 
 from cardstream_shared.aws import client_kwargs, config_options
 from cardstream_shared.settings import ServiceSettings
@@ -27,25 +31,54 @@ from stream_writer.metrics import WriterMetrics
 log = logging.getLogger(__name__)
 
 
-def _epoch_timestamp(value: Any) -> dt.datetime:
-    # Kinesis sends ApproximateArrivalTimestamp as epoch seconds. botocore's default parser
-    # goes through dateutil's tzlocal and costs about 10 µs per record (measured: GetRecords
-    # parsing 19 µs -> 9 µs per record), half the writer's budget at 30,000 records/s.
-    if isinstance(value, int | float):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    return parse_timestamp(value)
+class _GetRecordsParser(AioJSONParser):
+    """botocore's JSON parser with a direct path for GetRecords.
+
+    botocore walks the response model field by field and parses each record's timestamp
+    through dateutil: about 13 µs per record, measured, where the whole writer has 33 µs
+    per record to reach 30,000 records per CPU-second. This path decodes the same fields
+    (Data base64-decoded to bytes, ApproximateArrivalTimestamp from epoch seconds to an
+    aware datetime) in about 5 µs; every other operation and every error takes botocore's
+    own path.
+    """
+
+    def _handle_json_body(self, raw_body: bytes, shape: Any) -> Any:
+        if shape is None or shape.name != "GetRecordsOutput" or not raw_body:
+            # botocore's stubs do not declare this (private) method of JSONParser.
+            return super()._handle_json_body(raw_body, shape)  # type: ignore[misc]
+        body = orjson.loads(raw_body)
+        records = []
+        for record in body.get("Records") or ():
+            parsed = {
+                "SequenceNumber": record["SequenceNumber"],
+                "ApproximateArrivalTimestamp": dt.datetime.fromtimestamp(
+                    record["ApproximateArrivalTimestamp"], dt.UTC
+                ),
+                "Data": a2b_base64(record["Data"]),
+                "PartitionKey": record["PartitionKey"],
+            }
+            if "EncryptionType" in record:
+                parsed["EncryptionType"] = record["EncryptionType"]
+            records.append(parsed)
+        result: dict[str, Any] = {"Records": records}
+        for key in ("NextShardIterator", "MillisBehindLatest", "ChildShards"):
+            if body.get(key) is not None:
+                result[key] = body[key]
+        return result
+
+
+class _ParserFactory(AioResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "json":
+            return _GetRecordsParser()
+        return super().create_parser(protocol_name)
 
 
 def kinesis_client(settings: ServiceSettings) -> Any:
-    """An aiobotocore Kinesis client (shared endpoint, retry and timeout settings) whose
-    responses parse timestamps without dateutil."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
+    """An aiobotocore Kinesis client (the shared endpoint, retry and timeout settings) that
+    parses GetRecords responses on the direct path above."""
     session: Any = get_session()
-    session.get_component("response_parser_factory").set_parser_defaults(
-        timestamp_parser=_epoch_timestamp
-    )
+    session.register_component("response_parser_factory", _ParserFactory())
     config = AioConfig(**config_options(settings))
     return session.create_client("kinesis", **client_kwargs(settings, config))
 
