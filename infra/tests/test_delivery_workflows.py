@@ -55,6 +55,8 @@ def test_deploy_uses_an_oidc_role_and_no_stored_keys() -> None:
     assert "role-to-assume" in configure[0]["with"]
     for forbidden in ("aws-access-key-id", "aws-secret-access-key", "AWS_SECRET_ACCESS_KEY"):
         assert forbidden not in text
+    # The keyring check reads version ids only, never the PAN key itself.
+    assert "get-secret-value" not in text
     assert "secrets." not in text
 
 
@@ -69,13 +71,24 @@ def test_stacks_deploy_in_dependency_order_with_images_pushed_between(synth: Any
             order.append("<push>")
         if "run-migration.sh" in run:
             order.append("<migrate>")
+        if "list-secret-version-ids" in run:
+            order.append("<keyring>")
     kinds = [
         stack.stack_name.removeprefix(f"{synth.config.prefix}-")
         for stack in synth.stacks.in_order()
     ]
     assert kinds == ["network", "data", "services", "api", "monitoring"]
     # The repositories (data) exist before the push; the schema before the services start.
-    assert order == ["network", "data", "<push>", "<migrate>", "services", "api", "monitoring"]
+    assert order == [
+        "network",
+        "data",
+        "<push>",
+        "<keyring>",
+        "<migrate>",
+        "services",
+        "api",
+        "monitoring",
+    ]
 
 
 def test_every_stack_of_the_app_is_deployed(synth: Any) -> None:
