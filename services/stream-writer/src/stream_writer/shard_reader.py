@@ -90,7 +90,6 @@ class ReadResult:
     records: list[dict[str, Any]]
     millis_behind_latest: int | None
     shard_end: bool
-    throttled: bool = False
 
 
 class ShardReader:
@@ -172,7 +171,7 @@ class ShardReader:
                     self._backoff_max_s, self._min_interval_s * 2**self._throttled_in_a_row
                 )
                 self._next_call = time.monotonic() + random.uniform(self._min_interval_s, ceiling)
-                return ReadResult([], None, shard_end=False, throttled=True)
+                return ReadResult([], None, shard_end=False)
             raise
         self._throttled_in_a_row = 0
         records: list[dict[str, Any]] = response.get("Records", [])
