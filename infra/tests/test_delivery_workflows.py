@@ -73,6 +73,8 @@ def test_stacks_deploy_in_dependency_order_with_images_pushed_between(synth: Any
             order.append("<migrate>")
         if "list-secret-version-ids" in run:
             order.append("<keyring>")
+        if "jwks.json" in run:
+            order.append("<jwks>")
     kinds = [
         stack.stack_name.removeprefix(f"{synth.config.prefix}-")
         for stack in synth.stacks.in_order()
@@ -82,6 +84,7 @@ def test_stacks_deploy_in_dependency_order_with_images_pushed_between(synth: Any
     assert order == [
         "network",
         "data",
+        "<jwks>",
         "<push>",
         "<keyring>",
         "<migrate>",

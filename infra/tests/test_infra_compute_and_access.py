@@ -102,9 +102,11 @@ def test_services_get_the_resource_names_and_cognito_settings(synth: Any) -> Non
     issuer = ingest["INGEST_JWT_ISSUER"]["Fn::Join"][1]
     assert issuer[0] == f"https://cognito-idp.{synth.config.region}.amazonaws.com/"
     assert "UserPool" in json.dumps(issuer[1])
-    jwks = ingest["INGEST_JWKS_URL"]["Fn::Join"][1]
-    assert jwks[0] == issuer[0]
-    assert jwks[-1] == "/.well-known/jwks.json"
+    config = synth.config
+    # The tasks have no route to Cognito: they read the JWKS copy through the S3 endpoint.
+    assert ingest["INGEST_JWKS_URL"] == (
+        f"https://{config.jwks_bucket_name}.s3.{config.region}.amazonaws.com/jwks.json"
+    )
     assert "MerchantClient" in json.dumps(ingest["INGEST_JWT_AUDIENCE"])
     writer = _environment(synth, "stream-writer")
     assert writer["WRITER_BUCKET"] == synth.config.landing_bucket_name
@@ -289,3 +291,21 @@ def test_the_settings_class_accepts_the_task_environment(
     assert settings.environment == synth.config.environment
     assert settings.aws_region == synth.config.region
     assert settings.aws_endpoint_url is None
+
+
+def test_jwks_copy_is_readable_only_through_the_vpc_s3_endpoint(synth: Any) -> None:
+    policies = [
+        p["Properties"]
+        for p in synth.resources("AWS::S3::BucketPolicy", "data").values()
+        if "ReadKeysFromTheVpcOnly" in json.dumps(p)
+    ]
+    assert len(policies) == 1
+    statement = next(
+        s
+        for s in policies[0]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "ReadKeysFromTheVpcOnly"
+    )
+    assert statement["Action"] == "s3:GetObject"
+    assert json.dumps(statement["Resource"]).endswith('/jwks.json"]]}')
+    source = statement["Condition"]["StringEquals"]["aws:SourceVpce"]
+    assert "NetworkVpcS3" in json.dumps(source)

@@ -61,13 +61,13 @@ def test_landing_bucket_is_locked_down(synth: Any) -> None:
 
 def test_every_bucket_blocks_public_access_encrypts_and_denies_plain_http(synth: Any) -> None:
     buckets = synth.resources("AWS::S3::Bucket")
-    assert len(buckets) == 2
+    assert len(buckets) == 3  # landing, access logs, JWKS copy
     for bucket in buckets.values():
         props = bucket["Properties"]
         assert all(props["PublicAccessBlockConfiguration"].values())
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     policies = synth.resources("AWS::S3::BucketPolicy")
-    assert len(policies) == 2
+    assert len(policies) == 3
     for policy in policies.values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(

@@ -89,6 +89,11 @@ class DeploymentConfig:
         """Access-log bucket, unique the same way."""
         return f"{names.ACCESS_LOG_BUCKET}-{self.environment}-{self.account}-{self.region}"
 
+    @property
+    def jwks_bucket_name(self) -> str:
+        """Bucket of the JWKS copy the services verify tokens with, unique the same way."""
+        return f"cardstream-jwks-{self.environment}-{self.account}-{self.region}"
+
     @classmethod
     def from_node(cls, node: Any) -> DeploymentConfig:
         """From a construct node's context: the ``cardstream`` mapping (infra/cdk.json),

@@ -52,7 +52,13 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "A customer-managed key instead of aws/kinesis: its key policy and rotation are ours "
         "and its use is auditable per principal (PCI DSS 3.6).",
     )
-    for bucket in (data.landing.bucket, data.landing.log_bucket):
+    _ack(
+        data.jwks.bucket,
+        "PCI.DSS.321-S3DefaultEncryptionKMS",
+        "The bucket holds only the user pool's public keys, read by unsigned HTTPS from the "
+        "VPC endpoint; SSE-KMS would need credentials to decrypt.",
+    )
+    for bucket in (data.landing.bucket, data.landing.log_bucket, data.jwks.bucket):
         _ack(
             bucket,
             "PCI.DSS.321-S3BucketReplicationEnabled",

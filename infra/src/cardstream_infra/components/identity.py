@@ -106,6 +106,7 @@ class MerchantIdentity(Construct):
         self.issuer = (
             f"https://cognito-idp.{props.region}.amazonaws.com/{self.user_pool.user_pool_id}"
         )
+        # Cognito's published keys; the deploy workflow mirrors them for the tasks.
         self.jwks_url = f"{self.issuer}/.well-known/jwks.json"
         # Cognito prefixes every scope in an access token with the resource server id.
         self.scope_prefix = f"{RESOURCE_SERVER_ID}/"

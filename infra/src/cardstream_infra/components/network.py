@@ -17,8 +17,10 @@ DATA_SUBNETS = "data"
 
 # Interface endpoints the tasks need with no route to the internet: image pulls (ECR api +
 # dkr; layers come from S3 through the gateway endpoint), logs, secrets, the stream, the
-# queue, Cognito's JWKS for the services' own token checks, and CloudWatch metrics (the
-# dashboard reads the stream's iterator age).
+# queue, and CloudWatch metrics (the dashboard reads the stream's iterator age). Cognito is
+# not here: a user pool with a domain (needed for the client-credentials token endpoint)
+# cannot be reached through PrivateLink (Cognito developer guide, "Access Amazon Cognito
+# using an interface endpoint"), so the services read a JWKS copy from S3 instead.
 INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
     "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
@@ -26,7 +28,6 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
     "Kinesis": ec2.InterfaceVpcEndpointAwsService.KINESIS_STREAMS,
     "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
-    "CognitoIdp": ec2.InterfaceVpcEndpointAwsService.COGNITO_IDP,
     "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
 }
 
@@ -105,11 +106,14 @@ class Network(Construct):
                 # The group already admits HTTPS from the VPC range, as a literal CIDR.
                 open=False,
             )
-        for name, gateway in (
-            ("S3", ec2.GatewayVpcEndpointAwsService.S3),
-            ("DynamoDb", ec2.GatewayVpcEndpointAwsService.DYNAMODB),
-        ):
-            self.vpc.add_gateway_endpoint(name, service=gateway, subnets=[self.app_subnets])
+        self.s3_endpoint = self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.app_subnets]
+        )
+        self.vpc.add_gateway_endpoint(
+            "DynamoDb",
+            service=ec2.GatewayVpcEndpointAwsService.DYNAMODB,
+            subnets=[self.app_subnets],
+        )
 
         self.vpc_link_sg = self._group("VpcLink", "API Gateway VPC link to the internal ALB")
         self.alb_sg = self._group("Alb", "internal ALB behind the API Gateway VPC link")

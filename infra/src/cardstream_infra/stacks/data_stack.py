@@ -14,6 +14,7 @@ from constructs import Construct
 from cardstream_infra.components.app_secrets import AppSecrets
 from cardstream_infra.components.database import Database, DatabaseProps
 from cardstream_infra.components.identity import MerchantIdentity, MerchantIdentityProps
+from cardstream_infra.components.jwks_mirror import JwksMirror, JwksMirrorProps
 from cardstream_infra.components.landing import LandingStorage, LandingStorageProps
 from cardstream_infra.components.lease_table import LeaseTable
 from cardstream_infra.components.migration import MigrationTask, MigrationTaskProps
@@ -85,6 +86,16 @@ class DataStack(Stack):
             ),
         )
         self.registry = ImageRepositories(self, "Images", services=SERVICES)
+        self.jwks = JwksMirror(
+            self,
+            "Jwks",
+            props=JwksMirrorProps(
+                bucket_name=config.jwks_bucket_name,
+                region=config.region,
+                s3_endpoint=network.s3_endpoint,
+                access_log_bucket=self.landing.log_bucket,
+            ),
+        )
         # Schema changes belong with the database: CI runs this task (on the network
         # stack's cluster) after the data stack and before the services that need the schema.
         self.migration = MigrationTask(
@@ -113,6 +124,8 @@ class DataStack(Stack):
             value=self.migration.task_definition.task_definition_arn,
         )
         CfnOutput(self, "UserPoolId", value=self.identity.user_pool.user_pool_id)
+        CfnOutput(self, "JwksBucket", value=config.jwks_bucket_name)
+        CfnOutput(self, "CognitoJwksUrl", value=self.identity.jwks_url)
         CfnOutput(self, "MerchantClientId", value=self.identity.merchant_client.user_pool_client_id)
         CfnOutput(
             self,
