@@ -17,6 +17,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import httpx
@@ -31,6 +32,7 @@ from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.parsers import validate
 from db_loader.backfill import envelope_line
+from db_loader.db import create_pool, resolve_dsn
 from db_loader.loader import LoadResult
 from db_loader.migrate import bootstrap, with_credentials, with_database
 from db_loader.service import LoaderService
@@ -292,3 +294,34 @@ async def test_a_postgres_restart_while_loading_is_survived(
         assert aws.messages(aws.dlq_url) == 0
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_credentials_come_from_the_rds_secret(moto_reset: str, empty_database: str) -> None:
+    """The loader role's URL is built from its Secrets Manager secret (RDS format)."""
+    password = secrets.token_urlsafe(16)
+    bootstrap(empty_database, role_passwords={names.DB_LOADER_ROLE: password})
+    parts = urlsplit(empty_database)
+    secret = {
+        "engine": "postgres",
+        "username": names.DB_LOADER_ROLE,
+        "password": password,
+        "host": parts.hostname,
+        "port": parts.port,
+        "dbname": parts.path.lstrip("/"),
+    }
+    boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1").create_secret(
+        Name=names.DB_LOADER_SECRET, SecretString=json.dumps(secret)
+    )
+    settings = LoaderSettings(
+        queue_url="unused",
+        aws_endpoint_url=moto_reset,
+        database_secret_id=names.DB_LOADER_SECRET,
+        database_sslmode="disable",
+    )
+    dsn = await resolve_dsn(settings)
+    assert dsn.endswith("?sslmode=disable")
+    pool = await create_pool(dsn, min_size=1, max_size=1, statement_timeout_s=5)
+    try:
+        assert await pool.fetchval("SELECT current_user") == names.DB_LOADER_ROLE
+    finally:
+        await pool.close()
