@@ -188,6 +188,7 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=6)
     parser.add_argument("--rows-per-object", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--prepare-processes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args()
 
@@ -215,9 +216,16 @@ def main() -> int:
             f"{args.objects} objects x {args.rows_per_object:,} rows ({size / 1e6:.1f} MB gzip),"
             f" generated in {time.perf_counter() - started:.1f} s"
         )
-        executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        # Start the worker (interpreter and imports) before the clock does.
-        executor.submit(prepare_object, "warm-up.jsonl", b"", LIMITS).result()
+        executor = ProcessPoolExecutor(
+            args.prepare_processes, mp_context=multiprocessing.get_context("spawn")
+        )
+        # Start the workers (interpreter and imports) before the clock does.
+        warm_up = [
+            executor.submit(prepare_object, "warm-up.jsonl", b"", LIMITS)
+            for _ in range(args.prepare_processes)
+        ]
+        for future in warm_up:
+            future.result()
         postmaster = postmaster_of(admin_dsn)
         pg_cpu = functools.partial(postgres_cpu_s, postmaster)
         py_before = own_cpu_s()
@@ -237,7 +245,11 @@ def main() -> int:
         header = f"{'loader':<44} {'rows':>7} {'seconds':>8} {'rows/s':>8}"
         print(header + f" {'CPU s (py+pg)':>14} {'rows/CPU-s':>10}")
         for name, seconds, (py, pg) in (
-            (f"cardstream (normalized, c={args.concurrency})", ours, cpu_ours),
+            (
+                f"cardstream (c={args.concurrency}, {args.prepare_processes} prepare proc.)",
+                ours,
+                cpu_ours,
+            ),
             ("baseline (all TEXT, one INSERT per row)", base, cpu_base),
         ):
             print(
