@@ -166,6 +166,10 @@ async def test_notifications_load_once_and_messages_are_deleted(
     assert metrics.rows.labels("loaded")._value.get() == 600
     assert metrics.rows.labels("duplicate")._value.get() == 200
     assert metrics.objects.labels("already_loaded")._value.get() >= 2
+    # Creation-to-commit lag and batch latency are observed once per object loaded.
+    registry = metrics.registry
+    assert registry.get_sample_value("cardstream_loader_lag_seconds_count") == 2
+    assert (registry.get_sample_value("cardstream_loader_batch_seconds_count") or 0) >= 2
 
 
 async def test_poison_messages_end_in_the_dlq_and_good_rows_load(
