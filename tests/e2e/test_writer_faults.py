@@ -4,7 +4,11 @@ Each test produces valid envelopes to Kinesis (partition key = card token), runs
 ``python -m stream_writer`` workers with small thresholds, injects the fault, and then
 checks what a user of the landing bucket sees: every produced record is in some raw/
 object, no key was ever written twice (the bucket is versioned), and each card's records
-keep their order within and across the objects of a shard lineage.
+keep their order within and across the objects of a shard lineage. Finally a real
+``python -m db_loader`` drains the S3 notifications into PostgreSQL and the pipeline's
+invariant is checked on the rows: every produced record exactly once. The loader starts
+after the writers stopped because moto serves one request at a time and its SQS long poll
+would hold the writers' lease renewals back.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import datetime as dt
 import gzip
 import http.server
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +31,7 @@ from typing import Any
 import boto3
 import httpx
 import orjson
+import psycopg
 import pytest
 
 from cardstream.local.aws_resources import create_all
@@ -33,6 +39,7 @@ from cardstream.local.ports import free_port, wait_for_port
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
+from db_loader.migrate import bootstrap, with_credentials
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -296,6 +303,46 @@ def lease_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
     return {item["leaseKey"]["S"]: item for item in items}
 
 
+def assert_loaded_exactly_once(
+    endpoint: str, queue_url: str, database: str, produced: list[str], tmp_path: Path
+) -> None:
+    """Run a db-loader over every notification; each produced record is one row."""
+    password = secrets.token_urlsafe(16)
+    bootstrap(database, role_passwords={names.DB_LOADER_ROLE: password})
+    port = free_port()
+    env = {
+        **os.environ,
+        "LOADER_QUEUE_URL": queue_url,
+        "LOADER_DATABASE_URL": with_credentials(database, names.DB_LOADER_ROLE, password),
+        "LOADER_AWS_ENDPOINT_URL": endpoint,
+        "LOADER_HEALTH_PORT": str(port),
+        "LOADER_WAIT_TIME_S": "1",
+        "LOADER_RETRY_DELAY_S": "0",
+    }
+    sqs = clients(endpoint)["sqs"]
+
+    def drained() -> bool:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values()) == 0
+
+    with (tmp_path / "db-loader.log").open("wb") as log:
+        loader = subprocess.Popen(
+            [sys.executable, "-m", "db_loader"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(drained, 60, "the loader to drain the queue")
+    finally:
+        loader.send_signal(signal.SIGTERM)
+        assert loader.wait(30) == 0, (tmp_path / "db-loader.log").read_text()[-3000:]
+    with psycopg.connect(database) as conn:
+        rows = [row[0] for row in conn.execute("SELECT trans_num FROM cardstream.transaction")]
+    assert len(rows) == len(set(rows))
+    assert set(rows) == set(produced)
+
+
 # ---------------------------------------------------------------- fault injection
 
 
@@ -392,10 +439,15 @@ def is_raw_put(method: str, path: str, headers: dict[str, str], body: bytes) -> 
     ids=["after-put-before-checkpoint", "before-put-after-announce"],
 )
 def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
-    moto_reset: str, writers: Writers, kill_at: Callable[..., bool], rebuilt: bool
+    moto_reset: str,
+    writers: Writers,
+    kill_at: Callable[..., bool],
+    rebuilt: bool,
+    empty_database: str,
+    tmp_path: Path,
 ) -> None:
     aws = clients(moto_reset)
-    create_all(aws, region=REGION, shards=1)
+    resources = create_all(aws, region=REGION, shards=1)
     producer = Producer(aws["kinesis"])
     producer.put(400)
     proxy = KillingProxy(moto_reset, kill_at)
@@ -428,14 +480,19 @@ def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
     # The takeover resolved the pending object: not one record was written twice.
     all_ids = [trans_num for obj in objects for trans_num in obj.trans_nums]
     assert len(all_ids) == len(set(all_ids)) == 400
+    assert_loaded_exactly_once(
+        moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
+    )
 
 
 # ---------------------------------------------------------------- F4
 
 
-def test_f4_paused_zombie_is_fenced_and_lets_go(moto_reset: str, writers: Writers) -> None:
+def test_f4_paused_zombie_is_fenced_and_lets_go(
+    moto_reset: str, writers: Writers, empty_database: str, tmp_path: Path
+) -> None:
     aws = clients(moto_reset)
-    create_all(aws, region=REGION, shards=1)
+    resources = create_all(aws, region=REGION, shards=1)
     producer = Producer(aws["kinesis"])
     producer.start()
     try:
@@ -461,6 +518,9 @@ def test_f4_paused_zombie_is_fenced_and_lets_go(moto_reset: str, writers: Writer
     objects = landed(aws["s3"])  # fails if any key has two versions
     assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
     assert {obj.metadata["writer-id"] for obj in objects} == {"f4-zombie", "f4-survivor"}
+    assert_loaded_exactly_once(
+        moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
+    )
 
 
 # ---------------------------------------------------------------- F5
@@ -488,10 +548,10 @@ def resharding_moto(tmp_path: Path) -> Iterator[str]:
 
 
 def test_f5_resharding_while_producing_keeps_every_record_and_card_order(
-    resharding_moto: str, writers: Writers
+    resharding_moto: str, writers: Writers, empty_database: str, tmp_path: Path
 ) -> None:
     aws = clients(resharding_moto)
-    create_all(aws, region=REGION, shards=2)
+    resources = create_all(aws, region=REGION, shards=2)
     kinesis = aws["kinesis"]
     producer = Producer(kinesis)
     first = writers.start("f5-a", resharding_moto)
@@ -535,16 +595,19 @@ def test_f5_resharding_while_producing_keeps_every_record_and_card_order(
     assert {shard: leases[shard]["checkpoint"]["S"] for shard in closed} == dict.fromkeys(
         closed, "SHARD_END"
     )
+    assert_loaded_exactly_once(
+        resharding_moto, resources.queue_url, empty_database, producer.produced, tmp_path
+    )
 
 
 # ---------------------------------------------------------------- scaling
 
 
 def test_worker_added_takes_its_share_and_a_stopped_one_hands_over_at_once(
-    moto_reset: str, writers: Writers
+    moto_reset: str, writers: Writers, empty_database: str, tmp_path: Path
 ) -> None:
     aws = clients(moto_reset)
-    create_all(aws, region=REGION, shards=4)
+    resources = create_all(aws, region=REGION, shards=4)
     producer = Producer(aws["kinesis"])
     # A failover far longer than the waits below: any takeover seen here came from a steal
     # or a release on SIGTERM, never from a lease expiring.
@@ -570,13 +633,16 @@ def test_worker_added_takes_its_share_and_a_stopped_one_hands_over_at_once(
     assert terminate(second) == 0, second.log()
     objects = landed(aws["s3"])
     assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    assert_loaded_exactly_once(
+        moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
+    )
 
 
 def test_killed_worker_loses_nothing_and_the_survivor_takes_every_shard(
-    moto_reset: str, writers: Writers
+    moto_reset: str, writers: Writers, empty_database: str, tmp_path: Path
 ) -> None:
     aws = clients(moto_reset)
-    create_all(aws, region=REGION, shards=4)
+    resources = create_all(aws, region=REGION, shards=4)
     producer = Producer(aws["kinesis"])
     first = writers.start("kill-a", moto_reset)
     second = writers.start("kill-b", moto_reset)
@@ -598,3 +664,6 @@ def test_killed_worker_loses_nothing_and_the_survivor_takes_every_shard(
     assert terminate(second) == 0, second.log()
     objects = landed(aws["s3"])
     assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    assert_loaded_exactly_once(
+        moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
+    )
