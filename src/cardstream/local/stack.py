@@ -191,6 +191,8 @@ def _plan_services(
                     endpoint,
                     queue_url=made.resources.queue_url,
                     database_secret_id=names.DB_LOADER_SECRET,
+                    # Short polling: see LoaderSettings.empty_receive_pause_s.
+                    wait_time_s=0,
                     health_host="127.0.0.1",
                     health_port=port,
                 ),

@@ -37,6 +37,10 @@ class LoaderSettings(ServiceSettings):
     concurrency: int = Field(default=2, ge=1, le=64)
     max_messages: int = Field(default=10, ge=1, le=10)
     wait_time_s: int = Field(default=20, ge=0, le=20)
+    # Pause after an empty receive when not long polling (wait_time_s = 0). The local stack
+    # short-polls: moto serves one request at a time, so a 20 s long poll there would stall
+    # every other client of the emulator (Kinesis, S3, DynamoDB) for 20 s.
+    empty_receive_pause_s: float = Field(default=0.2, ge=0, le=20)
     visibility_timeout_s: int = Field(default=60, ge=1, le=43_200)
     # How often the visibility of a message being worked on is extended; default a third of
     # the timeout, so two extensions can fail before the message reappears.

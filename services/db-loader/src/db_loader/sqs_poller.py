@@ -152,6 +152,9 @@ class SqsPoller:
             await asyncio.sleep(self._settings.retry_delay_s)
             return []
         messages: list[dict[str, Any]] = response.get("Messages", [])
+        if not messages and self._settings.wait_time_s == 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.empty_receive_pause_s)
         return messages
 
     async def _drain(self) -> None:
