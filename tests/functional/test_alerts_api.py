@@ -298,3 +298,21 @@ async def test_dashboard_views_show_open_alerts_to_the_analyst(alerts_db: str) -
             await conn.fetch("SELECT card_token FROM cardstream.alert")
     finally:
         await conn.close()
+
+
+async def test_ids_beyond_the_bigint_range_are_a_client_error_not_a_503(
+    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+) -> None:
+    # Found by schemathesis: /v1/alerts/1396015984240818651136 answered 503.
+    reviewer = bearer(token(names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW))
+    huge = str(2**63)
+    async with running_api(aws, jwks_url, alerts_db) as api:
+        for response in (
+            await api.get(f"/v1/alerts/{huge}", headers=reviewer),
+            await api.patch(f"/v1/alerts/{huge}", json={"status": "reviewed"}, headers=reviewer),
+            await api.get("/v1/alerts", params={"cursor": huge}, headers=reviewer),
+        ):
+            assert response.status_code == 422, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+        largest = await api.get(f"/v1/alerts/{2**63 - 1}", headers=reviewer)
+        assert largest.status_code == 404

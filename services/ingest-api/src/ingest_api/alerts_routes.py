@@ -207,6 +207,9 @@ async def _store_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.close()
 
 
+# alert_id is a PostgreSQL bigint: a larger id cannot exist, so it is a 422, not a database error.
+BIGINT_MAX: Final = 2**63 - 1
+
 router = APIRouter(prefix="/v1", tags=["alerts"], lifespan=_store_lifespan)
 
 
@@ -263,7 +266,9 @@ async def list_alerts(
     rule: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,62}$")] = None,
     severity: AlertSeverity | None = None,
     since: Annotated[dt.datetime | None, Query(description="created at or after")] = None,
-    cursor: Annotated[int | None, Query(ge=1, description="next_cursor of the last page")] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=BIGINT_MAX, description="next_cursor of the last page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> AlertPage:
     """Alerts filtered by status, rule, severity and creation time, a page at a time."""
@@ -302,7 +307,7 @@ async def _read_one(pool: asyncpg.Pool, alert_id: int, client: str | None) -> Al
 async def get_alert(
     request: Request,
     principal: Annotated[Principal, Security(READ)],
-    alert_id: Annotated[int, Path(ge=1)],
+    alert_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],
 ) -> AlertOut:
     """The alert, its evidence and every status change so far."""
     store: AlertStore = request.app.state.alert_store
@@ -327,7 +332,7 @@ async def get_alert(
 async def patch_alert(
     request: Request,
     principal: Annotated[Principal, Security(REVIEW)],
-    alert_id: Annotated[int, Path(ge=1)],
+    alert_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],
     change: AlertPatch,
 ) -> AlertOut:
     """Move the alert to ``status``; the change is recorded with the caller and the time."""
