@@ -175,10 +175,25 @@ async def test_worker_lands_every_record_and_quarantines_the_bad_one(moto_reset:
         assert item["checkpoint"]["S"] == records[-1]["SequenceNumber"]
 
 
-async def test_bad_configuration_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"WRITER_FLUSH_MAX_AGE_S": "-1"}, "WRITER_FLUSH_MAX_AGE_S"),
+        # Renewals must be seen well within the expiry, or live leases would be stolen.
+        ({"WRITER_FAILOVER_S": "2", "WRITER_LEASE_RENEW_INTERVAL_S": "1.5"}, "WriterSettings"),
+    ],
+)
+def test_bad_configuration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    named: str,
+) -> None:
     from cardstream_shared.settings import load_settings
 
-    monkeypatch.setenv("WRITER_FLUSH_MAX_AGE_S", "-1")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as exit_info:
         load_settings(WriterSettings)
     assert exit_info.value.code == 2
+    assert named in capsys.readouterr().err

@@ -20,7 +20,7 @@ def _leases(owners: list[str | None]) -> list[LeaseState]:
 
 
 def test_a_lease_expires_only_after_its_counter_stood_still_for_the_failover_time() -> None:
-    tracker = ExpiryTracker(failover_s=10)
+    tracker = ExpiryTracker(expiry_s=10)
     live = LeaseState("s", "w1", 5)
     assert tracker.observe([live], now=0) == set()
     assert tracker.observe([live], now=9.9) == set()
@@ -28,6 +28,18 @@ def test_a_lease_expires_only_after_its_counter_stood_still_for_the_failover_tim
     # The owner renewed: the clock starts again.
     assert tracker.observe([LeaseState("s", "w1", 6)], now=15) == set()
     assert tracker.observe([LeaseState("s", "w1", 6)], now=24) == set()
+
+
+def test_next_expiry_is_the_soonest_future_expiry_of_another_workers_lease() -> None:
+    tracker = ExpiryTracker(expiry_s=10)
+    tracker.observe(
+        [LeaseState("a", "w1", 1), LeaseState("b", "me", 1), LeaseState("c", None, 1)], now=0
+    )
+    tracker.observe([LeaseState("a", "w1", 1), LeaseState("d", "w2", 1)], now=4)
+    assert tracker.next_expiry("me", now=5) == 10
+    # Once a's expiry has passed, the next one is d's; nothing after that.
+    assert tracker.next_expiry("me", now=11) == 14
+    assert tracker.next_expiry("me", now=15) is None
 
 
 def test_unowned_leases_are_expired_at_once() -> None:

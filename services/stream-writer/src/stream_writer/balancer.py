@@ -1,7 +1,7 @@
 """Which leases a worker should take or steal: pure logic, tested with hypothesis.
 
 The rules are those of the Kinesis Client Library's lease taker: a lease is expired when its
-counter has not moved for the failover time as seen on *this* worker's clock (no comparison
+counter has not moved for the expiry time as seen on *this* worker's clock (no comparison
 of clocks between machines); expired and unowned leases are taken first; a worker below its
 fair share (ceil(leases / workers)) steals one lease at a time from the most loaded worker.
 """
@@ -35,9 +35,19 @@ class Plan:
 class ExpiryTracker:
     """Remembers, per lease, when this worker last saw its counter or owner change."""
 
-    def __init__(self, failover_s: float) -> None:
-        self._failover_s = failover_s
+    def __init__(self, expiry_s: float) -> None:
+        self._expiry_s = expiry_s
         self._seen: dict[str, tuple[int, str | None, float]] = {}
+
+    def next_expiry(self, me: str, now: float | None = None) -> float | None:
+        """Earliest future time at which a lease held by another worker would expire."""
+        now = time.monotonic() if now is None else now
+        times = [
+            changed_at + self._expiry_s
+            for _, owner, changed_at in self._seen.values()
+            if owner is not None and owner != me and changed_at + self._expiry_s > now
+        ]
+        return min(times, default=None)
 
     def observe(self, leases: Iterable[LeaseState], now: float | None = None) -> set[str]:
         """Record a scan; return the ids of leases that are unowned or expired."""
@@ -51,7 +61,7 @@ class ExpiryTracker:
             else:
                 changed_at = now
             current[lease.shard_id] = (lease.counter, lease.owner, changed_at)
-            if lease.owner is None or now - changed_at >= self._failover_s:
+            if lease.owner is None or now - changed_at >= self._expiry_s:
                 expired.add(lease.shard_id)
         self._seen = current
         return expired

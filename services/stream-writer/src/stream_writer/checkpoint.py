@@ -43,14 +43,14 @@ class BatchCommitter:
         sink: S3Sink,
         *,
         worker_id: str,
-        failover_s: float,
+        lease_expiry_s: float,
         gzip_level: int,
         metrics: WriterMetrics,
     ) -> None:
         self._owned = owned
         self._sink = sink
         self._worker_id = worker_id
-        self._failover_s = failover_s
+        self._lease_expiry_s = lease_expiry_s
         self._gzip_level = gzip_level
         self._metrics = metrics
 
@@ -84,8 +84,9 @@ class BatchCommitter:
         """Write ``batch`` (under ``keys`` when rebuilding a pending object) and checkpoint."""
         if batch.empty:
             return
-        if not self._owned.valid(self._failover_s):
-            # Too long since our last lease write (a pause?): prove ownership first.
+        if not self._owned.valid(self._lease_expiry_s):
+            # Other workers may see the lease expired by now (were we paused?): prove
+            # ownership first.
             await self._owned.renew()
         keys = keys or self.keys_for(batch, dt.datetime.now(dt.UTC))
         await self._owned.record_pending(keys)

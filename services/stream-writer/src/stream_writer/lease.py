@@ -250,13 +250,13 @@ class OwnedLease:
         """The shard this lease covers."""
         return self.lease.shard_id
 
-    def valid(self, failover_s: float) -> bool:
+    def valid(self, expiry_s: float) -> bool:
         """Whether no other worker can have taken it yet, judged by our own clock.
 
         After a pause (SIGSTOP, a long GC, a partition) the gap since the last write exceeds
-        the failover time and the lease must be proven ours again before any output.
+        the lease expiry time and the lease must be proven ours again before any output.
         """
-        return not self.lost and time.monotonic() - self.renewed_at < failover_s
+        return not self.lost and time.monotonic() - self.renewed_at < expiry_s
 
     async def _write(self, operation: Callable[[Lease], Awaitable[Lease]]) -> Lease:
         async with self._lock:

@@ -39,7 +39,7 @@ class LeaseCoordinator:
         self._kinesis = kinesis
         self._sink = sink
         self._metrics = metrics
-        self._tracker = ExpiryTracker(settings.failover_s)
+        self._tracker = ExpiryTracker(settings.lease_expiry_s)
         self._held: dict[str, OwnedLease] = {}
         self._consumers: dict[str, asyncio.Task[str]] = {}
         self._stop_consumers = asyncio.Event()
@@ -63,10 +63,14 @@ class LeaseCoordinator:
                 except Exception:
                     log.exception("lease scan failed; retrying next interval")
                 self._wake.clear()
+                # Scan again after the take interval, or as soon as another worker's lease
+                # expires if that is sooner, so a dead worker's shards move without delay.
+                wait_s = self._settings.take_interval_s
+                expiry = self._tracker.next_expiry(self._table.worker_id)
+                if expiry is not None:
+                    wait_s = min(wait_s, expiry - time.monotonic() + 0.01)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        _first_of(stop, self._wake), self._settings.take_interval_s
-                    )
+                    await asyncio.wait_for(_first_of(stop, self._wake), wait_s)
         finally:
             # Consumers flush, checkpoint and release their own leases; the renewer keeps
             # the leases alive while they do.
@@ -149,7 +153,7 @@ class LeaseCoordinator:
             owned,
             self._sink,
             worker_id=s.worker_id,
-            failover_s=s.failover_s,
+            lease_expiry_s=s.lease_expiry_s,
             gzip_level=s.gzip_level,
             metrics=self._metrics,
         )

@@ -49,7 +49,7 @@ class WriterSettings(ServiceSettings):
     # How records are checked before landing; see stream_writer.records.
     validation: Validation = "structure"
 
-    # Leases: a lease whose counter has not moved for failover_s is expired.
+    # Leases: a dead worker's shards are taken over within failover_s of its last renewal.
     failover_s: float = Field(default=10.0, gt=0, le=3600)
     lease_renew_interval_s: float | None = Field(default=None, gt=0)
     lease_take_interval_s: float | None = Field(default=None, gt=0)
@@ -73,12 +73,25 @@ class WriterSettings(ServiceSettings):
     @property
     def take_interval_s(self) -> float:
         """How often the table is scanned to take or steal leases."""
-        return self.lease_take_interval_s or self.failover_s / 2
+        return self.lease_take_interval_s or self.failover_s / 5
+
+    @property
+    def lease_expiry_s(self) -> float:
+        """How long a lease's counter must stand still, as observed, before it is expired.
+
+        A renewal is seen up to one scan late and the scan that takes the lease is timed
+        for the expiry, so a dead worker's leases move within failover_s of its last renewal.
+        """
+        return self.failover_s - self.take_interval_s
 
     @model_validator(mode="after")
     def _coherent(self) -> WriterSettings:
-        if self.renew_interval_s >= self.failover_s:
-            raise ValueError("lease_renew_interval_s must be shorter than failover_s")
+        # A live lease is seen moving at least every renew + take interval; it must not look
+        # expired in between.
+        if self.renew_interval_s + self.take_interval_s >= self.lease_expiry_s:
+            raise ValueError(
+                "failover_s must exceed lease_renew_interval_s + 2 * lease_take_interval_s"
+            )
         if self.initial_position == "AT_TIMESTAMP" and self.initial_timestamp is None:
             raise ValueError("initial_timestamp is required when initial_position is AT_TIMESTAMP")
         return self
