@@ -190,7 +190,9 @@ Timestamp = Annotated[
     PlainSerializer(lambda v: v.strftime(TIMESTAMP_FORMAT), return_type=str),
 ]
 DigitString = Annotated[str, BeforeValidator(_digits)]
-Text = Annotated[str, BeforeValidator(_strip_str)]
+# Stripped by the models' str_strip_whitespace, natively (a Python validator per text field
+# cost ~0.6 us each, twelve times a record).
+Text = str
 Amount = Annotated[
     Decimal,
     BeforeValidator(_parse_amount),

@@ -21,18 +21,17 @@ _DIGITS = re.compile(r"\d+")
 _MIN_KEY_BYTES: Final = 32
 
 
+# Luhn doubles every second digit from the right; these are the digit sums of the doubles.
+_DOUBLED_DIGIT_SUM = bytes.maketrans(b"0123456789", b"0246813579")
+
+
 def luhn_valid(digits: str) -> bool:
     """Return True when ``digits`` (a string of digits) passes the Luhn check."""
-    if not digits or not digits.isdigit():
+    if not digits or not digits.isascii() or not digits.isdigit():
         return False
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
+    raw = digits.encode("ascii")
+    # Sums of ASCII codes; each digit carries an offset of 48 ("0"), removed at the end.
+    total = sum(raw[-1::-2]) + sum(raw[-2::-2].translate(_DOUBLED_DIGIT_SUM)) - 48 * len(raw)
     return total % 10 == 0
 
 
