@@ -19,6 +19,6 @@ if [ "${CARDSTREAM_WITH_BROWSER:-0}" = "1" ] && ! command -v chromium >/dev/null
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
-    echo "bootstrap: chromium is missing and we are not root; the browser test will be skipped" >&2
+    echo "bootstrap: chromium is missing and we are not root: install Debian's chromium package, or the dashboard browser test fails" >&2
   fi
 fi

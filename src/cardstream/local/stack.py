@@ -343,7 +343,8 @@ def _print_banner(info: dict[str, Any]) -> None:
         f"  Swagger UI    {info['docs_url']}",
     ]
     if info.get("dashboard_url"):
-        lines.append(f"  Dashboard     {info['dashboard_url']}/?token=<see stack.json>")
+        # A ready link: the dashboard moves the token into an HttpOnly cookie and redirects.
+        lines.append(f"  Dashboard     {info['dashboard_url']}/?token={info['token']}")
     lines += [
         f"  PostgreSQL    {info['database_url'].split('@')[-1]} (analyst role; URL in stack.json)",
         f"  AWS emulator  {info['aws_endpoint_url']}",
