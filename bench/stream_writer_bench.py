@@ -123,7 +123,7 @@ def main() -> None:
     writer: subprocess.Popen[bytes] | None = None
     try:
         wait_for_port("127.0.0.1", moto_port, timeout_s=60, alive=lambda: moto.poll() is None)
-        clients = {
+        clients: dict[str, Any] = {
             name: boto3.client(name, endpoint_url=endpoint, region_name=REGION)
             for name in ("kinesis", "s3", "sqs", "dynamodb")
         }

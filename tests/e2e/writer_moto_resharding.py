@@ -67,10 +67,10 @@ def _records(self: Any, stream_arn: str | None, shard_iterator: str, limit: int 
     return next_iterator, records, millis
 
 
-models.Stream.get_shard_for_key = _shard_for_key
-models.Stream.split_shard = _split_shard
-models.Stream.merge_shards = _merge_shards
-models.KinesisBackend.get_records = _records
+models.Stream.get_shard_for_key = _shard_for_key  # type: ignore[method-assign]
+models.Stream.split_shard = _split_shard  # type: ignore[method-assign]
+models.Stream.merge_shards = _merge_shards  # type: ignore[method-assign]
+models.KinesisBackend.get_records = _records  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     moto_server.main()

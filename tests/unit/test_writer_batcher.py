@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
-from stream_writer.batcher import Batcher, Thresholds
+from stream_writer.batcher import Batch, Batcher, Thresholds
 from stream_writer.records import Quarantined, decode
 from stream_writer.s3_sink import ndjson_gzip, quarantine_key, raw_key
 
@@ -87,15 +87,17 @@ def test_every_record_lands_once_in_order_within_limits(
     sizes: list[int], max_bytes: int, max_records: int
 ) -> None:
     batcher = Batcher(Thresholds(max_bytes=max_bytes, max_records=max_records, max_age_s=60))
-    batches = []
+    batches: list[Batch] = []
     for seq, size in enumerate(sizes, start=1):
         batches.extend(batch for batch, _ in batcher.offer(_line(size), str(seq), T0))
     if not batcher.batch.empty:
         batches.append(batcher.take())
-    sequences = []
+    sequences: list[int] = []
     for batch in batches:
         assert 1 <= batch.record_count <= max_records
         assert batch.payload_bytes <= max_bytes or batch.record_count == 1
+        assert batch.first_sequence is not None
+        assert batch.last_sequence is not None
         sequences.extend(range(int(batch.first_sequence), int(batch.last_sequence) + 1))
     assert sequences == list(range(1, len(sizes) + 1))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from botocore.parsers import create_parser
@@ -14,7 +16,7 @@ from stream_writer.shard_reader import _ParserFactory
 pytestmark = pytest.mark.unit
 
 
-def _response(body: dict[str, object]) -> dict[str, object]:
+def _response(body: Mapping[str, object]) -> dict[str, object]:
     return {"body": json.dumps(body).encode(), "headers": {}, "status_code": 200}
 
 
@@ -40,7 +42,7 @@ async def test_get_records_fast_path_matches_botocore(next_iterator: str | None)
         "NextShardIterator": next_iterator,
         "MillisBehindLatest": 42,
     }
-    shape = model.operation_model("GetRecords").output_shape
+    shape: Any = model.operation_model("GetRecords").output_shape
     expected = create_parser("json").parse(_response(body), shape)
     fast = await _ParserFactory().create_parser("json").parse(_response(body), shape)
     expected.pop("ResponseMetadata")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stream_writer.lease import AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTable
+from stream_writer.lease import LATEST, SHARD_END, TRIM_HORIZON, Lease, LeaseTable
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ def initial_checkpoints(
         elif has_parent:
             checkpoints[shard.shard_id] = TRIM_HORIZON
         else:
-            checkpoints[shard.shard_id] = (
-                AT_TIMESTAMP if initial_position == AT_TIMESTAMP else initial_position
-            )
+            checkpoints[shard.shard_id] = initial_position
     return checkpoints
 
 
