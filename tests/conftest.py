@@ -8,8 +8,10 @@ as in the local stack. Both are stopped by process id at the end of the session.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,14 +66,18 @@ def moto_reset(moto_endpoint: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_dsn() -> Iterator[str]:
     """A superuser URL of a real PostgreSQL server for the whole session."""
     external = os.environ.get("DATABASE_URL")
     if external:
         yield external
         return
+    # Not under pytest's basetemp: pytest deletes all but the newest three basetemp folders
+    # when a session starts, so a second pytest run on the same machine (a developer's
+    # terminal beside CI) would delete the data folder of a server still in use.
+    folder = Path(tempfile.mkdtemp(prefix="cardstream-test-pg-"))
     server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("pg") / "data",
+        folder / "data",
         # Durability is not under test here; crash-safety tests restart their own server.
         settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
     )
@@ -80,6 +86,7 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.dsn()
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _with_database(dsn: str, database: str) -> str:
