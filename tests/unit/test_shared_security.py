@@ -57,6 +57,8 @@ def test_non_pan_digit_runs_are_kept() -> None:
     sequence = "49654999999999999999999999999999999999999999999999999999"
     assert redact_text(f"seq {sequence} ts 1325376018") == f"seq {sequence} ts 1325376018"
     assert redact_text("4111111111111112") == "4111111111111112"  # fails Luhn: not a PAN
+    # Runs of zeros pass Luhn but are shard ids, not cards (found in stream-writer logs).
+    assert redact_text("shardId-000000000000 done") == "shardId-000000000000 done"
 
 
 def test_authorization_headers_and_bearer_tokens_are_redacted() -> None:
