@@ -14,7 +14,6 @@ their own: the transaction reader's sessions are read-only by design.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -24,17 +23,15 @@ from typing import Annotated, Any, Final, Literal
 
 import asyncpg
 import orjson
-from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.db_credentials import dsn_from_secret
 from cardstream_shared.jwt_auth import Principal
 from ingest_api.auth import BearerAuth
+from ingest_api.database import DATABASE_ERRORS, DatabaseUnavailableError, LazyPool
 from ingest_api.models import Problem
 from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
-from ingest_api.settings import IngestSettings
 
 logger = logging.getLogger(__name__)
 
@@ -144,49 +141,6 @@ class AlertPatch(BaseModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
-class AlertStore:
-    """The api role's read-write pool for alerts, opened on first use."""
-
-    def __init__(self, settings: IngestSettings, secrets_client: Any) -> None:
-        self._settings = settings
-        self._secrets = secrets_client
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    async def _dsn(self) -> str:
-        if self._settings.database_url is not None:
-            return self._settings.database_url.get_secret_value()
-        if not self._settings.database_secret_id:
-            raise _unavailable()
-        response = await self._secrets.get_secret_value(SecretId=self._settings.database_secret_id)
-        return dsn_from_secret(response["SecretString"], sslmode=self._settings.database_sslmode)
-
-    async def pool(self) -> asyncpg.Pool:
-        """The pool, created on first use (ingestion must not depend on the database)."""
-        if self._pool is not None:
-            return self._pool
-        async with self._lock:
-            if self._pool is None:
-                timeout_s = self._settings.db_statement_timeout_s
-                self._pool = await asyncpg.create_pool(
-                    await self._dsn(),
-                    min_size=0,
-                    max_size=self._settings.pool_max_size,
-                    timeout=timeout_s,
-                    command_timeout=timeout_s,
-                    server_settings={
-                        "application_name": "cardstream-ingest-api-alerts",
-                        "statement_timeout": str(int(timeout_s * 1000)),
-                    },
-                )
-            return self._pool
-
-    async def close(self) -> None:
-        """Close the pool if it was ever opened."""
-        if self._pool is not None:
-            await self._pool.close()
-
-
 def _unavailable() -> ProblemError:
     return ProblemError(
         503,
@@ -199,7 +153,14 @@ def _unavailable() -> ProblemError:
 @contextlib.asynccontextmanager
 async def _store_lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Runs inside the app's own lifespan, so the runtime (settings, secrets client) exists.
-    store = AlertStore(app.state.runtime.settings, app.state.runtime.secrets)
+    # Read-write: PATCH changes an alert's status (the api role may update only that).
+    store = LazyPool(
+        app.state.runtime.settings,
+        app.state.runtime.secrets,
+        application_name="cardstream-ingest-api-alerts",
+        read_only=False,
+        min_size=0,
+    )
     app.state.alert_store = store
     try:
         yield
@@ -223,15 +184,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: _problem("The input is not valid; `errors` names each field."),
     503: _problem("The database is unreachable; retry after `Retry-After` seconds."),
 }
-_DB_ERRORS: Final = (
-    OSError,
-    TimeoutError,
-    ValueError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    ClientError,
-    BotoCoreError,
-)
+_DB_ERRORS: Final = (*DATABASE_ERRORS, DatabaseUnavailableError)
 
 
 def _scope_client(principal: Principal) -> str | None:
@@ -274,9 +227,9 @@ async def list_alerts(
     """Alerts filtered by status, rule, severity and creation time, a page at a time."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
-    store: AlertStore = request.app.state.alert_store
+    store: LazyPool = request.app.state.alert_store
     try:
-        pool = await store.pool()
+        pool = await store.get()
         rows = await pool.fetch(
             _LIST, _scope_client(principal), status, rule, severity, since, cursor, limit
         )
@@ -310,9 +263,9 @@ async def get_alert(
     alert_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],
 ) -> AlertOut:
     """The alert, its evidence and every status change so far."""
-    store: AlertStore = request.app.state.alert_store
+    store: LazyPool = request.app.state.alert_store
     try:
-        return await _read_one(await store.pool(), alert_id, _scope_client(principal))
+        return await _read_one(await store.get(), alert_id, _scope_client(principal))
     except _DB_ERRORS as exc:
         logger.warning("alert read failed", extra={"error": type(exc).__name__})
         raise _unavailable() from None
@@ -336,9 +289,9 @@ async def patch_alert(
     change: AlertPatch,
 ) -> AlertOut:
     """Move the alert to ``status``; the change is recorded with the caller and the time."""
-    store: AlertStore = request.app.state.alert_store
+    store: LazyPool = request.app.state.alert_store
     try:
-        pool = await store.pool()
+        pool = await store.get()
         async with pool.acquire() as conn:
             # One statement: the status check and the change cannot interleave with another
             # reviewer's change of the same alert.
