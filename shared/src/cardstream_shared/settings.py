@@ -14,6 +14,8 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cardstream_shared.jwt_auth import JwksCache, TokenVerifier
+
 Environment = Literal["local", "test", "dev", "staging", "prod"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -75,3 +77,35 @@ def load_settings(cls: type[S]) -> S:
         for line in describe_errors(cls, error):
             print(f"  {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class TokenVerifierSettings(ServiceSettings):
+    """Settings of a service that verifies bearer tokens (docs/security.md): one issuer, one
+    audience, one asymmetric algorithm family, keys from the issuer's JWKS."""
+
+    jwt_issuer: str = Field(min_length=1)
+    jwt_audience: str = Field(min_length=1)
+    jwks_url: str = Field(pattern=r"^(file|https?)://")
+    jwt_algorithms: tuple[str, ...] = ("RS256",)
+    # Amazon Cognito access tokens carry the app client in ``client_id`` instead of ``aud``.
+    jwt_audience_claim: Literal["aud", "client_id"] = "aud"
+    jwt_scope_prefix: str = ""
+    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
+    jwks_ttl_s: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
+
+    def token_verifier(self) -> TokenVerifier:
+        """A verifier configured from these settings, with its own JWKS cache."""
+        return TokenVerifier(
+            issuer=self.jwt_issuer,
+            audience=self.jwt_audience,
+            jwks=JwksCache(
+                self.jwks_url,
+                ttl_s=self.jwks_ttl_s,
+                min_refresh_interval_s=self.jwks_min_refresh_interval_s,
+            ),
+            algorithms=self.jwt_algorithms,
+            leeway_s=self.jwt_leeway_s,
+            audience_claim=self.jwt_audience_claim,
+            scope_prefix=self.jwt_scope_prefix,
+        )

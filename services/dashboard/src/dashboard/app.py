@@ -22,7 +22,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
 from cardstream_shared.aws import aio_client
-from cardstream_shared.jwt_auth import JwksCache, TokenVerifier
 from cardstream_shared.metrics import exposition
 from dashboard.auth import COOKIE_NAME, Gatekeeper, RefusalError
 from dashboard.database import create_pool, resolve_dsn
@@ -216,19 +215,7 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.probe_timeout_s, follow_redirects=False)
             )
-            verifier = TokenVerifier(
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
-                jwks=JwksCache(
-                    settings.jwks_url,
-                    ttl_s=settings.jwks_ttl_s,
-                    min_refresh_interval_s=settings.jwks_min_refresh_interval_s,
-                ),
-                algorithms=settings.jwt_algorithms,
-                leeway_s=settings.jwt_leeway_s,
-                audience_claim=settings.jwt_audience_claim,
-                scope_prefix=settings.jwt_scope_prefix,
-            )
+            verifier = settings.token_verifier()
 
             async def read() -> JsonDict:
                 async with pool.acquire() as conn:

@@ -8,10 +8,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.settings import ServiceSettings
+from cardstream_shared.settings import TokenVerifierSettings
 
 
-class DashboardSettings(ServiceSettings):
+class DashboardSettings(TokenVerifierSettings):
     """Settings of one dashboard process (prefix ``DASHBOARD_``)."""
 
     model_config = SettingsConfigDict(
@@ -33,17 +33,6 @@ class DashboardSettings(ServiceSettings):
     # asyncpg waits 60 s for a connection by default: too long for a page that refreshes.
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
-    # Token verification (docs/security.md): one issuer, one audience, one algorithm family.
-    jwt_issuer: str = Field(min_length=1)
-    jwt_audience: str = Field(min_length=1)
-    jwks_url: str = Field(pattern=r"^(file|https?)://")
-    jwt_algorithms: tuple[str, ...] = ("RS256",)
-    # Amazon Cognito access tokens carry the app client in ``client_id`` instead of ``aud``.
-    jwt_audience_claim: Literal["aud", "client_id"] = "aud"
-    jwt_scope_prefix: str = ""
-    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
-    jwks_ttl_s: float = Field(default=300.0, gt=0)
-    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
     # None: Secure outside the local and test environments (a browser drops a Secure cookie
     # set over plain http, which is how the local stack serves the page).
     cookie_secure: bool | None = None

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cardstream_shared.aws import aio_client
-from cardstream_shared.jwt_auth import JwksCache, TokenVerifier
+from cardstream_shared.jwt_auth import JwksCache
 from cardstream_shared.pan import PanKeyring
 from ingest_api.auth import Authenticator
 from ingest_api.ingest import Ingestor
@@ -145,20 +145,7 @@ async def open_runtime(
             )
         secrets = await stack.enter_async_context(aio_client("secretsmanager", settings))
         keyring = await _load_keyring(secrets, settings.pan_key_secret_id)
-        jwks = JwksCache(
-            settings.jwks_url,
-            ttl_s=settings.jwks_ttl_s,
-            min_refresh_interval_s=settings.jwks_min_refresh_interval_s,
-        )
-        verifier = TokenVerifier(
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            jwks=jwks,
-            algorithms=settings.jwt_algorithms,
-            leeway_s=settings.jwt_leeway_s,
-            audience_claim=settings.jwt_audience_claim,
-            scope_prefix=settings.jwt_scope_prefix,
-        )
+        verifier = settings.token_verifier()
         producer = KinesisProducer(
             kinesis_client,
             settings.stream_name,
@@ -190,7 +177,7 @@ async def open_runtime(
                 cache_size=settings.token_cache_size,
                 max_age_s=settings.jwks_ttl_s,
             ),
-            jwks=jwks,
+            jwks=verifier.jwks,
             producer=producer,
             ingestor=Ingestor(keyring=keyring, producer=producer, metrics=metrics),
             limiter=TokenBucketLimiter(
@@ -199,5 +186,7 @@ async def open_runtime(
                 max_clients=settings.rate_limit_max_clients,
             ),
             reader=reader,
-            readiness=Readiness(settings, kinesis=kinesis_client, secrets=secrets, jwks=jwks),
+            readiness=Readiness(
+                settings, kinesis=kinesis_client, secrets=secrets, jwks=verifier.jwks
+            ),
         )

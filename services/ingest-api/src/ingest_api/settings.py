@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.settings import ServiceSettings
+from cardstream_shared.settings import TokenVerifierSettings
 
 # Kinesis PutRecords limits (AWS API reference): 500 records and 5 MiB per call, 1 MiB per
 # record including its partition key.
@@ -16,7 +16,7 @@ KINESIS_MAX_RECORDS_PER_CALL = 500
 KINESIS_MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(TokenVerifierSettings):
     """Settings of one ingest-api process (prefix ``INGEST_``)."""
 
     model_config = SettingsConfigDict(
@@ -28,17 +28,6 @@ class IngestSettings(ServiceSettings):
     stream_name: str = Field(default=names.STREAM_NAME, min_length=1)
     pan_key_secret_id: str = Field(default=names.PAN_KEY_SECRET, min_length=1)
 
-    # Token verification (docs/security.md): one issuer, one audience, one algorithm family.
-    jwt_issuer: str = Field(min_length=1)
-    jwt_audience: str = Field(min_length=1)
-    jwks_url: str = Field(pattern=r"^(file|https?)://")
-    jwt_algorithms: tuple[str, ...] = ("RS256",)
-    # Amazon Cognito access tokens carry the app client in ``client_id`` instead of ``aud``.
-    jwt_audience_claim: Literal["aud", "client_id"] = "aud"
-    jwt_scope_prefix: str = ""
-    jwt_leeway_s: int = Field(default=30, ge=0, le=300)
-    jwks_ttl_s: float = Field(default=300.0, gt=0)
-    jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
     # Verified tokens are cached (bounded) so a request does not pay an RSA verification.
     token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 
