@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import psutil
 import psycopg
 import pytest
@@ -34,7 +35,9 @@ def _up(state: Path, *extra: str) -> subprocess.Popen[bytes]:
         return _popen_up(state, log, *extra)
 
 
-def _popen_up(state: Path, log: Any, *extra: str) -> subprocess.Popen[bytes]:
+def _popen_up(
+    state: Path, log: Any, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -51,6 +54,7 @@ def _popen_up(state: Path, log: Any, *extra: str) -> subprocess.Popen[bytes]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
 
 
@@ -203,3 +207,67 @@ def test_a_stack_that_cannot_start_stops_what_it_started(tmp_path: Path) -> None
         for p in psutil.process_iter(["cmdline"])
         if str(state) in " ".join(p.info["cmdline"] or [])
     ]
+
+
+def _leases_held(base_url: str) -> int:
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    match = re.search(r"^cardstream_writer_leases_held (\S+)$", text, re.MULTILINE)
+    return int(float(match.group(1))) if match else -1
+
+
+def _wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_writer_killed_during_a_replay_loses_nothing(tmp_path: Path) -> None:
+    """Issue 8: with 4 shards and 2 writers, SIGKILL one writer while the replay runs; the
+    survivor takes every shard and every accepted row still lands exactly once."""
+    state = tmp_path / "state"
+    failover_s = 6.0
+    env = dict(os.environ, WRITER_FAILOVER_S=str(failover_s))
+    with (tmp_path / "up.log").open("wb") as log:
+        process = _popen_up(
+            state,
+            log,
+            "--shards",
+            "4",
+            "--writers",
+            "2",
+            "--demo-rows",
+            "20000",
+            "--demo-rate",
+            "1500",
+            "--exit-when-loaded",
+            "--timeout",
+            "400",
+            env=env,
+        )
+    try:
+        _wait_for(state / "stack.json", process, timeout_s=300)
+        info = json.loads((state / "stack.json").read_text())
+        first, second = info["service_urls"]["stream-writer"]
+        _wait_until(
+            lambda: _leases_held(first) > 0 and _leases_held(first) + _leases_held(second) == 4,
+            60,
+            "the two writers to share the four shards",
+        )
+        _wait_until(lambda: _leases_held(second) > 0, 60, "the second writer to own shards")
+        time.sleep(2)  # the replay is under way (20,000 rows at 1,500 rows/s)
+        os.kill(info["processes"]["stream-writer-1"], signal.SIGKILL)
+        killed_at = time.monotonic()
+        _wait_until(lambda: _leases_held(second) == 4, 10 * failover_s, "the survivor to own all")
+        print(f"survivor owned all four shards {time.monotonic() - killed_at:.1f}s after the kill")
+        status = process.wait(600)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(120)
+    assert status == 0, (tmp_path / "up.log").read_text(errors="replace")[-4000:]
+    summary = json.loads((state / "demo-summary.json").read_text())
+    assert summary["accepted"] == 20000
+    assert summary["complete"], summary

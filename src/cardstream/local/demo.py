@@ -74,7 +74,9 @@ async def run_demo(args: argparse.Namespace, info: dict[str, Any]) -> int:
         "seconds": round(elapsed, 2),
         "complete": found == len(accepted) and rows == found,
     }
-    (state_dir / "demo-summary.json").write_text(json.dumps(result, indent=2))
+    partial = state_dir / "demo-summary.json.partial"
+    partial.write_text(json.dumps(result, indent=2))
+    partial.replace(state_dir / "demo-summary.json")  # readers never see half a file
     if result["complete"]:
         _say(
             f"all {found} accepted rows are in PostgreSQL, each exactly once "

@@ -92,6 +92,19 @@ class LocalStack:
     def crashed(self) -> list[ChildProcess]:
         return [c for c in self.children if c.process is not None and not c.alive()]
 
+    def dead_roles(self) -> list[str]:
+        """Roles (emulator, API, writers, loaders, dashboard) with no process left alive.
+
+        A stream-writer or db-loader may die while others of its kind carry on, as when an
+        ECS task stops: its shards or messages move to the survivors. A role with nobody
+        left means the pipeline no longer works.
+        """
+        roles: dict[str, bool] = {}
+        for child in self.children:
+            role = child.name.rstrip("0123456789").rstrip("-")
+            roles[role] = roles.get(role, False) or child.alive()
+        return [role for role, alive in roles.items() if not alive]
+
 
 def _dsn_for(admin_dsn: str, role: str, password: str) -> str:
     parts = urlsplit(admin_dsn)
@@ -327,8 +340,11 @@ def start(args: argparse.Namespace) -> tuple[LocalStack, dict[str, Any]]:
         if stack.postgres is not None and stack.postgres.process is not None:
             info["processes"]["postgres"] = stack.postgres.process.pid
         stack.stack_file = state_dir / "stack.json"
-        stack.stack_file.write_text(json.dumps(info, indent=2))
-        stack.stack_file.chmod(0o600)
+        # Written whole, then renamed: whoever waits for the file never reads half of it.
+        partial = state_dir / "stack.json.partial"
+        partial.write_text(json.dumps(info, indent=2))
+        partial.chmod(0o600)  # it holds a token and database passwords
+        partial.replace(stack.stack_file)
         return stack, info
     except BaseException:
         stack.stop()
@@ -378,11 +394,15 @@ def run(args: argparse.Namespace) -> int:
             outcome = asyncio.run(run_demo(args, info))
             if args.exit_when_loaded:
                 return outcome
+        reported: set[str] = set()
         while True:
-            crashed = stack.crashed()
-            if crashed:
-                for child in crashed:
+            for child in stack.crashed():
+                if child.name not in reported:
+                    reported.add(child.name)
                     _say(f"{child.name} exited unexpectedly:\n{child.log_tail()}")
+            dead = stack.dead_roles()
+            if dead:
+                _say(f"no {', '.join(dead)} process left running; stopping")
                 return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
