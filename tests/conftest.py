@@ -121,3 +121,14 @@ def empty_database(database_factory: Callable[[], str]) -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+_TIERS = ("unit", "functional", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (its folder), so `pytest -m unit` runs one tier."""
+    for item in items:
+        for tier in _TIERS:
+            if f"/tests/{tier}/" in str(item.path):
+                item.add_marker(getattr(pytest.mark, tier))
