@@ -53,7 +53,7 @@ def test_reads_require_the_read_scope_and_nothing_else_is_open(synth: Any) -> No
     assert not any(key.startswith(("ANY", "$default")) for key in routes)
 
 
-def test_authorizer_trusts_only_the_cognito_pool_and_merchant_client(synth: Any) -> None:
+def test_authorizer_trusts_only_the_cognito_pool_and_its_two_clients(synth: Any) -> None:
     authorizers = synth.resources("AWS::ApiGatewayV2::Authorizer", "api")
     assert len(authorizers) == 1
     props = next(iter(authorizers.values()))["Properties"]
@@ -62,7 +62,11 @@ def test_authorizer_trusts_only_the_cognito_pool_and_merchant_client(synth: Any)
     issuer = json.dumps(props["JwtConfiguration"]["Issuer"])
     assert "cognito-idp" in issuer
     assert "UserPool" in issuer
-    assert "MerchantClient" in json.dumps(props["JwtConfiguration"]["Audience"])
+    audience = props["JwtConfiguration"]["Audience"]
+    assert len(audience) == 2
+    # Merchants post and read; operators read and review alerts (PATCH /v1/alerts/{id}).
+    assert "MerchantClient" in json.dumps(audience[0])
+    assert "OperatorClient" in json.dumps(audience[1])
 
 
 def test_stage_is_throttled_and_access_logged(synth: Any) -> None:

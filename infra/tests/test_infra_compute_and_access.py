@@ -107,7 +107,10 @@ def test_services_get_the_resource_names_and_cognito_settings(synth: Any) -> Non
     assert ingest["INGEST_JWKS_URL"] == (
         f"https://{config.jwks_bucket_name}.s3.{config.region}.amazonaws.com/jwks.json"
     )
-    assert "MerchantClient" in json.dumps(ingest["INGEST_JWT_AUDIENCE"])
+    audiences = ingest["INGEST_JWT_AUDIENCE"]["Fn::Join"]
+    assert audiences[0] == ","
+    assert ["MerchantClient" in json.dumps(a) for a in audiences[1]] == [True, False]
+    assert ["OperatorClient" in json.dumps(a) for a in audiences[1]] == [False, True]
     writer = _environment(synth, "stream-writer")
     assert writer["WRITER_BUCKET"] == synth.config.landing_bucket_name
     assert writer["WRITER_STREAM_NAME"] == names.STREAM_NAME

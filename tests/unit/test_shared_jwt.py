@@ -126,3 +126,27 @@ def _b64(data: dict[str, object]) -> str:
     import base64
 
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def test_several_audiences_may_be_accepted(key: SigningKey, tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(key.jwks))
+    verifier = TokenVerifier(
+        issuer=ISSUER, audience="merchants, operators", jwks=JwksCache(f"file://{jwks}")
+    )
+    assert (await verifier.verify(_token(key, audience="operators"))).subject == "merchant-7"
+    assert (await verifier.verify(_token(key, audience="merchants"))).subject == "merchant-7"
+    with pytest.raises(TokenError, match="invalid audience"):
+        await verifier.verify(_token(key, audience="merchants, operators"))
+    with pytest.raises(TokenError, match="invalid audience"):
+        await verifier.verify(_token(key, audience="someone-else"))
+
+
+async def test_a_token_without_audience_is_refused(
+    key: SigningKey, verifier: TokenVerifier
+) -> None:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": "x", "iat": now, "exp": now + 60}
+    token = jwt.encode(claims, key.private_pem, algorithm="RS256", headers={"kid": key.kid})
+    with pytest.raises(TokenError, match="invalid audience"):
+        await verifier.verify(token)

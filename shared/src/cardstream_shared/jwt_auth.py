@@ -119,7 +119,10 @@ class JwksCache:
 
 @dataclass
 class TokenVerifier:
-    """Verifies bearer tokens from one issuer for one audience.
+    """Verifies bearer tokens from one issuer for one or more audiences.
+
+    ``audience`` is one audience or several separated by commas (in AWS: the merchant app
+    client and the operators' app client, whose tokens carry different scopes).
 
     ``audience_claim`` is ``aud`` for standard tokens. Amazon Cognito access tokens carry
     the app client in ``client_id`` and have no ``aud``; set it to ``client_id`` there so
@@ -135,15 +138,21 @@ class TokenVerifier:
     audience_claim: str = "aud"
     scope_prefix: str = ""
     _options: dict[str, Any] = field(init=False)
+    _audiences: set[str] = field(init=False)
 
     def __post_init__(self) -> None:
         families = {alg[:2] for alg in self.algorithms}
         if not self.algorithms or len(families) != 1 or "HS" in families or "no" in families:
             raise ValueError("algorithms must be one asymmetric family, e.g. ('RS256',)")
+        self._audiences = {a.strip() for a in self.audience.split(",") if a.strip()}
+        if not self._audiences:
+            raise ValueError("audience must name at least one audience")
         self._options = {f"require_{claim}": True for claim in _REQUIRED_CLAIMS}
         self._options.update(
-            verify_aud=self.audience_claim == "aud",
-            require_aud=self.audience_claim == "aud",
+            # The audience is required and checked below against every accepted value:
+            # python-jose compares with one value only (and its require_aud forces that).
+            verify_aud=False,
+            require_aud=False,
             leeway=self.leeway_s,
         )
 
@@ -167,7 +176,6 @@ class TokenVerifier:
                 token,
                 key,
                 algorithms=list(self.algorithms),
-                audience=self.audience if self.audience_claim == "aud" else None,
                 issuer=self.issuer,
                 options=self._options,
             )
@@ -177,7 +185,9 @@ class TokenVerifier:
             raise TokenError(f"token claims are invalid: {exc}") from exc
         except JOSEError as exc:
             raise TokenError("token signature or format is invalid") from exc
-        if self.audience_claim != "aud" and claims.get(self.audience_claim) != self.audience:
+        presented = claims.get(self.audience_claim)
+        presented_set = {presented} if isinstance(presented, str) else set(presented or [])
+        if not presented_set & self._audiences:
             raise TokenError("token claims are invalid: invalid audience")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:

@@ -100,7 +100,8 @@ class PublicApi(Construct):
         self.authorizer = authorizers.HttpUserPoolAuthorizer(
             "Cognito",
             props.identity.user_pool,
-            user_pool_clients=[props.identity.merchant_client],
+            # Operators review alerts through PATCH /v1/alerts/{id} with their own client.
+            user_pool_clients=[props.identity.merchant_client, props.identity.operator_client],
         )
         self.api, self.stage, self.access_logs = _throttled_api(
             self, "Api", "cardstream merchant API", props

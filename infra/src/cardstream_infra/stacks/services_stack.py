@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -85,7 +85,15 @@ class ServicesStack(Stack):
                     "INGEST_STREAM_NAME": names.STREAM_NAME,
                     "INGEST_PAN_KEY_SECRET_ID": data.secrets.pan_key.secret_arn,
                     "INGEST_JWT_ISSUER": identity.issuer,
-                    "INGEST_JWT_AUDIENCE": identity.merchant_client.user_pool_client_id,
+                    # Merchants post and read; operators (the dashboard's client) read and
+                    # review alerts. Each client's scopes bound what its tokens may do.
+                    "INGEST_JWT_AUDIENCE": Fn.join(
+                        ",",
+                        [
+                            identity.merchant_client.user_pool_client_id,
+                            identity.operator_client.user_pool_client_id,
+                        ],
+                    ),
                     "INGEST_JWKS_URL": data.jwks.url,
                     "INGEST_JWT_AUDIENCE_CLAIM": "client_id",
                     "INGEST_JWT_SCOPE_PREFIX": identity.scope_prefix,
