@@ -8,7 +8,6 @@ unreadable (3.5.1.1) because the PAN space is small enough to enumerate; a keyed
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import re
@@ -91,9 +90,11 @@ class PanKeyring:
 
     def tokenize(self, pan: str) -> CardToken:
         """Tokenize a PAN given as a string of digits with the current key."""
-        digest = hmac.new(self._keys[self.current], pan.encode("ascii"), hashlib.sha256)
-        return CardToken(token=digest.hexdigest(), last4=pan[-4:], key_version=self.current)
+        # hmac.digest is the one-shot C path of the same HMAC (about a fifth of the cost of
+        # building an hmac.HMAC object per record).
+        digest = hmac.digest(self._keys[self.current], pan.encode("ascii"), "sha256")
+        return CardToken(token=digest.hex(), last4=pan[-4:], key_version=self.current)
 
     def token_for_version(self, pan: str, version: str) -> str:
         """Token of ``pan`` under an older key version (for matching across rotations)."""
-        return hmac.new(self._keys[version], pan.encode("ascii"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._keys[version], pan.encode("ascii"), "sha256").hex()
