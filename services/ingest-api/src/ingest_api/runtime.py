@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cardstream_shared.aws import aio_client
 from cardstream_shared.jwt_auth import JwksCache
 from cardstream_shared.pan import PanKeyring
+from ingest_api import kinesis_codec
 from ingest_api.auth import Authenticator
 from ingest_api.ingest import Ingestor
 from ingest_api.kinesis_producer import KinesisProducer
@@ -143,6 +144,7 @@ async def open_runtime(
                     parameter_validation=False,
                 )
             )
+            kinesis_codec.install(kinesis_client)
         secrets = await stack.enter_async_context(aio_client("secretsmanager", settings))
         keyring = await _load_keyring(secrets, settings.pan_key_secret_id)
         verifier = settings.token_verifier()
