@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
-from ingest_api.envelope import EnvelopeWriter
+from ingest_api.envelope import EnvelopeWriter, new_ingest_id
 from ingest_api.ingest import echoable_trans_num
 from ingest_api.kinesis_producer import (
     KinesisProducer,
@@ -107,6 +107,27 @@ def test_envelope_bytes_equal_the_contract_serialization(
     ).to_json_bytes()
     writer = EnvelopeWriter(client_id=client_id, received_at=received)
     assert writer.to_json_bytes(txn, card, ingest_id=ingest_id) == expected
+
+
+def test_ingest_ids_are_canonical_random_version_4_uuids() -> None:
+    ids = [new_ingest_id().decode() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+def test_envelopes_without_a_given_id_parse_as_the_contract() -> None:
+    keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string())
+    txn = TransactionIn.model_validate(kaggle_example())
+    card = keyring.tokenize(txn.cc_num)
+    writer = EnvelopeWriter(client_id="merchant-1", received_at=dt.datetime.now(dt.UTC))
+    data = writer.to_json_bytes(txn, card)
+    envelope = StreamEnvelope.model_validate_json(data)
+    assert envelope.to_json_bytes() == data
+    assert envelope.ingest_id.version == 4
 
 
 @pytest.mark.parametrize(
