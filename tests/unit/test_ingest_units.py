@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
+import hmac
 import random
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,6 +110,31 @@ def test_envelope_bytes_equal_the_contract_serialization(
     ).to_json_bytes()
     writer = EnvelopeWriter(client_id=client_id, received_at=received)
     assert writer.to_json_bytes(txn, card, ingest_id=ingest_id) == expected
+
+
+@given(
+    key=st.binary(min_size=32, max_size=200),
+    pan=st.from_regex(r"[0-9]{11,19}", fullmatch=True),
+)
+def test_pan_tokens_are_hmac_sha256_of_the_pan(key: bytes, pan: str) -> None:
+    keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string(key=key))
+    token = keyring.tokenize(pan)
+    assert token.token == hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()
+    assert token.token == keyring.token_for_version(pan, keyring.current)
+    assert token.last4 == pan[-4:]
+
+
+@given(
+    when=st.datetimes(
+        min_value=dt.datetime(1, 1, 1),
+        timezones=st.none() | st.just(dt.UTC) | st.just(dt.timezone(dt.timedelta(hours=-5))),
+    )
+)
+def test_timestamps_serialize_as_strftime_writes_them(when: dt.datetime) -> None:
+    row = kaggle_example() | {"trans_date_trans_time": when, "dob": "0001-01-01"}
+    txn = TransactionIn.model_validate(row)
+    dumped = orjson.loads(txn.model_dump_json())["trans_date_trans_time"]
+    assert dumped == when.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def test_ingest_ids_are_canonical_random_version_4_uuids() -> None:

@@ -184,10 +184,18 @@ def _parse_fraud(value: Any) -> Any:
     return value
 
 
+def _format_timestamp(value: dt.datetime) -> str:
+    # isoformat gives strftime's text for naive whole-second times with four-digit years
+    # (every parsed timestamp) at a third of its cost (~1.5 us a record in ingest-api).
+    if value.microsecond == 0 and value.tzinfo is None and value.year >= 1000:
+        return value.isoformat(" ")
+    return value.strftime(TIMESTAMP_FORMAT)
+
+
 Timestamp = Annotated[
     dt.datetime,
     BeforeValidator(_parse_timestamp),
-    PlainSerializer(lambda v: v.strftime(TIMESTAMP_FORMAT), return_type=str),
+    PlainSerializer(_format_timestamp, return_type=str),
 ]
 DigitString = Annotated[str, BeforeValidator(_digits)]
 # Stripped by the models' str_strip_whitespace, natively (a Python validator per text field
