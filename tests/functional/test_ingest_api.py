@@ -176,6 +176,8 @@ class FaultyKinesis:
                 {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
                 "PutRecords",
             )
+        if fault == "crash":
+            raise RuntimeError("injected bug")
         if fault == "lost_ack":
             await self.real.put_records(StreamName=StreamName, Records=Records)
             raise ReadTimeoutError(endpoint_url="http://kinesis")
@@ -706,6 +708,25 @@ async def test_framework_errors_are_problem_json(
     # No database configured in this test: the read path says so instead of failing.
     assert unread.status_code == 503
     assert unread.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unexpected_error_in_a_write_route_is_a_500_problem_without_trace(
+    aws: str, jwks_url: str, token: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_api(settings_for(aws, jwks_url), faults=["crash"]) as api:
+        response = await api.post(
+            "/v1/transactions/batch", json=[_row(1), _row(2)], headers=bearer(token())
+        )
+        metrics = (await api.get("/metrics")).text
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "urn:cardstream:problem:internal-error"
+    assert "injected bug" not in response.text
+    assert any(r.getMessage() == "unhandled error" and r.exc_info for r in caplog.records)
+    assert (
+        'cardstream_ingest_requests_total{method="POST",route="/v1/transactions/batch",'
+        'status="500"} 1.0'
+    ) in metrics
 
 
 async def test_docs_are_served_without_a_cdn(api: httpx.AsyncClient) -> None:

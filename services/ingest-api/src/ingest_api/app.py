@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest_api import alerts_routes, openapi_docs, problems
 from ingest_api.metrics import IngestMetrics
+from ingest_api.problems import ProblemError
 from ingest_api.routes import health, transactions
 from ingest_api.runtime import open_runtime
 from ingest_api.settings import IngestSettings
@@ -68,12 +72,65 @@ class RequestMetricsMiddleware:
             )
 
 
+class _EndpointApp:
+    """A Starlette endpoint as an ASGI app, answering its :class:`ProblemError` as the
+    installed exception handler does (problems.install)."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # What the router leaves in the scope of a matched plain route.
+        scope["endpoint"] = self.endpoint
+        scope["path_params"] = {}
+        try:
+            response = await self.endpoint(Request(scope, receive, send))
+        except ProblemError as exc:
+            response = problems.problem_error_response(exc)
+        await response(scope, receive, send)
+
+
+class IngestApp(FastAPI):
+    """FastAPI, with the write routes served through a short lane of their own.
+
+    A single-record POST went through nine ASGI layers before its handler (FastAPI's
+    telemetry, body-limit, exit-stack and exception middleware, Starlette's error
+    middleware, the router's linear match); the benchmark in bench/ measured them at about
+    a fifth of the request's CPU. A POST to a write route's exact path now runs the same
+    middleware the service adds itself (request metrics, then the unexpected-error guard)
+    around the handler, with ProblemError answered as the stack would; any other method or
+    path takes the full stack, where the routes are also registered (405s, OpenAPI).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._write_lane: dict[str, ASGIApp] = {}
+
+    def add_write_routes(self, routes: Iterable[Route], metrics: IngestMetrics) -> None:
+        """Register ``routes`` (plain POST routes without path parameters) on both paths."""
+        for route in routes:
+            self.router.routes.append(route)
+            self._write_lane[route.path] = RequestMetricsMiddleware(
+                problems.UnexpectedErrorMiddleware(_EndpointApp(route.endpoint)),
+                metrics=metrics,
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            lane = self._write_lane.get(scope["path"])
+            if lane is not None:
+                scope["app"] = self
+                await lane(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: IngestSettings,
     *,
     metrics: IngestMetrics | None = None,
     kinesis_client: Any | None = None,
-) -> FastAPI:
+) -> IngestApp:
     """The ingest-api application; its lifespan opens clients and loads the PAN keyring.
 
     ``kinesis_client`` replaces the aiobotocore client (tests inject faults with it).
@@ -88,7 +145,7 @@ def create_app(
             app.state.runtime = runtime
             yield
 
-    app = FastAPI(
+    app = IngestApp(
         title="cardstream ingest-api",
         version="1.0.0",
         description=DESCRIPTION,
@@ -100,7 +157,7 @@ def create_app(
         # provider look-up to every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.router.routes.extend(transactions.WRITE_ROUTES)
+    app.add_write_routes(transactions.WRITE_ROUTES, metrics)
     app.include_router(transactions.router)
     app.include_router(health.router)
     app.include_router(alerts_routes.router)

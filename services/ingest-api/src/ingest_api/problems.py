@@ -118,11 +118,16 @@ def _request_errors(exc: RequestValidationError) -> list[FieldError]:
     return result
 
 
-async def _on_problem(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ProblemError)
+def problem_error_response(exc: ProblemError) -> Response:
+    """The problem+json answer of a raised :class:`ProblemError`."""
     return problem_response(
         exc.status, exc.kind, exc.detail, errors=exc.errors, headers=exc.headers, extra=exc.extra
     )
+
+
+async def _on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_error_response(exc)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
