@@ -32,7 +32,6 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -53,24 +52,10 @@ from db_loader.rules.config import load_rules
 from db_loader.rules.monitor import AlertMonitor
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        yield url
-        return
-    from cardstream.local.embedded_pg import EmbeddedPostgres
+def postgres() -> contextlib.AbstractContextManager[str]:
+    from cardstream.local.embedded_pg import scratch_postgres
 
-    with tempfile.TemporaryDirectory(prefix="rules-bench-") as folder:
-        server = EmbeddedPostgres(
-            Path(folder) / "data",
-            settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
-        )
-        server.start()
-        try:
-            yield server.dsn()
-        finally:
-            server.stop()
+    return scratch_postgres(os.environ.get("DATABASE_URL"), prefix="rules-bench-")
 
 
 def scratch_database(admin_url: str) -> str:

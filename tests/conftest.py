@@ -8,10 +8,8 @@ as in the local stack. Both are stopped by process id at the end of the session.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from cardstream.local.embedded_pg import EmbeddedPostgres
+from cardstream.local.embedded_pg import scratch_postgres
 from cardstream.local.ports import free_port, wait_for_port
 
 # Never let a test reach a real AWS account: fixed fake credentials, no profile.
@@ -68,25 +66,11 @@ def moto_reset(moto_endpoint: str) -> str:
 @pytest.fixture(scope="session")
 def pg_admin_dsn() -> Iterator[str]:
     """A superuser URL of a real PostgreSQL server for the whole session."""
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        yield external
-        return
-    # Not under pytest's basetemp: pytest deletes all but the newest three basetemp folders
-    # when a session starts, so a second pytest run on the same machine (a developer's
-    # terminal beside CI) would delete the data folder of a server still in use.
-    folder = Path(tempfile.mkdtemp(prefix="cardstream-test-pg-"))
-    server = EmbeddedPostgres(
-        folder / "data",
-        # Durability is not under test here; crash-safety tests restart their own server.
-        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
-    )
-    server.start()
-    try:
-        yield server.dsn()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    # Outside pytest's basetemp: pytest deletes all but the newest three basetemp folders
+    # when a session starts, so a second pytest run on the same machine would delete the
+    # data folder of a server still in use.
+    with scratch_postgres(os.environ.get("DATABASE_URL"), prefix="cardstream-test-pg-") as dsn:
+        yield dsn
 
 
 def _with_database(dsn: str, database: str) -> str:

@@ -8,6 +8,7 @@ as root: when we are root, the server runs as an unprivileged system user.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -15,7 +16,9 @@ import secrets
 import signal
 import stat
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -189,3 +192,30 @@ class EmbeddedPostgres:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+# Durability is not under test for scratch data (tests, benchmarks, `cardstream evaluate`).
+SCRATCH_SETTINGS: dict[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+}
+
+
+@contextlib.contextmanager
+def scratch_postgres(
+    database_url: str | None = None, *, prefix: str = "cardstream-scratch-"
+) -> Iterator[str]:
+    """A superuser URL: ``database_url`` when given, else a throwaway embedded server that
+    is stopped and deleted on exit. Its folder is outside any tool's temporary-file rotation
+    (pytest deletes old basetemp folders while a server may still use them)."""
+    if database_url:
+        yield database_url
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        server = EmbeddedPostgres(Path(folder) / "data", settings=SCRATCH_SETTINGS)
+        server.start()
+        try:
+            yield server.dsn()
+        finally:
+            server.stop()

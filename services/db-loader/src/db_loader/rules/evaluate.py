@@ -25,11 +25,9 @@ import csv
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -190,25 +188,11 @@ def render(evaluation: Evaluation, out: TextIO) -> None:
             out.write(f"  {pattern:<20}{found:>6,} / {total:<6,}{share:>7.3f}\n")
 
 
-@contextlib.contextmanager
-def _postgres(database_url: str | None) -> Iterator[str]:
+def _postgres(database_url: str | None) -> contextlib.AbstractContextManager[str]:
     """A superuser URL: ``database_url`` or a throwaway embedded server."""
-    if database_url:
-        yield database_url
-        return
-    from cardstream.local.embedded_pg import EmbeddedPostgres
+    from cardstream.local.embedded_pg import scratch_postgres
 
-    with tempfile.TemporaryDirectory(prefix="cardstream-evaluate-") as folder:
-        # Scratch data: durability is not needed, speed is.
-        server = EmbeddedPostgres(
-            Path(folder) / "data",
-            settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
-        )
-        server.start()
-        try:
-            yield server.dsn()
-        finally:
-            server.stop()
+    return scratch_postgres(database_url, prefix="cardstream-evaluate-")
 
 
 async def _load_and_alert(
