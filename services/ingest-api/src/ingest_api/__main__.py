@@ -25,7 +25,7 @@ def main() -> int:
     settings = load_settings(IngestSettings)
     configure_logging("ingest-api", settings.log_level)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
