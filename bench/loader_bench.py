@@ -55,7 +55,7 @@ from cardstream_shared.parsers import validate
 from db_loader.backfill import envelope_line
 from db_loader.db import create_pool
 from db_loader.ledger import SourceObject
-from db_loader.loader import PartitionCache, load_batch
+from db_loader.loader import KnownDimensions, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials, with_database
 from db_loader.object_reader import Limits
 from db_loader.rows import prepare_object
@@ -91,6 +91,7 @@ async def run_cardstream(
         dsn, min_size=concurrency, max_size=concurrency + 1, statement_timeout_s=600
     )
     partitions = PartitionCache()
+    dimensions = KnownDimensions()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for item in objects:
@@ -102,7 +103,9 @@ async def run_cardstream(
             source = SourceObject(bucket=names.LANDING_BUCKET, key=key, etag=key)
             # As in the service: decode, parse and validate in a worker process.
             batch = await loop.run_in_executor(executor, prepare_object, key, body, LIMITS)
-            result = await load_batch(pool, source, batch, partitions=partitions)
+            result = await load_batch(
+                pool, source, batch, partitions=partitions, dimensions=dimensions
+            )
             assert result.inserted_count == batch.row_count, result
 
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gzip
-import io
 import json
 import secrets
 import zlib
@@ -141,8 +140,7 @@ def test_batch_keeps_one_fact_per_key_with_the_last_label(
     keys = {key for key, _ in records}
     assert batch.fact_count == len(keys)
     assert batch.duplicates_in_batch == len(records) - len(keys)
-    rows = csv.reader(io.StringIO(batch.facts_csv.decode()))
-    stored = {row[0]: row[10] for row in rows}
+    stored = {row[0]: row[10] for row in csv.reader(batch.fact_records)}
     for key in keys:
         labels = [label for k, label in records if k == key and label is not None]
         assert stored[key] == (str(labels[-1]) if labels else "")

@@ -36,7 +36,7 @@ from cardstream_shared.pan import PanKeyring, mask_last4
 from cardstream_shared.parsers import FieldError, parse_csv, validate
 from db_loader.db import create_pool, resolve_dsn
 from db_loader.ledger import SourceObject
-from db_loader.loader import LoadResult, PartitionCache, load_batch
+from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.object_reader import Limits, fetch_object
 from db_loader.quarantine import QuarantineEntry, masked_line
 from db_loader.rows import PreparedBatch, prepare, prepare_object
@@ -203,6 +203,7 @@ async def backfill(
         statement_timeout_s=settings.statement_timeout_s,
     )
     partitions = PartitionCache()
+    dimensions = KnownDimensions()
     try:
         if target.startswith("s3://"):
             bucket, _, prefix = target.removeprefix("s3://").partition("/")
@@ -216,13 +217,21 @@ async def backfill(
                     source = SourceObject(bucket=bucket, key=key, etag=etag, size_bytes=size)
                     identity, body = await fetch_object(s3, source, limits)
                     batch = await asyncio.to_thread(prepare_object, key, body, limits)
-                    progress.add(await load_batch(pool, identity, batch, partitions=partitions))
+                    progress.add(
+                        await load_batch(
+                            pool, identity, batch, partitions=partitions, dimensions=dimensions
+                        )
+                    )
         else:
             path = Path(target)
             keyring = await _pan_keyring(settings, pan_key_secret_id)
             progress = Progress(total=_count_csv_rows(path), out=out)
             for source, batch in csv_batches(path, keyring):
-                progress.add(await load_batch(pool, source, batch, partitions=partitions))
+                progress.add(
+                    await load_batch(
+                        pool, source, batch, partitions=partitions, dimensions=dimensions
+                    )
+                )
         progress.show(final=True)
         return progress
     finally:

@@ -1,9 +1,10 @@
 """Load one object into PostgreSQL in one transaction (docs/architecture.md, hop 6).
 
-Order inside the transaction: claim the ledger row (a reload stops here), COPY the batch
-into a session-local staging table, upsert dimensions in foreign-key order, register the
-new ``trans_num`` values, insert their transactions, apply later fraud labels to existing
-ones, store quarantined lines, record the counts, run the after-insert hooks, commit.
+Order inside the transaction: claim the ledger row (a reload stops here), upsert dimensions
+in foreign-key order, register the ``trans_num`` values (the registry answers which are
+new), COPY the new transactions straight into the partitioned table, apply later fraud
+labels to existing ones, store quarantined lines, record the counts, run the after-insert
+hooks, commit.
 
 Concurrency: every insert that can meet another loader's rows is ``ON CONFLICT DO NOTHING``
 on a unique key and runs in key order, table by table in the same order in every loader, so
@@ -20,46 +21,25 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 
 from db_loader import ledger, quarantine
 from db_loader.ledger import LedgerCounts, SourceObject
-from db_loader.rows import DIMENSION_COLUMNS, FACT_COLUMNS, PreparedBatch
+from db_loader.rows import DIMENSION_COLUMNS, FACT_COLUMNS, PreparedBatch, split_label
 
 if TYPE_CHECKING:
     from db_loader.db import DbConnection
 
 logger = logging.getLogger(__name__)
 
-STAGING_TABLE: Final = "loader_staging"
 # Deadlocks and serialization failures are resolved by running the object again.
 _RETRYABLE: Final = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
 _ATTEMPTS: Final = 3
-
-_CREATE_STAGING = f"""
-CREATE TEMP TABLE IF NOT EXISTS {STAGING_TABLE} (
-    trans_num text,
-    trans_date_trans_time timestamp,
-    unix_time bigint,
-    amt numeric(12, 2),
-    category text,
-    merchant_id uuid,
-    merch_lat double precision,
-    merch_long double precision,
-    card_token text,
-    customer_id uuid,
-    is_fraud smallint,
-    labelled_at timestamptz,
-    ingest_id uuid,
-    client_id text,
-    received_at timestamptz
-) ON COMMIT DELETE ROWS
-"""
 
 _SQL_TYPES: Final = {
     "city_id": "uuid", "zip_area_id": "uuid", "address_id": "uuid", "customer_id": "uuid",
@@ -83,31 +63,30 @@ def _dimension_sql(table: str, columns: tuple[str, ...]) -> str:
 _DIMENSION_SQL: Final = {
     table: _dimension_sql(table, columns) for table, columns in DIMENSION_COLUMNS.items()
 }
-_FACT_COLUMNS: Final = FACT_COLUMNS
-
-# The registry insert decides which trans_num are new; only those reach the partitioned
-# table, whose own primary key (trans_num, month) could not catch a repeat in another month.
-_INSERT_FACTS: Final = f"""
+# The registry decides which trans_num are new; only those reach the partitioned table, whose
+# own primary key (trans_num, month) could not catch a repeat in another month. Key order
+# gives concurrent loaders the same lock order. Returns how many were new and, only when some
+# were not, which ones (the common all-new case sends no 10,000-row answer back).
+_REGISTER: Final = """
 WITH fresh AS (
     INSERT INTO cardstream.transaction_key (trans_num, trans_date_trans_time)
-    SELECT trans_num, trans_date_trans_time FROM {STAGING_TABLE} ORDER BY trans_num
+    SELECT trans_num, time::timestamp FROM unnest($1::text[], $2::text[]) AS s(trans_num, time)
+    ORDER BY trans_num
     ON CONFLICT (trans_num) DO NOTHING
     RETURNING trans_num
 )
-INSERT INTO cardstream.transaction ({", ".join(_FACT_COLUMNS)}, object_id)
-SELECT {", ".join("s." + c for c in _FACT_COLUMNS)}, $1
-FROM {STAGING_TABLE} s JOIN fresh USING (trans_num)
-RETURNING trans_num
-"""  # noqa: S608 (built from the constants above, no input)
+SELECT count(*)::int, CASE WHEN count(*) < $3 THEN array_agg(trans_num) END FROM fresh
+"""
+_COPY_COLUMNS: Final = ("object_id", *FACT_COLUMNS)
 
 # A later label for a transaction already stored updates it; an older one (by the time
 # ingest-api received it) never overwrites a newer one, and a missing label changes nothing.
-# Each staged row looks its stored twin up by primary key (LATERAL ... LIMIT 1 keeps it an
-# index scan in one partition): a plain join could hash-join whole months. Rows this load
-# inserted carry the staged label already and drop out by the IS DISTINCT FROM test.
-_RELABEL_CANDIDATES: Final = f"""
+# Each candidate looks its stored twin up by primary key (LATERAL ... LIMIT 1 keeps it an
+# index scan in one partition): a plain join could hash-join whole months.
+_RELABEL_CANDIDATES: Final = """
 SELECT s.trans_num, x.trans_date_trans_time, s.is_fraud, s.labelled_at
-FROM {STAGING_TABLE} s
+FROM unnest($1::text[], $2::smallint[], $3::text[]::timestamptz[])
+    AS s(trans_num, is_fraud, labelled_at)
 CROSS JOIN LATERAL (
     SELECT t.trans_date_trans_time, t.is_fraud, t.labelled_at
     FROM cardstream.transaction_key k
@@ -116,11 +95,10 @@ CROSS JOIN LATERAL (
     WHERE k.trans_num = s.trans_num
     LIMIT 1
 ) x
-WHERE s.is_fraud IS NOT NULL
-  AND x.is_fraud IS DISTINCT FROM s.is_fraud
+WHERE x.is_fraud IS DISTINCT FROM s.is_fraud
   AND (x.labelled_at IS NULL OR x.labelled_at < s.labelled_at)
 ORDER BY s.trans_num
-"""  # noqa: S608 (built from the constants above, no input)
+"""
 _RELABEL: Final = """
 UPDATE cardstream.transaction SET is_fraud = $3, labelled_at = $4
 WHERE trans_num = $1 AND trans_date_trans_time = $2
@@ -172,11 +150,69 @@ class PartitionCache:
                 self._known.add(month)
 
 
+class KnownDimensions:
+    """Dimension keys this process has committed, so later objects need not send them again.
+
+    Dimension rows are only ever inserted (no role may delete one), so a committed key stays.
+    Keys are added only after their transaction committed. The set is bounded: past
+    ``max_keys`` it starts over, which costs re-sending rows that already exist, nothing else.
+    """
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self._max_keys = max_keys
+        self._known: dict[str, set[Any]] = {table: set() for table in DIMENSION_COLUMNS}
+
+    def unknown_rows(self, batch: PreparedBatch) -> dict[str, list[tuple[Any, ...]]]:
+        """Each table's rows of ``batch`` whose key is not known to be committed."""
+        return {
+            table: [row for key, row in rows.items() if key not in self._known[table]]
+            for table, rows in batch.dimensions.items()
+        }
+
+    def committed(self, batch: PreparedBatch) -> None:
+        """Remember the keys of a batch whose transaction committed."""
+        if sum(map(len, self._known.values())) > self._max_keys:
+            for keys in self._known.values():
+                keys.clear()
+        for table, rows in batch.dimensions.items():
+            self._known[table].update(rows)
+
+
+def _copy_source(object_id: int, records: list[str]) -> io.BytesIO:
+    # Each record is one CSV record without its line end; the object id goes in front.
+    prefix = f"{object_id},"
+    return io.BytesIO((prefix + f"\n{prefix}".join(records) + "\n").encode())
+
+
+async def _relabel(
+    conn: DbConnection, batch: PreparedBatch, fresh: set[str]
+) -> list[asyncpg.Record]:
+    """Apply the labels of already stored transactions; returns the updated ones."""
+    keys: list[str] = []
+    labels: list[int] = []
+    times: list[str] = []
+    for trans_num, record in zip(batch.trans_nums, batch.fact_records, strict=True):
+        if trans_num in fresh:
+            continue
+        _, is_fraud, labelled_at, _ = split_label(record)
+        if is_fraud is not None and labelled_at is not None:
+            keys.append(trans_num)
+            labels.append(is_fraud)
+            times.append(labelled_at)
+    if not keys:
+        return []
+    relabels = await conn.fetch(_RELABEL_CANDIDATES, keys, labels, times)
+    if relabels:
+        await conn.executemany(_RELABEL, [tuple(r) for r in relabels])
+    return relabels
+
+
 async def _load_in_transaction(
     conn: DbConnection,
     source: SourceObject,
     batch: PreparedBatch,
     hooks: Sequence[AfterInsertHook],
+    dimensions: KnownDimensions | None,
 ) -> LoadResult:
     object_id = await ledger.claim(conn, source)
     if object_id is None:
@@ -187,20 +223,40 @@ async def _load_in_transaction(
         source=source, object_id=object_id, already_loaded=False, row_count=batch.row_count
     )
     if batch.fact_count:
-        await conn.execute(_CREATE_STAGING)
-        await conn.copy_to_table(
-            STAGING_TABLE, source=io.BytesIO(batch.facts_csv), columns=FACT_COLUMNS, format="csv"
+        unknown = (
+            dimensions.unknown_rows(batch)
+            if dimensions is not None
+            else {table: list(rows.values()) for table, rows in batch.dimensions.items()}
         )
         for table, statement in _DIMENSION_SQL.items():
-            rows = list(batch.dimensions[table].values())
-            await conn.execute(statement, *(list(column) for column in zip(*rows, strict=True)))
-        inserted = await conn.fetch(_INSERT_FACTS, object_id)
-        result.inserted_trans_nums = [r[0] for r in inserted]
-        if len(inserted) < batch.fact_count:
-            relabels = await conn.fetch(_RELABEL_CANDIDATES)
-            if relabels:
-                await conn.executemany(_RELABEL, [tuple(r) for r in relabels])
-            result.relabelled_trans_nums = [r[0] for r in relabels]
+            if unknown[table]:
+                columns = zip(*unknown[table], strict=True)
+                await conn.execute(statement, *(list(column) for column in columns))
+        registered = await conn.fetch(_REGISTER, batch.trans_nums, batch.times, batch.fact_count)
+        new_count, new_keys = registered[0]
+        fresh: set[str] | None = None
+        if new_count == batch.fact_count:
+            result.inserted_trans_nums = list(batch.trans_nums)
+            records = batch.fact_records
+        else:
+            fresh = set(new_keys or ())
+            result.inserted_trans_nums = [t for t in batch.trans_nums if t in fresh]
+            records = [
+                record
+                for trans_num, record in zip(batch.trans_nums, batch.fact_records, strict=True)
+                if trans_num in fresh
+            ]
+        if records:
+            # COPY routes each row to its month's partition: no staging table, no join.
+            await conn.copy_to_table(
+                "transaction",
+                schema_name="cardstream",
+                source=_copy_source(object_id, records),
+                columns=_COPY_COLUMNS,
+                format="csv",
+            )
+        if fresh is not None:
+            result.relabelled_trans_nums = [r[0] for r in await _relabel(conn, batch, fresh)]
     result.duplicate_count = batch.duplicates_in_batch + batch.fact_count - result.inserted_count
     result.quarantined_count = len(batch.quarantined)
     await quarantine.store(conn, object_id, batch.quarantined)
@@ -227,14 +283,18 @@ async def load_batch(
     *,
     partitions: PartitionCache,
     hooks: Sequence[AfterInsertHook] = (),
+    dimensions: KnownDimensions | None = None,
 ) -> LoadResult:
-    """Load a prepared batch as one transaction; a reload of a loaded object is a no-op."""
+    """Load a prepared batch as one transaction; a reload of a loaded object is a no-op.
+
+    With ``dimensions``, dimension rows this process already committed are not sent again.
+    """
     await partitions.ensure(pool, batch.months)
     attempt = 1
     while True:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                result = await _load_in_transaction(conn, source, batch, hooks)
+                result = await _load_in_transaction(conn, source, batch, hooks, dimensions)
         except _RETRYABLE as exc:
             if attempt >= _ATTEMPTS:
                 raise
@@ -246,4 +306,6 @@ async def load_batch(
             attempt += 1
         else:
             result.committed_at = dt.datetime.now(dt.UTC)
+            if dimensions is not None:
+                dimensions.committed(batch)
             return result

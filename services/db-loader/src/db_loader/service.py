@@ -19,7 +19,7 @@ from cardstream_shared.metrics import exposition
 from db_loader import ledger
 from db_loader.db import create_pool, resolve_dsn
 from db_loader.ledger import SourceObject
-from db_loader.loader import LoadResult, PartitionCache, load_batch
+from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.metrics import LoaderMetrics
 from db_loader.object_reader import Limits, UnreadableObjectError, fetch_object
 from db_loader.rows import prepare_object
@@ -59,6 +59,7 @@ class LoaderService:
         self.metrics = metrics or LoaderMetrics()
         self.monitors = list(monitors)
         self.partitions = PartitionCache()
+        self.dimensions = KnownDimensions()
         self.limits = Limits(
             settings.max_object_bytes, settings.max_decompressed_bytes, settings.max_line_bytes
         )
@@ -88,6 +89,7 @@ class LoaderService:
                 identity,
                 batch,
                 partitions=self.partitions,
+                dimensions=self.dimensions,
                 hooks=[m.after_insert for m in self.monitors],
             )
         except UnreadableObjectError as exc:

@@ -1,0 +1,232 @@
+"""The loader's fast validation path agrees with the shared contract on every line it accepts.
+
+``db_loader.rows.fast_facts`` may decline any line (the contract then decides), but a line
+it accepts must be one the contract accepts, with the very same facts. Hypothesis mutates
+valid envelopes field by field with the values that separate the two: whitespace the two
+strip functions disagree on, other scripts' digits, non-canonical numbers, times and ids,
+impossible dates, unknown and sensitive fields, duplicate keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from cardstream.generator import iter_rows
+from cardstream_shared.contract import StreamEnvelope, TransactionIn
+from cardstream_shared.pan import PanKeyring
+from cardstream_shared.parsers import validate
+from db_loader.rows import contract_facts, fast_facts, prepare, split_label, with_label
+
+pytestmark = pytest.mark.unit
+
+KEYRING = PanKeyring({"k1": secrets.token_bytes(32)}, "k1")
+RECEIVED = dt.datetime(2026, 11, 27, 6, 30, 1, 250_000, tzinfo=dt.UTC)
+
+
+def valid_envelopes(count: int, seed: int) -> list[StreamEnvelope]:
+    envelopes = []
+    for row in iter_rows(count, seed):
+        txn = validate(row.as_dict())
+        assert isinstance(txn, TransactionIn)
+        envelopes.append(
+            StreamEnvelope.from_transaction(
+                txn, KEYRING.tokenize(txn.cc_num), client_id="client-1", received_at=RECEIVED
+            )
+        )
+    return envelopes
+
+
+BASE = [json.loads(e.to_json_bytes()) for e in valid_envelopes(5, 7)]
+
+SPACES = ["", " ", "\t", "\x1f", "\x1c", "\u00a0", "\u180e", "\u2028", "\u3000", "\n"]
+text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=12)
+padded = st.builds(
+    lambda left, value, right: f"{left}{value}{right}",
+    st.sampled_from(SPACES),
+    st.sampled_from(["x", "Ab 1", "1", "0567"]) | text,
+    st.sampled_from(SPACES),
+)
+numbers = st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.booleans()
+anything = st.none() | numbers | text | padded
+
+FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "trans_date_trans_time": st.sampled_from(
+        [
+            "2019-01-01 00:00:18",
+            " 2019-01-01 00:00:18 ",
+            "2019-01-01T00:00:18",
+            "2019-02-29 00:00:00",
+            "2020-02-29 23:59:59",
+            "2019-02-30 00:00:00",
+            "2019-01-01 24:00:00",
+            "2019-01-01 23:59:60",
+            "0000-01-01 00:00:00",
+            "2019-1-1 0:0:18",
+            "2019-01-01 00:00:18.5",
+            "2019-01-01 00:00:18Z",
+            "\x1f2019-01-01 00:00:18",
+            "2019-01-01 00:00:18\u00a0",
+            "١٩٩٠-01-01 00:00:00",
+            "1960-01-01 12:00:00",
+        ]
+    )
+    | numbers,
+    "amt": st.sampled_from(
+        [
+            "4.97",
+            "0",
+            "0.00",
+            "0.5",
+            "-0.00",
+            "-1",
+            "01.5",
+            "1e2",
+            "4.970",
+            "4.9",
+            "9999999999.99",
+            "10000000000",
+            "10000000000.00",
+            " 4.97",
+            "4.97\x1f",
+            "١٢",
+            "NaN",
+            "Infinity",
+            "1_000",
+            "",
+        ]
+    )
+    | numbers,
+    "zip": st.sampled_from(["28654", "0", "01234", " 123 ", "١٢٣", "12345678901", "", "12a"])
+    | numbers,
+    "is_fraud": st.sampled_from([0, 1, None, True, False, "1", "0", "", " 1 ", 1.0, 2, -1]),
+    "ingest_id": st.sampled_from(
+        [
+            "2e4cb9d3-ad5b-577b-8219-5535d10d3ee3",
+            "2E4CB9D3-AD5B-577B-8219-5535D10D3EE3",
+            "2e4cb9d3ad5b577b82195535d10d3ee3",
+            "{2e4cb9d3-ad5b-577b-8219-5535d10d3ee3}",
+            "urn:uuid:2e4cb9d3-ad5b-577b-8219-5535d10d3ee3",
+            " 2e4cb9d3-ad5b-577b-8219-5535d10d3ee3",
+            "00000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        ]
+    )
+    | st.uuids().map(str)
+    | anything,
+    "card_last4": st.sampled_from(["0567", "١٢٣٤", "567", " 0567", "05678", "abcd"]) | numbers,
+    "received_at": st.sampled_from(
+        [
+            "2026-11-27T07:33:58.030833Z",
+            "2026-11-27T07:33:58Z",
+            "2026-11-27T07:33:58",
+            "2026-11-27T09:33:58+02:00",
+            "2026-11-27 07:33:58Z",
+            "2026-11-27T07:33:58.1Z",
+            "2026-02-30T07:33:58Z",
+        ]
+    )
+    | numbers,
+    "dob": st.sampled_from(["1988-03-09", "2030-01-01", "1988-3-9", "1988-03-09T00:00:00"])
+    | numbers,
+    "state": st.sampled_from(["NC", "nc", " NC", "N"]) | anything,
+    "lat": st.floats() | st.sampled_from(["36.07", "x"]) | numbers,
+    "merch_long": st.floats() | st.sampled_from(["-82.04", "x"]) | numbers,
+    "city_pop": st.sampled_from([0, 3495, "3495", 3495.0, 3495.5, -1, 10**9]) | numbers,
+    "unix_time": st.sampled_from([0, 1325376018, "1325376018", 1.5, 10**12]) | numbers,
+    "schema_version": st.sampled_from([1, 2, "1", 1.0, True, None]),
+    "trans_num": st.sampled_from(["abc_-1", " abc ", "a" * 65, "a b", ""]) | padded,
+    "card_token": st.sampled_from(["A" * 64, "a" * 63]) | padded,
+    "merchant": padded,
+    "first": padded,
+    "street": padded,
+    "client_id": padded,
+    "category": st.sampled_from(["misc_net", "misc net", "misc,net", ""]) | padded,
+}
+MISSING = object()
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> bytes:
+    record: dict[str, Any] = dict(draw(st.sampled_from(BASE)))
+    for name in draw(st.sets(st.sampled_from(sorted(FIELD_VALUES)), max_size=4)):
+        value = draw(FIELD_VALUES[name] | st.just(MISSING))
+        if value is MISSING:
+            record.pop(name, None)
+        else:
+            record[name] = value
+    for extra in draw(st.sets(st.sampled_from(["cvv", "CVV-2", "pin", "note", "cc_num"]))):
+        record[extra] = draw(anything)
+    line = json.dumps(record, ensure_ascii=draw(st.booleans()))
+    if draw(st.booleans()):
+        # A repeated key: both parsers must see the same value.
+        name = draw(st.sampled_from(sorted(FIELD_VALUES)))
+        line = line[:-1] + f", {json.dumps(name)}: {json.dumps(draw(FIELD_VALUES[name]))}}}"
+    return line.encode()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(lines())
+def test_fast_path_accepts_only_what_the_contract_accepts_with_the_same_facts(
+    line: bytes,
+) -> None:
+    fast = fast_facts(line)
+    if fast is None:
+        return
+    try:
+        envelope = StreamEnvelope.model_validate_json(line)
+    except ValidationError as error:
+        pytest.fail(f"fast path accepted a line the contract refuses: {error}")
+    assert fast == contract_facts(envelope)
+
+
+def test_every_envelope_the_stream_writer_writes_takes_the_fast_path() -> None:
+    envelopes = valid_envelopes(500, 11)
+    # ingest ids of every shape uuid4 gives, and a fraud label missing or present.
+    labelled = [
+        e.model_copy(update={"ingest_id": uuid.uuid4(), "is_fraud": [None, 0, 1][i % 3]})
+        for i, e in enumerate(envelopes)
+    ]
+    for envelope in labelled:
+        line = envelope.to_json_bytes()
+        assert fast_facts(line) == contract_facts(StreamEnvelope.model_validate_json(line))
+
+
+def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:
+    # fast_facts mirrors these two model checks by hand; a new one must be mirrored too.
+    decorators = StreamEnvelope.__pydantic_decorators__
+    assert set(decorators.model_validators) == {
+        "_refuse_sensitive_data",
+        "_born_before_transaction",
+    }
+    assert not decorators.field_validators
+    assert not decorators.validators
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(BASE),
+    st.sampled_from([0, 1]),
+    st.sampled_from(["2026-11-27T07:33:58.030833+00:00", "2026-11-28T00:00:00+00:00"]),
+    st.sampled_from(["client,1", 'a "quoted" client', "multi\nline", "plain"]),
+)
+def test_a_fact_record_takes_another_label_without_changing_any_other_field(
+    record: dict[str, Any], label: int, labelled_at: str, client_id: str
+) -> None:
+    line = json.dumps({**record, "client_id": client_id, "is_fraud": None}).encode()
+    batch = prepare([(1, line)])
+    (original,) = batch.fact_records
+    changed = with_label(original, label, labelled_at)
+    head, fraud, when, tail = split_label(changed)
+    assert (fraud, when) == (label, labelled_at)
+    before = split_label(original)
+    assert (head, tail) == (before[0], before[3])
+    assert before[1:3] == (None, None)
