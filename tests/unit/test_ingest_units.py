@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
-from ingest_api.envelope import EnvelopeWriter, new_ingest_id
+from ingest_api.envelope import EnvelopeWriter, new_ingest_ids
 from ingest_api.ingest import echoable_trans_num
 from ingest_api.kinesis_producer import (
     KinesisProducer,
@@ -138,7 +138,7 @@ def test_timestamps_serialize_as_strftime_writes_them(when: dt.datetime) -> None
 
 
 def test_ingest_ids_are_canonical_random_version_4_uuids() -> None:
-    ids = [new_ingest_id().decode() for _ in range(2000)]
+    ids = [i.decode() for count in (1, 7, 500, 1492) for i in new_ingest_ids(count)]
     assert len(set(ids)) == len(ids)
     for text in ids:
         parsed = uuid.UUID(text)
@@ -152,10 +152,12 @@ def test_envelopes_without_a_given_id_parse_as_the_contract() -> None:
     txn = TransactionIn.model_validate(kaggle_example())
     card = keyring.tokenize(txn.cc_num)
     writer = EnvelopeWriter(client_id="merchant-1", received_at=dt.datetime.now(dt.UTC))
-    data = writer.to_json_bytes(txn, card)
-    envelope = StreamEnvelope.model_validate_json(data)
-    assert envelope.to_json_bytes() == data
-    assert envelope.ingest_id.version == 4
+    writer.reserve_ids(2)
+    envelopes = [writer.to_json_bytes(txn, card) for _ in range(3)]  # two reserved, one not
+    parsed = [StreamEnvelope.model_validate_json(data) for data in envelopes]
+    assert [envelope.to_json_bytes() for envelope in parsed] == envelopes
+    assert {envelope.ingest_id.version for envelope in parsed} == {4}
+    assert len({envelope.ingest_id for envelope in parsed}) == 3
 
 
 @pytest.mark.parametrize(

@@ -23,17 +23,26 @@ from cardstream_shared.pan import CardToken
 _EXCLUDE: Final = {"cc_num"}
 
 
-def new_ingest_id() -> bytes:
-    """A random UUID (version 4, RFC 9562 5.4) in canonical text form, as ASCII bytes.
+_VERSION_4: Final = bytes((byte & 0x0F) | 0x40 for byte in range(256))
+_RFC_VARIANT: Final = bytes((byte & 0x3F) | 0x80 for byte in range(256))
 
-    The same value ``str(uuid.uuid4())`` gives, without building a ``UUID`` object and
-    formatting it through its integer (about a third of the cost).
+
+def new_ingest_ids(count: int) -> list[bytes]:
+    """``count`` random UUIDs (version 4, RFC 9562 5.4) in canonical text form, as ASCII.
+
+    The values ``str(uuid.uuid4())`` gives, from one ``os.urandom`` call for all of them:
+    a system call per id cost ~4 us a record here, more than building the rest of the
+    envelope, and formatting through ``uuid.UUID`` a further 2 us.
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # RFC variant
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_VERSION_4)
+    raw[8::16] = raw[8::16].translate(_RFC_VARIANT)
     text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}".encode()
+    return [
+        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
+        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}".encode()
+        for i in range(0, 32 * count, 32)
+    ]
 
 
 class EnvelopeWriter:
@@ -51,6 +60,11 @@ class EnvelopeWriter:
         )
         self._schema = b',"schema_version":' + str(SCHEMA_VERSION).encode() + b',"ingest_id":"'
         self._key_versions: dict[str, bytes] = {}
+        self._ids: list[bytes] = []
+
+    def reserve_ids(self, count: int) -> None:
+        """Draw the ingest ids of the next ``count`` envelopes at once (one system call)."""
+        self._ids = new_ingest_ids(count) + self._ids
 
     def to_json_bytes(
         self, txn: TransactionIn, card: CardToken, *, ingest_id: uuid.UUID | None = None
@@ -65,7 +79,7 @@ class EnvelopeWriter:
             (
                 facts[:-1],
                 self._schema,
-                new_ingest_id() if ingest_id is None else str(ingest_id).encode(),
+                self._next_id() if ingest_id is None else str(ingest_id).encode(),
                 b'"',
                 self._lineage,
                 # The token is hexadecimal and the last four are digits of a validated PAN:
@@ -78,3 +92,8 @@ class EnvelopeWriter:
                 b"}",
             )
         )
+
+    def _next_id(self) -> bytes:
+        if not self._ids:
+            self._ids = new_ingest_ids(1)
+        return self._ids.pop()

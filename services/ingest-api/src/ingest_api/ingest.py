@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -104,6 +104,8 @@ class Ingestor:
     ) -> list[RecordResult]:
         """Results for every record, in input order; valid ones are stored in Kinesis."""
         writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
+        if isinstance(raw_records, Sized):
+            writer.reserve_ids(len(raw_records))
         results: list[RecordResult] = []
         outgoing: list[OutgoingRecord] = []
         positions: list[int] = []
