@@ -6,10 +6,11 @@ in depth: the object may not come from our stream-writer); a bad line becomes a 
 entry with its reasons and never stops the others.
 
 Validation has two paths with one outcome. The contract (:class:`StreamEnvelope`) runs
-Python code for five fields and two model checks, about 15 us a line. Lines in the form
+Python code for four fields and two model checks, about 15 us a line. Lines in the form
 our stream-writer writes take a faster path first (:data:`_LandedLine`, about 5 us): the
-contract's own field definitions, except that those five fields accept only their canonical
-JSON form, which needs no Python, and the two model checks done here. It accepts a subset of
+contract's own field definitions, except that those four fields, ``ingest_id`` and
+``card_last4`` accept only their canonical JSON form, which needs no Python, and the two
+model checks done here. It accepts a subset of
 what the contract accepts and yields the same values (checked by a property test against the
 contract); every other line, good or bad, goes through the contract itself.
 """
