@@ -28,7 +28,7 @@ from cardstream_shared.parsers import validate
 from db_loader.backfill import envelope_line
 from db_loader.db import create_pool
 from db_loader.ledger import SourceObject
-from db_loader.loader import LoadResult, PartitionCache, load_batch
+from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
 from db_loader.rows import prepare
 
@@ -154,6 +154,29 @@ async def test_replaying_the_same_rows_leaves_each_transaction_once(
     assert count(admin_dsn, "SELECT count(*) FROM cardstream.transaction") == 300
     assert count(admin_dsn, "SELECT count(DISTINCT trans_num) FROM cardstream.transaction") == 300
     assert count(admin_dsn, "SELECT count(*) FROM cardstream.object_ledger") == 2
+    assert count(admin_dsn, "SELECT count(*) FROM cardstream.fact_reference_violation") == 0
+
+
+async def test_dimensions_a_rolled_back_load_sent_are_sent_again(
+    pool: asyncpg.Pool, admin_dsn: str
+) -> None:
+    rows = source_rows(400)
+    known = KnownDimensions()
+
+    async def fail(conn: Any, result: LoadResult) -> None:
+        raise RuntimeError("hook failed")
+
+    with pytest.raises(RuntimeError):
+        await load(
+            pool, obj("raw/a.jsonl.gz"), lines_of(rows[:200]), dimensions=known, hooks=[fail]
+        )
+    # The rolled-back load's dimension rows are not in the database: they must be sent again.
+    await load(pool, obj("raw/a.jsonl.gz"), lines_of(rows[:200]), dimensions=known)
+    # Same cardholders, cards and merchants as far as the first half had them: not resent.
+    await load(pool, obj("raw/b.jsonl.gz"), lines_of(rows[200:]), dimensions=known)
+    with psycopg.connect(admin_dsn) as conn:
+        stored = conn.execute("SELECT * FROM cardstream.source_row ORDER BY trans_num").fetchall()
+    assert stored == sorted((expected_source_row(r) for r in rows), key=lambda r: r[17])
     assert count(admin_dsn, "SELECT count(*) FROM cardstream.fact_reference_violation") == 0
 
 
