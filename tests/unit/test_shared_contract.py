@@ -91,6 +91,12 @@ def test_published_rows_are_all_accepted_with_values_as_sent() -> None:
         ("trans_date_trans_time", "01/01/2019", "timestamp"),
         ("is_fraud", "2", "0 or 1"),
         ("dob", "2030-01-01", "dob is after"),
+        # PostgreSQL text cannot hold NUL: refused at the edge, not in the loader.
+        ("merchant", "fraud_Kub\x00and Mann", "pattern"),
+        ("job", "\x00", "pattern"),
+        # Other scripts' digits are digits to Python but not to PostgreSQL's [0-9] checks.
+        ("zip", "\u0661\u0662\u0663\u0664", "pattern"),
+        ("cc_num", "\u0664" * 16, "digits"),
     ],
 )
 def test_impossible_values_are_refused_with_the_field_named(

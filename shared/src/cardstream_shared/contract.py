@@ -201,6 +201,9 @@ DigitString = Annotated[str, BeforeValidator(_digits)]
 # Stripped by the models' str_strip_whitespace, natively (a Python validator per text field
 # cost ~0.6 us each, twelve times a record).
 Text = str
+# PostgreSQL text cannot hold NUL: a record carrying one would be accepted here and then
+# fail its whole object in the loader, so it is refused at the edge instead.
+NO_NUL: Final = r"^[^\x00]*$"
 Amount = Annotated[
     Decimal,
     BeforeValidator(_parse_amount),
@@ -218,22 +221,22 @@ class _TransactionFacts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     trans_date_trans_time: Timestamp = Field(description="Transaction time as sent (local).")
-    merchant: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
+    merchant: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_TEXT_LENGTH)
     category: Text = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_ &-]+$")
     amt: Amount = Field(description="Amount, at most two decimals.")
-    first: Text = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    last: Text = Field(min_length=1, max_length=MAX_NAME_LENGTH)
-    gender: Text = Field(min_length=1, max_length=16)
-    street: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
-    city: Text = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    first: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_NAME_LENGTH)
+    last: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_NAME_LENGTH)
+    gender: Text = Field(pattern=NO_NUL, min_length=1, max_length=16)
+    street: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_TEXT_LENGTH)
+    city: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_NAME_LENGTH)
     state: Text = Field(pattern=r"^[A-Z]{2}$", description="Two-letter state code.")
     # Published files write zips as integers, so New England zips lose their leading zero;
     # they are kept as sent (digits), not re-padded.
-    zip: DigitString = Field(pattern=r"^\d{1,10}$")
+    zip: DigitString = Field(pattern=r"^[0-9]{1,10}$")
     lat: Latitude
     long: Longitude
     city_pop: int = Field(ge=0, le=100_000_000)
-    job: Text = Field(min_length=1, max_length=MAX_TEXT_LENGTH)
+    job: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_TEXT_LENGTH)
     dob: dt.date
     trans_num: Text = Field(
         pattern=_TRANS_NUM.pattern, description="Unique id; the idempotency key."
@@ -273,7 +276,10 @@ class TransactionIn(_TransactionFacts):
     @field_validator("cc_num")
     @classmethod
     def _valid_pan(cls, value: str) -> str:
-        if not value.isdigit() or not PAN_MIN_DIGITS <= len(value) <= PAN_MAX_DIGITS:
+        if (
+            not (value.isascii() and value.isdigit())
+            or not PAN_MIN_DIGITS <= len(value) <= PAN_MAX_DIGITS
+        ):
             raise ValueError(f"must be {PAN_MIN_DIGITS} to {PAN_MAX_DIGITS} digits")
         if not luhn_valid(value):
             raise ValueError("is not a valid card number (Luhn check failed)")
@@ -286,9 +292,11 @@ class StreamEnvelope(_TransactionFacts):
     schema_version: Literal[1] = SCHEMA_VERSION
     ingest_id: uuid.UUID
     received_at: dt.datetime = Field(description="When ingest-api accepted the record (UTC).")
-    client_id: str = Field(min_length=1, max_length=256, description="The token's subject.")
+    client_id: str = Field(
+        pattern=NO_NUL, min_length=1, max_length=256, description="The token's subject."
+    )
     card_token: str = Field(pattern=r"^[0-9a-f]{64}$")
-    card_last4: str = Field(pattern=r"^\d{4}$")
+    card_last4: str = Field(pattern=r"^[0-9]{4}$")
     card_key_version: str = Field(min_length=1, max_length=32)
 
     @classmethod
