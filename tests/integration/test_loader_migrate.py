@@ -122,3 +122,6 @@ def test_roles_see_only_what_they_need(empty_database: str, passwords: dict[str,
         assert conn.execute("SELECT count(*) FROM cardstream.source_row").fetchone() == (0,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM cardstream.customer")
+        # No role needs temporary tables; PostgreSQL grants them to PUBLIC unless revoked.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TEMPORARY TABLE scratch (x int)")

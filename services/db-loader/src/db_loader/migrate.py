@@ -122,9 +122,15 @@ def bootstrap(admin_dsn: str, *, role_passwords: dict[str, str]) -> None:
                 sql.Identifier(SCHEMA), sql.Identifier(names.DB_OWNER_ROLE)
             )
         )
+        # Least privilege: PostgreSQL lets PUBLIC connect and create temporary tables by
+        # default; only the service roles may connect, and none needs temporary tables.
         conn.execute(
-            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}, {}, {}").format(
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database))
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}, {}, {}").format(
                 sql.Identifier(database),
+                sql.Identifier(names.DB_OWNER_ROLE),
                 sql.Identifier(names.DB_LOADER_ROLE),
                 sql.Identifier(names.DB_API_ROLE),
                 sql.Identifier(names.DB_ANALYST_ROLE),
