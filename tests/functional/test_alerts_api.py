@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -198,6 +199,8 @@ async def test_list_filters_pages_and_scopes_alerts_by_client(
         assert not seen & set(theirs)
         item = own.json()["items"][0]
         assert item["card_masked"].startswith("****")
+        # The same timestamp form as the transaction lookup and the contract.
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", item["trans_date_trans_time"])
         assert len(item["card_last4"]) == 4
         assert item["evidence"]["count"] >= 4
         assert item["severity"] == "high"

@@ -27,6 +27,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardstream_shared import resource_names as names
+from cardstream_shared.contract import Timestamp
 from cardstream_shared.jwt_auth import Principal
 from ingest_api.auth import BearerAuth
 from ingest_api.database import DATABASE_ERRORS, DatabaseUnavailableError, LazyPool
@@ -109,7 +110,8 @@ class AlertOut(BaseModel):
     score: Decimal = Field(description="How far past its threshold the rule was (1 = at it).")
     evidence: dict[str, Any] = Field(description="The figures that tripped the rule.")
     trans_num: str
-    trans_date_trans_time: dt.datetime
+    # The contract's form, as GET /v1/transactions/{trans_num} answers it.
+    trans_date_trans_time: Timestamp = Field(examples=["2019-01-01 00:00:18"])
     amt: Decimal
     category: str
     merchant: str
