@@ -147,6 +147,12 @@ def _plan_services(
 ) -> dict[str, list[ChildProcess]]:
     logs = stack.state_dir / "logs"
     jwks_url = f"file://{(stack.state_dir / 'jwks.json').resolve()}"
+    # Both verifying services trust the stack's own issuer (TokenVerifierSettings fields).
+    token_settings = {
+        "jwt_issuer": LOCAL_ISSUER,
+        "jwt_audience": LOCAL_AUDIENCE,
+        "jwks_url": jwks_url,
+    }
     api_port = args.api_port or free_port()
     plan: dict[str, list[ChildProcess]] = {
         "ingest-api": [
@@ -160,10 +166,8 @@ def _plan_services(
                     port=api_port,
                     stream_name=made.resources.stream_name,
                     pan_key_secret_id=names.PAN_KEY_SECRET,
-                    jwt_issuer=LOCAL_ISSUER,
-                    jwt_audience=LOCAL_AUDIENCE,
-                    jwks_url=jwks_url,
                     database_secret_id=names.DB_API_SECRET,
+                    **token_settings,
                 ),
                 log_path=logs / "ingest-api.log",
                 health_url=f"http://127.0.0.1:{api_port}/healthz",
@@ -225,9 +229,7 @@ def _plan_services(
                     host="127.0.0.1",
                     port=port,
                     database_secret_id=names.DB_ANALYST_SECRET,
-                    jwt_issuer=LOCAL_ISSUER,
-                    jwt_audience=LOCAL_AUDIENCE,
-                    jwks_url=jwks_url,
+                    **token_settings,
                     queue_url=made.resources.queue_url,
                     dlq_url=made.resources.dlq_url,
                     stream_name=made.resources.stream_name,

@@ -69,6 +69,17 @@ class ServicesStack(Stack):
                 f"{prefix}LOG_LEVEL": "INFO",
             }
 
+        def token_env(prefix: str, audience: str) -> dict[str, str]:
+            # The same token settings for every verifying service (TokenVerifierSettings):
+            # Cognito access tokens name the app client in client_id, not aud.
+            return {
+                f"{prefix}JWT_ISSUER": identity.issuer,
+                f"{prefix}JWT_AUDIENCE": audience,
+                f"{prefix}JWKS_URL": data.jwks.url,
+                f"{prefix}JWT_AUDIENCE_CLAIM": "client_id",
+                f"{prefix}JWT_SCOPE_PREFIX": identity.scope_prefix,
+            }
+
         self.ingest = FargateWorkload(
             self,
             "IngestApi",
@@ -84,19 +95,18 @@ class ServicesStack(Stack):
                     "INGEST_PORT": str(API_PORT),
                     "INGEST_STREAM_NAME": names.STREAM_NAME,
                     "INGEST_PAN_KEY_SECRET_ID": data.secrets.pan_key.secret_arn,
-                    "INGEST_JWT_ISSUER": identity.issuer,
                     # Merchants post and read; operators (the dashboard's client) read and
                     # review alerts. Each client's scopes bound what its tokens may do.
-                    "INGEST_JWT_AUDIENCE": Fn.join(
-                        ",",
-                        [
-                            identity.merchant_client.user_pool_client_id,
-                            identity.operator_client.user_pool_client_id,
-                        ],
+                    **token_env(
+                        "INGEST_",
+                        Fn.join(
+                            ",",
+                            [
+                                identity.merchant_client.user_pool_client_id,
+                                identity.operator_client.user_pool_client_id,
+                            ],
+                        ),
                     ),
-                    "INGEST_JWKS_URL": data.jwks.url,
-                    "INGEST_JWT_AUDIENCE_CLAIM": "client_id",
-                    "INGEST_JWT_SCOPE_PREFIX": identity.scope_prefix,
                     "INGEST_DATABASE_SECRET_ID": role_secrets[names.DB_API_ROLE].secret_arn,
                     "INGEST_DATABASE_SSLMODE": "require",
                 },
@@ -260,11 +270,7 @@ class ServicesStack(Stack):
                     "DASHBOARD_PORT": str(DASHBOARD_PORT),
                     "DASHBOARD_DATABASE_SECRET_ID": role_secrets[names.DB_ANALYST_ROLE].secret_arn,
                     "DASHBOARD_DATABASE_SSLMODE": "require",
-                    "DASHBOARD_JWT_ISSUER": identity.issuer,
-                    "DASHBOARD_JWT_AUDIENCE": identity.operator_client.user_pool_client_id,
-                    "DASHBOARD_JWKS_URL": data.jwks.url,
-                    "DASHBOARD_JWT_AUDIENCE_CLAIM": "client_id",
-                    "DASHBOARD_JWT_SCOPE_PREFIX": identity.scope_prefix,
+                    **token_env("DASHBOARD_", identity.operator_client.user_pool_client_id),
                     "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
                     "DASHBOARD_DLQ_URL": data.landing.dlq.queue_url,
                     "DASHBOARD_STREAM_NAME": names.STREAM_NAME,
