@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
-from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, kaggle_example
+from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring, luhn_valid
 from ingest_api.app import create_app
@@ -475,6 +475,39 @@ async def test_json_batch_reports_each_record_in_order_and_rejects_repeats(
     for result in results:
         if result["status"] == "accepted":
             assert stream[result["trans_num"]] == (result["shard_id"], result["sequence_number"])
+
+
+async def test_canonical_and_other_forms_of_a_record_put_the_same_facts_on_the_stream(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    # _row(1) is canonical (the fast path); the others take the contract's path: numbers
+    # where the published form has text, a "T" in the time, an integer orjson cannot read.
+    rows = [
+        _row(1),
+        _row(2, amt=4.97, zip=28654, cc_num=int(_row(2)["cc_num"])),
+        _row(3, trans_date_trans_time="2019-01-01T00:00:18", is_fraud="0"),
+        _row(4, city_pop=2**70),
+    ]
+    for kind, body in (
+        ("application/json", json.dumps(rows)),
+        ("application/x-ndjson", "\n".join(json.dumps(r) for r in rows)),
+    ):
+        response = await api.post(
+            "/v1/transactions/batch",
+            content=body,
+            headers={**bearer(token()), "Content-Type": kind},
+        )
+        results = response.json()["results"]
+        assert [r["status"] for r in results] == ["accepted"] * 3 + ["rejected"], kind
+        assert results[3]["errors"][0]["field"] == "city_pop"
+    envelopes = [StreamEnvelope.model_validate_json(d) for _, _, d in stream_envelopes(aws)]
+    assert len(envelopes) == 6
+    facts = {
+        e.model_dump_json(include=set(TransactionIn.model_fields) - {"cc_num", "trans_num"})
+        for e in envelopes
+    }
+    assert len(facts) == 1, "every form of the record carries the same facts"
+    assert {e.card_last4 for e in envelopes} == {_row(n)["cc_num"][-4:] for n in (1, 2, 3)}
 
 
 async def test_ndjson_batch(api: httpx.AsyncClient, token: Callable[..., str], aws: str) -> None:

@@ -95,7 +95,9 @@ SENSITIVE_FIELD_NAMES: Final = frozenset(
 MAX_NAME_LENGTH: Final = 100
 MAX_TEXT_LENGTH: Final = 200
 MAX_AMOUNT: Final = Decimal("9999999999.99")  # numeric(12,2)
-_TRANS_NUM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TRANS_NUM_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+CATEGORY_PATTERN: Final = r"^[A-Za-z0-9_ &-]+$"
+STATE_PATTERN: Final = r"^[A-Z]{2}$"
 
 
 def normalized_field_name(name: str) -> str:
@@ -222,14 +224,14 @@ class _TransactionFacts(BaseModel):
 
     trans_date_trans_time: Timestamp = Field(description="Transaction time as sent (local).")
     merchant: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_TEXT_LENGTH)
-    category: Text = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_ &-]+$")
+    category: Text = Field(min_length=1, max_length=64, pattern=CATEGORY_PATTERN)
     amt: Amount = Field(description="Amount, at most two decimals.")
     first: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_NAME_LENGTH)
     last: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_NAME_LENGTH)
     gender: Text = Field(pattern=NO_NUL, min_length=1, max_length=16)
     street: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_TEXT_LENGTH)
     city: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_NAME_LENGTH)
-    state: Text = Field(pattern=r"^[A-Z]{2}$", description="Two-letter state code.")
+    state: Text = Field(pattern=STATE_PATTERN, description="Two-letter state code.")
     # Published files write zips as integers, so New England zips lose their leading zero;
     # they are kept as sent (digits), not re-padded.
     zip: DigitString = Field(pattern=r"^[0-9]{1,10}$")
@@ -239,7 +241,7 @@ class _TransactionFacts(BaseModel):
     job: Text = Field(pattern=NO_NUL, min_length=1, max_length=MAX_TEXT_LENGTH)
     dob: dt.date
     trans_num: Text = Field(
-        pattern=_TRANS_NUM.pattern, description="Unique id; the idempotency key."
+        pattern=TRANS_NUM_PATTERN, description="Unique id; the idempotency key."
     )
     unix_time: int = Field(ge=0, le=10**11, description="Unix time as sent (not recomputed).")
     merch_lat: Latitude

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from cardstream_shared.canonical_transactions import CanonicalTransaction
 from cardstream_shared.contract import (
     KAGGLE_FIELDS,
     SensitiveDataError,
@@ -45,11 +46,13 @@ class FieldError:
 
 @dataclass(slots=True)
 class RawRecord:
-    """A record as parsed, before validation: ``data`` or ``errors``, never both."""
+    """A record as parsed: ``canonical`` (already valid, see canonical_transactions),
+    ``data`` (to validate) or ``errors``, exactly one of them."""
 
     index: int
     data: dict[str, Any] | None = None
     errors: list[FieldError] = field(default_factory=list)
+    canonical: CanonicalTransaction | None = None
 
 
 def _record_error(index: int, message: str, kind: str) -> RawRecord:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import Final
 
+import msgspec
 import orjson
 from fastapi import Request
 
+from cardstream_shared.canonical_transactions import canonical_transaction
 from cardstream_shared.parsers import (
     FieldError,
     RawRecord,
@@ -53,22 +56,52 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json_records(body: bytes) -> list[RawRecord]:
-    """Records of a JSON array; orjson first, the shared parser for its error messages."""
+_JSON_ARRAY: Final = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _json_record(index: int, raw: bytes) -> RawRecord:
+    """One element of a JSON array: canonical and valid already, or a mapping to validate."""
+    txn = canonical_transaction(raw)
+    if txn is not None:
+        return RawRecord(index=index, canonical=txn)
     try:
-        document = orjson.loads(body)
+        item = orjson.loads(raw)
     except orjson.JSONDecodeError:
         # orjson refuses some inputs the standard library reads (integers beyond 64 bits):
         # the shared parser either reads them or explains what is wrong.
+        record = next(parse_json_array(b"[" + raw + b"]"))
+        record.index = index
+        return record
+    if isinstance(item, dict):
+        return RawRecord(index=index, data=item)
+    return RawRecord(index=index, errors=[_NOT_AN_OBJECT])
+
+
+def parse_json_records(body: bytes) -> list[RawRecord]:
+    """Records of a JSON array. The array is split without reading its elements; each is
+    tried on the canonical fast path, then read for the contract. A body that is not a
+    JSON array goes to the shared parser, whose errors say what is wrong with it."""
+    try:
+        elements = _JSON_ARRAY.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return list(parse_json_array(body))
-    if not isinstance(document, list):
-        return list(parse_json_array(body))
-    return [
-        RawRecord(index=i, data=item)
-        if isinstance(item, dict)
-        else RawRecord(index=i, errors=[_NOT_AN_OBJECT])
-        for i, item in enumerate(document)
-    ]
+    return [_json_record(i, bytes(element)) for i, element in enumerate(elements)]
+
+
+def parse_ndjson_records(body: bytes) -> list[RawRecord]:
+    """Records of newline-delimited JSON (blank lines skipped), canonical ones first."""
+    records: list[RawRecord] = []
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        txn = canonical_transaction(line)
+        if txn is not None:
+            records.append(RawRecord(index=len(records), canonical=txn))
+            continue
+        record = next(parse_ndjson([line]))
+        record.index = len(records)
+        records.append(record)
+    return records
 
 
 def parse_csv_records(body: bytes) -> Iterator[RawRecord]:
@@ -98,4 +131,4 @@ def parse_batch(body: bytes, kind: str) -> list[RawRecord]:
         return parse_json_records(body)
     if kind == CSV:
         return list(parse_csv_records(body))
-    return list(parse_ndjson(body.splitlines()))
+    return parse_ndjson_records(body)

@@ -17,6 +17,7 @@ from typing import Final
 
 import pydantic_core
 
+from cardstream_shared.canonical_transactions import CanonicalTransaction, facts_json
 from cardstream_shared.contract import SCHEMA_VERSION, TransactionIn
 from cardstream_shared.pan import CardToken
 
@@ -67,10 +68,17 @@ class EnvelopeWriter:
         self._ids = new_ingest_ids(count) + self._ids
 
     def to_json_bytes(
-        self, txn: TransactionIn, card: CardToken, *, ingest_id: uuid.UUID | None = None
+        self,
+        txn: TransactionIn | CanonicalTransaction,
+        card: CardToken,
+        *,
+        ingest_id: uuid.UUID | None = None,
     ) -> bytes:
         """The envelope of ``txn`` with ``card`` in place of its PAN."""
-        facts = txn.__pydantic_serializer__.to_json(txn, exclude=_EXCLUDE)
+        if isinstance(txn, CanonicalTransaction):
+            facts = facts_json(txn)
+        else:
+            facts = txn.__pydantic_serializer__.to_json(txn, exclude=_EXCLUDE)
         key_version = self._key_versions.get(card.key_version)
         if key_version is None:
             key_version = pydantic_core.to_json(card.key_version)

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from cardstream_shared.contract import TransactionIn
+from cardstream_shared.canonical_transactions import CanonicalTransaction
+from cardstream_shared.contract import TRANS_NUM_PATTERN, TransactionIn
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.parsers import FieldError, RawRecord, validate
 from cardstream_shared.redaction import redact_text
@@ -23,7 +24,7 @@ from ingest_api.metrics import IngestMetrics
 
 Status = Literal["accepted", "rejected", "not_accepted"]
 
-_TRANS_NUM: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TRANS_NUM: Final = re.compile(TRANS_NUM_PATTERN)
 
 
 @dataclass(slots=True)
@@ -80,13 +81,17 @@ class Ingestor:
         self._producer = producer
         self._metrics = metrics
 
-    def envelope(self, txn: TransactionIn, writer: EnvelopeWriter) -> OutgoingRecord:
+    def envelope(
+        self, txn: TransactionIn | CanonicalTransaction, writer: EnvelopeWriter
+    ) -> OutgoingRecord:
         """The stream record of ``txn``: PAN tokenized, partitioned by card token so that
         one card's transactions stay in order on one shard."""
         card = self._keyring.tokenize(txn.cc_num)
         return OutgoingRecord(writer.to_json_bytes(txn, card), card.token)
 
-    async def ingest_one(self, txn: TransactionIn, *, client_id: str) -> Receipt | None:
+    async def ingest_one(
+        self, txn: TransactionIn | CanonicalTransaction, *, client_id: str
+    ) -> Receipt | None:
         """Store one valid transaction (coalesced with concurrent requests)."""
         writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
         record = self.envelope(txn, writer)
@@ -111,11 +116,15 @@ class Ingestor:
         positions: list[int] = []
         first_seen: dict[str, int] = {}
         for raw in raw_records:
-            if raw.data is None:
+            checked: TransactionIn | CanonicalTransaction | list[FieldError]
+            if raw.canonical is not None:
+                checked = raw.canonical
+            elif raw.data is None:
                 results.append(RecordResult(raw.index, None, "rejected", errors=raw.errors))
                 continue
-            checked = validate(raw.data)
-            if not isinstance(checked, TransactionIn):
+            else:
+                checked = validate(raw.data)
+            if isinstance(checked, list):
                 results.append(
                     RecordResult(
                         raw.index, echoable_trans_num(raw.data), "rejected", errors=checked

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cardstream_shared import resource_names as names
+from cardstream_shared.canonical_transactions import canonical_transaction
 from cardstream_shared.contract import TIMESTAMP_FORMAT, TransactionIn
 from cardstream_shared.jwt_auth import Principal
 from cardstream_shared.parsers import validate
@@ -67,17 +68,8 @@ def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
         )
 
 
-async def post_transaction(request: Request) -> Response:
-    """Validate one transaction, tokenize its card number and store it in the stream.
-
-    Answers 202 with the receipt (shard and sequence number) only once Kinesis stored it.
-    """
-    principal = await WRITE(request)
-    runtime = _runtime(request)
-    if media_type(request) != JSON:
-        raise ProblemError(415, "unsupported-media-type", "send application/json")
-    _rate_limit(runtime, principal.client_id, 1)
-    body = await read_body(request, runtime.settings.max_body_bytes)
+def _validated(runtime: Runtime, body: bytes) -> TransactionIn:
+    """The transaction of a body off the canonical fast path, validated by the contract."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -94,6 +86,21 @@ async def post_transaction(request: Request) -> Response:
             errors=checked,
             extra={"trans_num": echoable_trans_num(data)},
         )
+    return checked
+
+
+async def post_transaction(request: Request) -> Response:
+    """Validate one transaction, tokenize its card number and store it in the stream.
+
+    Answers 202 with the receipt (shard and sequence number) only once Kinesis stored it.
+    """
+    principal = await WRITE(request)
+    runtime = _runtime(request)
+    if media_type(request) != JSON:
+        raise ProblemError(415, "unsupported-media-type", "send application/json")
+    _rate_limit(runtime, principal.client_id, 1)
+    body = await read_body(request, runtime.settings.max_body_bytes)
+    checked = canonical_transaction(body) or _validated(runtime, body)
     receipt = await runtime.ingestor.ingest_one(checked, client_id=principal.client_id)
     if receipt is None:
         raise ProblemError(
