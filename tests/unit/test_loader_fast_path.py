@@ -159,6 +159,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "first": padded,
     "street": padded,
     "client_id": padded,
+    "card_key_version": padded,
+    "gender": padded,
+    "job": padded,
     "category": st.sampled_from(["misc_net", "misc net", "misc,net", ""]) | padded,
 }
 MISSING = object()

@@ -7,12 +7,11 @@ entry with its reasons and never stops the others.
 
 Validation has two paths with one outcome. The contract (:class:`StreamEnvelope`) runs
 Python code for four fields and two model checks, about 15 us a line. Lines in the form
-our stream-writer writes take a faster path first (:data:`_LandedLine`, about 5 us): the
-contract's own field definitions, except that those four fields, ``ingest_id``,
-``card_last4`` and ``received_at`` accept only their canonical JSON form, which needs no
-Python, and the two model checks done here. It accepts a subset of what the contract
-accepts and yields the same values (checked by a property test against the contract);
-every other line, good or bad, goes through the contract itself.
+our stream-writer writes take a faster path first
+(:func:`cardstream_shared.canonical_transactions.canonical_envelope`, msgspec, about 4 us).
+It accepts a subset of what the contract accepts and yields the same values (checked by a
+property test against the contract); every other line, good or bad, goes through the
+contract itself.
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Annotated, Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, create_model
+from pydantic import ValidationError
 
+from cardstream_shared.canonical_transactions import canonical_envelope
 from cardstream_shared.contract import StreamEnvelope
 from cardstream_shared.parsers import validation_errors
 from db_loader.object_reader import Limits, decode_lines, is_gzip_key
@@ -183,71 +183,14 @@ def contract_facts(e: StreamEnvelope) -> Facts:
     )  # fmt: skip
 
 
-# The canonical JSON form of the contract's Python-validated fields, as the stream-writer
-# writes them (StreamEnvelope.to_json_bytes). Character classes are ASCII on purpose: the
-# contract's \d also admits other scripts' digits, which take the contract path.
-_CANONICAL: Final[dict[str, Any]] = {
-    # A valid calendar time is checked by fromisoformat below, as the contract does.
-    "trans_date_trans_time": Annotated[
-        str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
-    ],
-    # Plain decimal text of 0 to 9999999999.99 with at most two decimals, no leading zero:
-    # exactly the texts that str(Decimal(text)) gives back unchanged within the bounds.
-    "amt": Annotated[str, Field(pattern=r"^(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?$")],
-    "zip": Annotated[str, Field(pattern=r"^[0-9]{1,10}$")],
-    "is_fraud": Annotated[int, Field(strict=True, ge=0, le=1)] | None,
-    # Not stripped: the contract's UUID field is not text and refuses surrounding spaces.
-    "ingest_id": Annotated[
-        str,
-        StringConstraints(strip_whitespace=False),
-        Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-    ],
-    "card_last4": Annotated[str, Field(pattern=r"^[0-9]{4}$")],
-    # UTC with a "Z", microseconds written in full or not at all, as pydantic writes it.
-    # Not stripped: the contract's datetime field refuses surrounding spaces.
-    "received_at": Annotated[
-        str,
-        StringConstraints(strip_whitespace=False),
-        Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z$"),
-    ],
-}
-
-
-def _landed_line_model() -> type[BaseModel]:
-    fields: dict[str, Any] = {}
-    for name, info in StreamEnvelope.model_fields.items():
-        annotation = _CANONICAL.get(name)
-        if annotation is None:
-            annotation = (
-                Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-            )
-        fields[name] = (annotation, ... if info.is_required() else info.default)
-    # Same configuration (unknown fields refused, text stripped) as the contract.
-    return create_model(
-        "LandedLine", __config__=StreamEnvelope.model_config, __module__=__name__, **fields
-    )
-
-
-_LandedLine: Final = _landed_line_model()
-
-
 def fast_facts(line: bytes) -> Facts | None:
     """The facts of a line in canonical form, or None: then the contract decides.
 
     None is returned for every line the contract would refuse, and for valid lines outside
     the canonical form; for the others the result equals :func:`contract_facts`.
     """
-    try:
-        e: Any = _LandedLine.model_validate_json(line)
-    except ValidationError:
-        return None
-    # An unknown field is refused by the model, so the contract's sensitive-field check
-    # (it looks only at field names the contract does not have) cannot fire here.
-    try:
-        time = dt.datetime.fromisoformat(e.trans_date_trans_time)
-    except ValueError:
-        return None
-    if e.dob > time.date():
+    e = canonical_envelope(line)
+    if e is None:
         return None
     received = _canonical_received_text(e.received_at)
     if received is None:
