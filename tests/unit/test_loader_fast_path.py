@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from record_mutations import anything, mutated_json, numbers, padded
 
 from cardstream.generator import iter_rows
 from cardstream_shared.contract import StreamEnvelope, TransactionIn
@@ -46,17 +47,6 @@ def valid_envelopes(count: int, seed: int) -> list[StreamEnvelope]:
 
 
 BASE = [json.loads(e.to_json_bytes()) for e in valid_envelopes(5, 7)]
-
-SPACES = ["", " ", "\t", "\x1f", "\x1c", "\u00a0", "\u180e", "\u2028", "\u3000", "\n"]
-text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=12)
-padded = st.builds(
-    lambda left, value, right: f"{left}{value}{right}",
-    st.sampled_from(SPACES),
-    st.sampled_from(["x", "Ab 1", "1", "0567"]) | text,
-    st.sampled_from(SPACES),
-)
-numbers = st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.booleans()
-anything = st.none() | numbers | text | padded
 
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "trans_date_trans_time": st.sampled_from(
@@ -164,30 +154,11 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "job": padded,
     "category": st.sampled_from(["misc_net", "misc net", "misc,net", ""]) | padded,
 }
-MISSING = object()
-
-
-@st.composite
-def lines(draw: st.DrawFn) -> bytes:
-    record: dict[str, Any] = dict(draw(st.sampled_from(BASE)))
-    for name in draw(st.sets(st.sampled_from(sorted(FIELD_VALUES)), max_size=4)):
-        value = draw(FIELD_VALUES[name] | st.just(MISSING))
-        if value is MISSING:
-            record.pop(name, None)
-        else:
-            record[name] = value
-    for extra in draw(st.sets(st.sampled_from(["cvv", "CVV-2", "pin", "note", "cc_num"]))):
-        record[extra] = draw(anything)
-    line = json.dumps(record, ensure_ascii=draw(st.booleans()))
-    if draw(st.booleans()):
-        # A repeated key: both parsers must see the same value.
-        name = draw(st.sampled_from(sorted(FIELD_VALUES)))
-        line = line[:-1] + f", {json.dumps(name)}: {json.dumps(draw(FIELD_VALUES[name]))}}}"
-    return line.encode()
+lines = mutated_json(BASE, FIELD_VALUES, ["cvv", "CVV-2", "pin", "note", "cc_num"])
 
 
 @settings(max_examples=1500, deadline=None)
-@given(lines())
+@given(lines)
 def test_fast_path_accepts_only_what_the_contract_accepts_with_the_same_facts(
     line: bytes,
 ) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
@@ -121,6 +121,7 @@ class CanonicalEnvelope(_CanonicalFacts, kw_only=True, forbid_unknown_fields=Tru
     card_key_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
+_Struct = TypeVar("_Struct", CanonicalTransaction, CanonicalEnvelope)
 _DECODER: Final = msgspec.json.Decoder(CanonicalTransaction)
 _ENVELOPE_DECODER: Final = msgspec.json.Decoder(CanonicalEnvelope)
 _ENCODER: Final = msgspec.json.Encoder()
@@ -151,14 +152,20 @@ def _facts_ok(facts: _CanonicalFacts, *more_text: str) -> bool:
     return facts.dob <= when.date()
 
 
-def canonical_transaction(raw: bytes) -> CanonicalTransaction | None:
-    """The transaction of one JSON object in canonical form, or None: then the contract
-    (``TransactionIn``) decides; it may well accept it."""
+def _decoded(decoder: msgspec.json.Decoder[_Struct], raw: bytes) -> _Struct | None:
     if _may_hold_nul(raw):
         return None
     try:
-        t = _DECODER.decode(raw)
+        return decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def canonical_transaction(raw: bytes) -> CanonicalTransaction | None:
+    """The transaction of one JSON object in canonical form, or None: then the contract
+    (``TransactionIn``) decides; it may well accept it."""
+    t = _decoded(_DECODER, raw)
+    if t is None:
         return None
     form = _SEPARATOR.join(
         (t.trans_date_trans_time, t.category, t.amt, t.state, t.zip, t.trans_num)
@@ -171,11 +178,8 @@ def canonical_transaction(raw: bytes) -> CanonicalTransaction | None:
 def canonical_envelope(line: bytes) -> CanonicalEnvelope | None:
     """The stream record of one landed line in canonical form, or None: then the contract
     (``StreamEnvelope``) decides."""
-    if _may_hold_nul(line):
-        return None
-    try:
-        e = _ENVELOPE_DECODER.decode(line)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    e = _decoded(_ENVELOPE_DECODER, line)
+    if e is None:
         return None
     form = _SEPARATOR.join(
         (
