@@ -3,7 +3,9 @@
 The service runs as its own process (``python -m dashboard``) on demo rows from
 ``cardstream.generator`` loaded into real PostgreSQL through the db-loader's load path,
 with its queues, stream and secrets in the moto server. Every panel's rendered values are
-compared with SQL run directly on the views, and the page is saved to docs/dashboard.png.
+compared with SQL run directly on the views, and the page is saved as a screenshot: to
+docs/dashboard.png with CARDSTREAM_UPDATE_SCREENSHOT=1, else to the test's temporary folder
+(a run of the suite leaves the tree as it found it).
 
 Chromium is Debian's package (``apt-get install chromium``; scripts/bootstrap.sh installs it
 with CARDSTREAM_WITH_BROWSER=1). Without it this test fails, saying so: it is part of the
@@ -312,7 +314,7 @@ def _chromium() -> Any:
 
 
 def test_every_panel_matches_the_views_and_the_page_is_saved(
-    dashboard: Dashboard, repo_root: Path
+    dashboard: Dashboard, repo_root: Path, tmp_path: Path
 ) -> None:
     dsn = dashboard.analyst_dsn
     (totals,) = _sql(dsn, "SELECT * FROM cardstream.dash_totals")
@@ -360,8 +362,8 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
             )
             assert not {pan for pan in pans if pan in shown}
 
-            shot = repo_root / "docs" / "dashboard.png"
-            shot.parent.mkdir(exist_ok=True)
+            update_docs = os.environ.get("CARDSTREAM_UPDATE_SCREENSHOT") == "1"
+            shot = (repo_root / "docs" if update_docs else tmp_path) / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
