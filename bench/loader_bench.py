@@ -4,8 +4,9 @@ The same landed objects (gzip NDJSON of stream envelopes, 10,000 rows each, from
 project's generator) are loaded twice into one PostgreSQL server:
 
 * ``cardstream``: ``db_loader`` as the service runs it: gunzip, parse and validate every
-  line in a worker process, dedupe, COPY into staging, dimension upserts, ``trans_num``
-  registry, monthly partitions, ledger; ``--concurrency`` objects at a time.
+  line in ``--prepare-processes`` worker processes, dedupe, dimension upserts, ``trans_num``
+  registry, COPY of the new rows into the monthly partitions, ledger; ``--concurrency``
+  objects at a time.
 * ``baseline``: the original design's loader (a Lambda with a PostgreSQL driver): every
   column TEXT in one table, one ``INSERT`` per row (``ON CONFLICT DO NOTHING`` with no
   key to conflict on, no prepared statement), one transaction per object, objects one
