@@ -23,11 +23,14 @@ from typing import Annotated, Final, Literal, TypeVar
 import msgspec
 
 from cardstream_shared.contract import (
+    CARD_LAST4_PATTERN,
+    CARD_TOKEN_PATTERN,
     CATEGORY_PATTERN,
     MAX_NAME_LENGTH,
     MAX_TEXT_LENGTH,
     STATE_PATTERN,
     TRANS_NUM_PATTERN,
+    ZIP_PATTERN,
 )
 from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, luhn_valid
 
@@ -48,7 +51,7 @@ _FACT_PATTERNS: Final = (
     # decimals, no leading zero: exactly the texts the contract's Decimal gives back.
     r"(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?",
     _unanchored(STATE_PATTERN),
-    r"[0-9]{1,10}",  # zip
+    _unanchored(ZIP_PATTERN),
     _unanchored(TRANS_NUM_PATTERN),
 )
 _LINEAGE_PATTERNS: Final = (
@@ -56,8 +59,8 @@ _LINEAGE_PATTERNS: Final = (
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
     # received_at: UTC with a "Z", microseconds in full or not at all, as pydantic writes.
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?Z",
-    r"[0-9a-f]{64}",  # card_token
-    r"[0-9]{4}",  # card_last4
+    _unanchored(CARD_TOKEN_PATTERN),
+    _unanchored(CARD_LAST4_PATTERN),
 )
 
 
@@ -192,6 +195,7 @@ def canonical_envelope(line: bytes) -> CanonicalEnvelope | None:
     if not _facts_ok(e, e.client_id, e.card_key_version):
         return None
     try:
+        # The pattern fixes the form; this refuses impossible calendar times.
         dt.datetime.fromisoformat(e.received_at)
     except ValueError:
         return None

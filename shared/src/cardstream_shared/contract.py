@@ -98,6 +98,9 @@ MAX_AMOUNT: Final = Decimal("9999999999.99")  # numeric(12,2)
 TRANS_NUM_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 CATEGORY_PATTERN: Final = r"^[A-Za-z0-9_ &-]+$"
 STATE_PATTERN: Final = r"^[A-Z]{2}$"
+ZIP_PATTERN: Final = r"^[0-9]{1,10}$"
+CARD_TOKEN_PATTERN: Final = r"^[0-9a-f]{64}$"  # noqa: S105 - a pattern, not a secret
+CARD_LAST4_PATTERN: Final = r"^[0-9]{4}$"
 
 
 def normalized_field_name(name: str) -> str:
@@ -234,7 +237,7 @@ class _TransactionFacts(BaseModel):
     state: Text = Field(pattern=STATE_PATTERN, description="Two-letter state code.")
     # Published files write zips as integers, so New England zips lose their leading zero;
     # they are kept as sent (digits), not re-padded.
-    zip: DigitString = Field(pattern=r"^[0-9]{1,10}$")
+    zip: DigitString = Field(pattern=ZIP_PATTERN)
     lat: Latitude
     long: Longitude
     city_pop: int = Field(ge=0, le=100_000_000)
@@ -297,8 +300,8 @@ class StreamEnvelope(_TransactionFacts):
     client_id: str = Field(
         pattern=NO_NUL, min_length=1, max_length=256, description="The token's subject."
     )
-    card_token: str = Field(pattern=r"^[0-9a-f]{64}$")
-    card_last4: str = Field(pattern=r"^[0-9]{4}$")
+    card_token: str = Field(pattern=CARD_TOKEN_PATTERN)
+    card_last4: str = Field(pattern=CARD_LAST4_PATTERN)
     card_key_version: str = Field(min_length=1, max_length=32)
 
     @classmethod

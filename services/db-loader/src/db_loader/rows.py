@@ -161,14 +161,10 @@ def _received_text(received_at: dt.datetime) -> str:
     return received_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def _canonical_received_text(text: str) -> str | None:
-    """:func:`_received_text` of a canonical UTC time (pattern-checked), without parsing it
-    into a datetime with pydantic's time zone, whose isoformat alone costs ~0.9 us; None
-    for an impossible calendar time."""
-    try:
-        dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
+def _canonical_received_text(text: str) -> str:
+    """:func:`_received_text` of a canonical UTC time (its form and calendar checked by
+    ``canonical_envelope``), without parsing it into a datetime with pydantic's time zone,
+    whose isoformat alone costs ~0.9 us."""
     return f"{text[:-1]}+00:00" if len(text) > 20 else f"{text[:-1]}.000000+00:00"
 
 
@@ -193,8 +189,6 @@ def fast_facts(line: bytes) -> Facts | None:
     if e is None:
         return None
     received = _canonical_received_text(e.received_at)
-    if received is None:
-        return None
     return Facts(
         e.trans_num, e.trans_date_trans_time, e.unix_time, e.amt, e.category, e.merchant,
         e.merch_lat, e.merch_long, e.card_token, e.card_last4, e.card_key_version, e.city,
