@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1.7
-# One pattern for every cardstream image (services/*/Dockerfile and the root Dockerfile):
-# only PACKAGE, the port and the module differ. Build from the repository root, which holds
-# the uv workspace and its single lock: `docker buildx bake cli` (docker-bake.hcl).
-# This root image holds the `cardstream` command (emulator, bootstrap-aws, migrate) that
-# compose runs; PORT is where its AWS emulator listens.
+# Every cardstream image: the four services and the `cardstream` command image compose
+# uses (emulator, bootstrap-aws, migrate). They differ only in three build arguments, set
+# per target in docker-bake.hcl and per service in compose.yaml: PACKAGE (the workspace
+# member installed), PORT (where /healthz answers) and COMMAND (what the container runs).
+# Build from the repository root, which holds the uv workspace and its single lock:
+# `docker buildx bake` (services), `docker buildx bake cli`.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
@@ -34,6 +35,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG PORT=5000
+ARG COMMAND="cardstream --help"
 RUN groupadd --system --gid 10001 cardstream \
     && useradd --system --uid 10001 --gid cardstream --no-create-home \
        --shell /usr/sbin/nologin cardstream
@@ -41,10 +43,12 @@ COPY --from=build /app/.venv /app/.venv
 ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    CARDSTREAM_HEALTH_URL="http://127.0.0.1:${PORT}/healthz"
+    CARDSTREAM_HEALTH_URL="http://127.0.0.1:${PORT}/healthz" \
+    CARDSTREAM_COMMAND="${COMMAND}"
 WORKDIR /app
 USER 10001:10001
 EXPOSE ${PORT}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['CARDSTREAM_HEALTH_URL'], timeout=3)"]
-CMD ["cardstream", "--help"]
+# exec: the command replaces the shell as PID 1 and receives ECS's SIGTERM itself.
+CMD ["sh", "-c", "exec $CARDSTREAM_COMMAND"]

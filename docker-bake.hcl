@@ -3,7 +3,7 @@
 #   REGISTRY=<account>.dkr.ecr.<region>.amazonaws.com/cardstream TAG=$GITHUB_SHA \
 #     docker buildx bake --push             # what CI does on main
 #   docker buildx bake cli                  # the `cardstream` command image compose uses
-# Service targets differ only in the package name (PACKAGE) and the tag.
+# One Dockerfile for all: targets differ only in PACKAGE, PORT, COMMAND and the tag.
 
 variable "REGISTRY" {
   default = "cardstream"
@@ -39,15 +39,17 @@ target "service" {
   inherits   = ["_common"]
   matrix = {
     item = [
-      { name = "ingest-api", package = "cardstream-ingest-api" },
-      { name = "stream-writer", package = "cardstream-stream-writer" },
-      { name = "db-loader", package = "cardstream-db-loader" },
-      { name = "dashboard", package = "cardstream-dashboard" },
+      { name = "ingest-api", package = "cardstream-ingest-api", module = "ingest_api", port = "8000" },
+      { name = "stream-writer", package = "cardstream-stream-writer", module = "stream_writer", port = "8082" },
+      { name = "db-loader", package = "cardstream-db-loader", module = "db_loader", port = "8082" },
+      { name = "dashboard", package = "cardstream-dashboard", module = "dashboard", port = "8050" },
     ]
   }
-  dockerfile = "services/${item.name}/Dockerfile"
+  dockerfile = "Dockerfile"
   args = {
     PACKAGE = item.package
+    PORT    = item.port
+    COMMAND = "python -m ${item.module}"
   }
   tags = ["${REGISTRY}/${item.name}:${TAG}"]
 }
@@ -57,6 +59,8 @@ target "cli" {
   dockerfile = "Dockerfile"
   args = {
     PACKAGE = "cardstream"
+    PORT    = "5000"
+    COMMAND = "cardstream --help"
   }
   tags = ["${REGISTRY}/cli:${TAG}"]
 }

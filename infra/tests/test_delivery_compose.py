@@ -17,11 +17,12 @@ from cardstream_shared import resource_names as names
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
+# Each service's image: the workspace package and the module the container runs.
 SERVICE_IMAGES = {
-    "ingest-api": "services/ingest-api/Dockerfile",
-    "stream-writer": "services/stream-writer/Dockerfile",
-    "db-loader": "services/db-loader/Dockerfile",
-    "dashboard": "services/dashboard/Dockerfile",
+    "ingest-api": ("cardstream-ingest-api", "ingest_api"),
+    "stream-writer": ("cardstream-stream-writer", "stream_writer"),
+    "db-loader": ("cardstream-db-loader", "db_loader"),
+    "dashboard": ("cardstream-dashboard", "dashboard"),
 }
 # Settings field of the port each service's /healthz answers on.
 HEALTH_PORT_FIELD = {
@@ -53,11 +54,23 @@ def test_compose_has_the_infrastructure_jobs_and_services(compose: dict[str, Any
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))
-def test_services_build_from_the_baked_dockerfiles(compose: dict[str, Any], service: str) -> None:
+def test_services_build_from_the_baked_dockerfile(
+    compose: dict[str, Any], service_configs: dict[str, Any], service: str
+) -> None:
     definition = compose["services"][service]
+    package, module = SERVICE_IMAGES[service]
     assert definition["build"]["context"] == "."
-    assert definition["build"]["dockerfile"] == SERVICE_IMAGES[service]
+    assert definition["build"]["dockerfile"] == "Dockerfile"
     assert (REPO / definition["build"]["dockerfile"]).is_file()
+    # The build arguments docker-bake.hcl gives the same image; PORT is where the image's
+    # health check probes, the port the service listens on in this file.
+    args = definition["build"]["args"]
+    assert args["PACKAGE"] == package
+    assert args["COMMAND"] == f"python -m {module}"
+    config = service_configs[service]
+    field = HEALTH_PORT_FIELD[service]
+    env = _env(definition)
+    assert int(args["PORT"]) == int(env.get(config.variable(field), config.default(field)))
     # The same name and tag docker-bake.hcl gives it by default.
     assert definition["image"] == f"cardstream/{service}:dev"
 
