@@ -33,6 +33,12 @@ HEALTH_PORT_FIELD = {
 }
 
 
+def _listening_port(config: Any, service: str, env: dict[str, str]) -> int:
+    """The port the service's /healthz answers on with this environment."""
+    field = HEALTH_PORT_FIELD[service]
+    return int(env.get(config.variable(field), config.default(field)))
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((REPO / "compose.yaml").read_text())
@@ -67,10 +73,7 @@ def test_services_build_from_the_baked_dockerfile(
     args = definition["build"]["args"]
     assert args["PACKAGE"] == package
     assert args["COMMAND"] == f"python -m {module}"
-    config = service_configs[service]
-    field = HEALTH_PORT_FIELD[service]
-    env = _env(definition)
-    assert int(args["PORT"]) == int(env.get(config.variable(field), config.default(field)))
+    assert int(args["PORT"]) == _listening_port(service_configs[service], service, _env(definition))
     # The same name and tag docker-bake.hcl gives it by default.
     assert definition["image"] == f"cardstream/{service}:dev"
 
@@ -108,9 +111,8 @@ def test_ports_are_published_on_loopback_to_the_port_the_service_listens_on(
 ) -> None:
     config = service_configs[service]
     env = _env(compose["services"][service])
-    field = HEALTH_PORT_FIELD[service]
-    port = int(env.get(config.variable(field), config.default(field)))
-    host_field = "host" if field == "port" else "health_host"
+    port = _listening_port(config, service, env)
+    host_field = "host" if HEALTH_PORT_FIELD[service] == "port" else "health_host"
     # Inside a container the service must listen beyond its own loopback to be published.
     assert env[config.variable(host_field)] == "0.0.0.0"
     published = compose["services"][service]["ports"]
