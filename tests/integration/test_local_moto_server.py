@@ -1,13 +1,16 @@
-"""The local stack's moto server keeps serving when one client stops mid-request.
+"""The local stack's moto server: one client stopped mid-request holds nobody else,
+connections are kept alive, and S3 metadata names read back as S3 writes them.
 
-It is single-threaded (see cardstream.local.moto_server): a client paused with SIGSTOP
-halfway through sending a request, as the stream-writer fault test F4 pauses a writer,
-used to hold it for every other client until the end of the run.
+moto runs one request at a time (see cardstream.local.moto_server): a client paused with
+SIGSTOP halfway through sending a request, as the stream-writer fault test F4 pauses a
+writer, once held the server for every other client until the end of the run.
 """
 
 from __future__ import annotations
 
+import http.client
 import socket
+import uuid
 from urllib.parse import urlsplit
 
 import boto3
@@ -33,3 +36,38 @@ def test_a_client_silent_in_the_middle_of_a_request_does_not_hold_the_server(
         )
         # Answered once the server has dropped the silent connection.
         assert "StreamNames" in kinesis.list_streams()
+
+
+def test_connections_are_kept_alive(moto_endpoint: str) -> None:
+    # Against AWS a client keeps its connections; werkzeug's server closed each one after
+    # one answer, which cost ingest-api a TCP connection per PutRecords call.
+    address = urlsplit(moto_endpoint)
+    assert address.hostname is not None
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        for _ in range(3):
+            connection.request("GET", "/moto-api/data.json")
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200
+            assert answer.version == 11
+            assert (answer.getheader("Connection") or "").lower() != "close"
+            socket_used = connection.sock
+            assert socket_used is not None
+        # Still the first connection: the server closed none of them.
+        assert connection.sock is socket_used
+    finally:
+        connection.close()
+
+
+def test_s3_user_metadata_names_come_back_in_lower_case(moto_endpoint: str) -> None:
+    # S3 stores user-metadata names in lower case; waitress capitalizes response header
+    # names, and botocore keeps a header's case in the Metadata keys it returns.
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    bucket = f"metadata-case-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", Metadata={"record-count": "3", "Trigger": "t"})
+    assert s3.head_object(Bucket=bucket, Key="k")["Metadata"] == {
+        "record-count": "3",
+        "trigger": "t",
+    }
