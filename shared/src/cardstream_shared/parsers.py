@@ -12,9 +12,10 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
 from pydantic import ValidationError
 
 from cardstream_shared.canonical_transactions import CanonicalTransaction
@@ -44,14 +45,16 @@ class FieldError:
         return {"field": self.field, "message": self.message, "type": self.type}
 
 
-@dataclass(slots=True)
-class RawRecord:
+class RawRecord(msgspec.Struct):
     """A record as parsed: ``canonical`` (already valid, see canonical_transactions),
-    ``data`` (to validate) or ``errors``, exactly one of them."""
+    ``data`` (to validate) or ``errors``, exactly one of them.
+
+    A msgspec struct (made once per record of a batch): cheaper to build than a dataclass,
+    and each instance gets its own empty ``errors`` list, as with a default factory."""
 
     index: int
     data: dict[str, Any] | None = None
-    errors: list[FieldError] = field(default_factory=list)
+    errors: list[FieldError] = []
     canonical: CanonicalTransaction | None = None
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sized
-from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import msgspec
 
 from cardstream_shared.canonical_transactions import CanonicalTransaction
 from cardstream_shared.contract import TRANS_NUM_PATTERN, TransactionIn
@@ -27,29 +28,17 @@ Status = Literal["accepted", "rejected", "not_accepted"]
 _TRANS_NUM: Final = re.compile(TRANS_NUM_PATTERN)
 
 
-@dataclass(slots=True)
-class RecordResult:
-    """What happened to one record of a request."""
+class RecordResult(msgspec.Struct, omit_defaults=True):
+    """What happened to one record of a request; encoded as it is, it is the batch result
+    entry of the team contract (``models.BatchResult``): the receipt's two fields for an
+    accepted record, the errors for a rejected one, neither otherwise."""
 
     index: int
     trans_num: str | None
     status: Status
-    receipt: Receipt | None = None
-    errors: list[FieldError] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form of a batch result entry (the team contract)."""
-        body: dict[str, Any] = {
-            "index": self.index,
-            "trans_num": self.trans_num,
-            "status": self.status,
-        }
-        if self.receipt is not None:
-            body["shard_id"] = self.receipt.shard_id
-            body["sequence_number"] = self.receipt.sequence_number
-        if self.errors:
-            body["errors"] = [e.as_dict() for e in self.errors]
-        return body
+    shard_id: str | None = None
+    sequence_number: str | None = None
+    errors: list[FieldError] = []
 
 
 def echoable_trans_num(data: dict[str, Any] | None) -> str | None:
@@ -152,7 +141,8 @@ class Ingestor:
             if receipt is None:
                 result.status = "not_accepted"
             else:
-                result.receipt = receipt
+                result.shard_id = receipt.shard_id
+                result.sequence_number = receipt.sequence_number
         for result in results:
             if result.status == "rejected":
                 self.reject(result.errors)
