@@ -21,7 +21,11 @@ from hypothesis import strategies as st
 from record_mutations import mutated_json, numbers, padded
 
 from cardstream.generator import iter_rows
-from cardstream_shared.canonical_transactions import canonical_transaction, facts_json
+from cardstream_shared.canonical_transactions import (
+    canonical_transaction,
+    canonical_transaction_array,
+    facts_json,
+)
 from cardstream_shared.contract import TransactionIn, kaggle_example
 from cardstream_shared.parsers import validate
 
@@ -153,6 +157,19 @@ def test_fast_path_accepts_only_what_the_contract_accepts_with_the_same_facts(
     fast_facts, contract = orjson.loads(facts_json(fast)), orjson.loads(contract_facts(checked))
     assert fast_facts == contract
     assert list(fast_facts) == list(contract)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records | st.sampled_from([orjson.dumps(r) for r in VALID]), max_size=6))
+def test_an_array_read_at_once_gives_each_elements_own_answer(elements: list[bytes]) -> None:
+    body = b"[" + b",".join(elements) + b"]"
+    whole = canonical_transaction_array(body)
+    one_by_one = [canonical_transaction(element) for element in elements]
+    if whole is None:
+        # Read one by one instead; at least one element must be what stopped the array.
+        assert None in one_by_one
+        return
+    assert whole == one_by_one
 
 
 def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:

@@ -11,7 +11,10 @@ import msgspec
 import orjson
 from fastapi import Request
 
-from cardstream_shared.canonical_transactions import canonical_transaction
+from cardstream_shared.canonical_transactions import (
+    canonical_transaction,
+    canonical_transaction_array,
+)
 from cardstream_shared.parsers import (
     FieldError,
     RawRecord,
@@ -64,6 +67,12 @@ def _json_record(index: int, raw: bytes) -> RawRecord:
     txn = canonical_transaction(raw)
     if txn is not None:
         return RawRecord(index=index, canonical=txn)
+    return _mapping_record(index, raw)
+
+
+def _mapping_record(index: int, raw: bytes) -> RawRecord:
+    """One element of a JSON array off the fast path: a mapping for the contract, or why
+    it is not one."""
     try:
         item = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -77,13 +86,32 @@ def _json_record(index: int, raw: bytes) -> RawRecord:
     return RawRecord(index=index, errors=[_NOT_AN_OBJECT])
 
 
-def parse_json_records(body: bytes) -> list[RawRecord]:
-    """Records of a JSON array. The array is split without reading its elements; each is
-    tried on the canonical fast path, then read for the contract. A body that is not a
-    JSON array goes to the shared parser, whose errors say what is wrong with it."""
+def _json_elements(body: bytes) -> list[msgspec.Raw] | None:
     try:
-        elements = _JSON_ARRAY.decode(body)
+        return _JSON_ARRAY.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def parse_json_records(body: bytes) -> list[RawRecord]:
+    """Records of a JSON array. An array of canonical records is read in one call; any
+    other is split without reading its elements, and each is tried on the canonical fast
+    path, then read for the contract. A body that is not a JSON array goes to the shared
+    parser, whose errors say what is wrong with it."""
+    txns = canonical_transaction_array(body)
+    if txns is not None:
+        records = []
+        elements = None
+        for index, txn in enumerate(txns):
+            if txn is not None:
+                records.append(RawRecord(index=index, canonical=txn))
+                continue
+            # Decoded, then declined by a check the contract makes its own way.
+            elements = elements or _json_elements(body) or []
+            records.append(_mapping_record(index, bytes(elements[index])))
+        return records
+    elements = _json_elements(body)
+    if elements is None:
         return list(parse_json_array(body))
     return [_json_record(i, bytes(element)) for i, element in enumerate(elements)]
 

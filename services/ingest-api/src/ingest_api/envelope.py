@@ -28,22 +28,40 @@ _VERSION_4: Final = bytes((byte & 0x0F) | 0x40 for byte in range(256))
 _RFC_VARIANT: Final = bytes((byte & 0x3F) | 0x80 for byte in range(256))
 
 
+# Where hex digit j of an id goes in its text form (dashes at 8, 13, 18 and 23).
+_TEXT_POSITIONS: Final = tuple(
+    (digit, digit + (digit >= 8) + (digit >= 12) + (digit >= 16) + (digit >= 20))
+    for digit in range(32)
+)
+# From this many ids on, placing digit j of every id at once is cheaper than formatting
+# each id (32 slice copies for the lot instead of an f-string each).
+_PLACED_FROM: Final = 32
+
+
 def new_ingest_ids(count: int) -> list[bytes]:
     """``count`` random UUIDs (version 4, RFC 9562 5.4) in canonical text form, as ASCII.
 
     The values ``str(uuid.uuid4())`` gives, from one ``os.urandom`` call for all of them:
     a system call per id cost ~4 us a record here, more than building the rest of the
-    envelope, and formatting through ``uuid.UUID`` a further 2 us.
+    envelope, and formatting through ``uuid.UUID`` a further 2 us. For a batch, each hex
+    digit position is copied into place for every id at once (0.2 us an id instead of 0.6).
     """
     raw = bytearray(os.urandom(16 * count))
     raw[6::16] = raw[6::16].translate(_VERSION_4)
     raw[8::16] = raw[8::16].translate(_RFC_VARIANT)
-    text = raw.hex()
-    return [
-        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
-        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}".encode()
-        for i in range(0, 32 * count, 32)
-    ]
+    if count < _PLACED_FROM:
+        text = raw.hex()
+        return [
+            f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
+            f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}".encode()
+            for i in range(0, 32 * count, 32)
+        ]
+    digits = raw.hex().encode()
+    placed = bytearray(b"-" * (36 * count))
+    for digit, position in _TEXT_POSITIONS:
+        placed[position::36] = digits[digit::32]
+    ids = bytes(placed)
+    return [ids[i : i + 36] for i in range(0, 36 * count, 36)]
 
 
 class EnvelopeWriter:
