@@ -33,15 +33,31 @@ pytestmark = pytest.mark.unit
 MIB = 1024 * 1024
 
 
-@given(sizes=st.lists(st.integers(min_value=1, max_value=MIB - 64), max_size=1200))
-@settings(max_examples=60, deadline=None)
-def test_chunks_keep_order_and_respect_both_putrecords_limits(sizes: list[int]) -> None:
-    records = [OutgoingRecord(b"x" * size, "k" * 64) for size in sizes]
+_RECORD = st.tuples(
+    st.integers(min_value=1, max_value=2000) | st.integers(min_value=1, max_value=MIB - 1024),
+    # Keys of up to 256 characters, up to 4 bytes each in UTF-8 (counted by Kinesis).
+    st.just("k" * 64) | st.text(min_size=1, max_size=256),
+)
+
+
+@given(shapes=st.lists(_RECORD, max_size=1200))
+@settings(max_examples=80, deadline=None)
+def test_chunks_keep_order_and_respect_both_putrecords_limits(
+    shapes: list[tuple[int, str]],
+) -> None:
+    records = [OutgoingRecord(b"x" * size, key) for size, key in shapes]
     chunks = chunk_records(records)
     assert [i for chunk in chunks for i in chunk] == list(range(len(records)))
     for chunk in chunks:
         assert 1 <= len(chunk) <= 500
         assert sum(records[i].size for i in chunk) <= 5 * MIB
+
+
+def test_partition_keys_count_towards_the_five_mib() -> None:
+    # The data alone fits in one call; with the keys (multi-byte characters) it does not.
+    records = [OutgoingRecord(b"x" * (MIB - 100), "\u00e9" * 200) for _ in range(5)]
+    chunks = chunk_records(records)
+    assert [len(c) for c in chunks] == [4, 1]
 
 
 def test_a_full_chunk_is_cut_at_500_records() -> None:
