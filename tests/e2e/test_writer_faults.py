@@ -528,12 +528,14 @@ def test_f4_paused_zombie_is_fenced_and_lets_go(
 
 @pytest.fixture
 def resharding_moto(tmp_path: Path) -> Iterator[str]:
-    """A moto server patched to reshard like AWS (see writer_moto_resharding.py)."""
+    """A moto server of its own (the local stack's: it reshards like AWS, see
+    cardstream.local.moto_resharding), so that the resharded stream is this test's alone."""
     port = free_port()
-    script = Path(__file__).with_name("writer_moto_resharding.py")
     with (tmp_path / "moto.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(script), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "cardstream.local.moto_server", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: process.poll() is None)

@@ -15,6 +15,8 @@ The server is waitress, not werkzeug's development server (what ``moto_server`` 
   stream-writer fault tests do) holds nobody else: its half request simply waits in the I/O
   thread. Idle connections are closed after ``IDLE_CONNECTION_TIMEOUT_S``.
 
+Kinesis resharding is patched to behave as on AWS (``moto_resharding``).
+
 Two differences from werkzeug: waitress drops request headers with an underscore in their
 name (moto's handler keeps them for S3 user metadata; cardstream's metadata keys use
 dashes), and it capitalizes every response header name. S3 writes user-metadata names in
@@ -70,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from waitress.server import BaseWSGIServer, create_server
+
+    from cardstream.local import moto_resharding
+
+    moto_resharding.install()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # With one worker, requests queue whenever clients are concurrent: that is the design,
