@@ -124,7 +124,7 @@ class CanonicalEnvelope(_CanonicalFacts, kw_only=True, forbid_unknown_fields=Tru
     card_key_version: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
-_Struct = TypeVar("_Struct", CanonicalTransaction, CanonicalEnvelope)
+_Decoded = TypeVar("_Decoded")
 _DECODER: Final = msgspec.json.Decoder(CanonicalTransaction)
 _ARRAY_DECODER: Final = msgspec.json.Decoder(list[CanonicalTransaction])
 _ENVELOPE_DECODER: Final = msgspec.json.Decoder(CanonicalEnvelope)
@@ -156,7 +156,7 @@ def _facts_ok(facts: _CanonicalFacts, *more_text: str) -> bool:
     return facts.dob <= when.date()
 
 
-def _decoded(decoder: msgspec.json.Decoder[_Struct], raw: bytes) -> _Struct | None:
+def _decoded(decoder: msgspec.json.Decoder[_Decoded], raw: bytes) -> _Decoded | None:
     if _may_hold_nul(raw):
         return None
     try:
@@ -186,13 +186,8 @@ def canonical_transaction_array(body: bytes) -> list[CanonicalTransaction | None
     one call when every element decodes in canonical form; None when one does not (then
     each element must be tried on its own). A whole batch read at once costs about 1 us a
     record less than its elements read one by one."""
-    if _may_hold_nul(body):
-        return None
-    try:
-        items = _ARRAY_DECODER.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    return [_checked(t) for t in items]
+    items = _decoded(_ARRAY_DECODER, body)
+    return None if items is None else [_checked(t) for t in items]
 
 
 def canonical_envelope(line: bytes) -> CanonicalEnvelope | None:

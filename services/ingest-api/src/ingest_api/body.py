@@ -67,12 +67,6 @@ def _json_record(index: int, raw: bytes) -> RawRecord:
     txn = canonical_transaction(raw)
     if txn is not None:
         return RawRecord(index=index, canonical=txn)
-    return _mapping_record(index, raw)
-
-
-def _mapping_record(index: int, raw: bytes) -> RawRecord:
-    """One element of a JSON array off the fast path: a mapping for the contract, or why
-    it is not one."""
     try:
         item = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -86,32 +80,17 @@ def _mapping_record(index: int, raw: bytes) -> RawRecord:
     return RawRecord(index=index, errors=[_NOT_AN_OBJECT])
 
 
-def _json_elements(body: bytes) -> list[msgspec.Raw] | None:
-    try:
-        return _JSON_ARRAY.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
 def parse_json_records(body: bytes) -> list[RawRecord]:
     """Records of a JSON array. An array of canonical records is read in one call; any
     other is split without reading its elements, and each is tried on the canonical fast
     path, then read for the contract. A body that is not a JSON array goes to the shared
     parser, whose errors say what is wrong with it."""
     txns = canonical_transaction_array(body)
-    if txns is not None:
-        records = []
-        elements = None
-        for index, txn in enumerate(txns):
-            if txn is not None:
-                records.append(RawRecord(index=index, canonical=txn))
-                continue
-            # Decoded, then declined by a check the contract makes its own way.
-            elements = elements or _json_elements(body) or []
-            records.append(_mapping_record(index, bytes(elements[index])))
-        return records
-    elements = _json_elements(body)
-    if elements is None:
+    if txns is not None and all(txn is not None for txn in txns):
+        return [RawRecord(index=index, canonical=txn) for index, txn in enumerate(txns)]
+    try:
+        elements = _JSON_ARRAY.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return list(parse_json_array(body))
     return [_json_record(i, bytes(element)) for i, element in enumerate(elements)]
 
