@@ -21,6 +21,7 @@ WORKDIR /src
 # Third-party dependencies first: this layer is reused until uv.lock or a pyproject changes.
 COPY pyproject.toml uv.lock README.md ./
 COPY shared/pyproject.toml shared/
+COPY monitoring/pyproject.toml monitoring/
 COPY services/ingest-api/pyproject.toml services/ingest-api/
 COPY services/stream-writer/pyproject.toml services/stream-writer/
 COPY services/db-loader/pyproject.toml services/db-loader/

@@ -39,6 +39,8 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from cardstream.generator import write_csv
+from cardstream_monitoring.monitor import AlertMonitor
+from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
@@ -48,8 +50,6 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_database
 from db_loader.rows import prepare
-from db_loader.rules.config import load_rules
-from db_loader.rules.monitor import AlertMonitor
 
 
 def postgres() -> contextlib.AbstractContextManager[str]:

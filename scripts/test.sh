@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.local/bin:$PATH"
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
-.venv/bin/mypy shared/src services/*/src infra/src src
+.venv/bin/mypy shared/src monitoring/src services/*/src infra/src src
 .venv/bin/pytest "$@"

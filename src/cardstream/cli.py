@@ -21,7 +21,7 @@ COMMANDS: Final = {
     "status": ("cardstream.status", "counts at each stage of the local pipeline"),
     "migrate": ("db_loader.migrate", "create roles and apply database migrations"),
     "load": ("db_loader.backfill", "load Kaggle CSV or landed objects directly (backfill)"),
-    "evaluate": ("db_loader.rules.evaluate", "measure alert rules on labelled data"),
+    "evaluate": ("cardstream.evaluate", "measure alert rules on labelled data"),
     "bootstrap-aws": ("cardstream.local.bootstrap", "create the AWS resources (emulator)"),
 }
 

@@ -44,6 +44,8 @@ from cardstream.generator import write_csv
 from cardstream.local.aws_resources import create_all, put_secret
 from cardstream.local.bootstrap import clients_for
 from cardstream.local.ports import free_port
+from cardstream_monitoring.monitor import AlertMonitor
+from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring
@@ -51,8 +53,6 @@ from db_loader.backfill import csv_batches
 from db_loader.db import create_pool
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
-from db_loader.rules.config import load_rules
-from db_loader.rules.monitor import AlertMonitor
 from stream_writer.metrics import WriterMetrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

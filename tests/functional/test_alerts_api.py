@@ -24,6 +24,8 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cardstream_monitoring.monitor import AlertMonitor
+from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TransactionIn, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
@@ -34,8 +36,6 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_database
 from db_loader.rows import prepare
-from db_loader.rules.config import load_rules
-from db_loader.rules.monitor import AlertMonitor
 from ingest_api.app import create_app
 from ingest_api.settings import IngestSettings
 

@@ -21,6 +21,16 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from cardstream_monitoring.monitor import AlertMonitor
+from cardstream_monitoring.notifier import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AlertNotice,
+    WebhookNotifier,
+    verify,
+)
+from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
@@ -30,16 +40,6 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap
 from db_loader.rows import prepare
-from db_loader.rules.config import load_rules
-from db_loader.rules.monitor import AlertMonitor
-from db_loader.rules.notifier import (
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    AlertNotice,
-    WebhookNotifier,
-    verify,
-)
 
 pytestmark = pytest.mark.integration
 

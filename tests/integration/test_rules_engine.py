@@ -18,6 +18,8 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from cardstream_monitoring.monitor import AlertMonitor
+from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
@@ -27,8 +29,6 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_database
 from db_loader.rows import prepare
-from db_loader.rules.config import load_rules
-from db_loader.rules.monitor import AlertMonitor
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from cardstream.cli import main
+from cardstream.evaluate import evaluate, read_labels
 from cardstream.generator import write_csv
-from db_loader.rules.config import load_rules
-from db_loader.rules.evaluate import evaluate, read_labels
+from cardstream_monitoring.rules import load_rules
 
 pytestmark = pytest.mark.integration
 

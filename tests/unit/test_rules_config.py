@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cardstream_monitoring.engine import build_statement
+from cardstream_monitoring.rules import RULE_NAMES, RuleConfigError, load_rules
+from cardstream_monitoring.settings import RulesSettings
 from cardstream_shared.settings import load_settings
-from db_loader.rules.config import RULE_NAMES, RuleConfigError, load_rules
-from db_loader.rules.engine import build_statement
-from db_loader.rules.settings import RulesSettings
 
 pytestmark = pytest.mark.unit
 

@@ -8,30 +8,21 @@ simply redelivered by SQS to another loader.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import signal
 import sys
-from typing import Any
 
+from cardstream_monitoring.monitor import build_monitor
+from cardstream_monitoring.settings import RulesSettings
 from cardstream_shared.json_logging import configure_logging
 from cardstream_shared.settings import load_settings
 from db_loader.metrics import LoaderMetrics
 from db_loader.service import LoaderService, LoadMonitor
 from db_loader.settings import LoaderSettings
 
-_RULES_MODULE = "db_loader.rules.monitor"
-
 
 def _monitors(metrics: LoaderMetrics) -> list[LoadMonitor]:
-    """The alert-rules monitor, when that component is installed and switched on."""
-    if importlib.util.find_spec(_RULES_MODULE) is None:
-        return []
-    monitor_module: Any = importlib.import_module(_RULES_MODULE)
-    settings_module: Any = importlib.import_module("db_loader.rules.settings")
-    monitor = monitor_module.build_monitor(
-        load_settings(settings_module.RulesSettings), registry=metrics.registry
-    )
+    """The alert-rules monitor, unless the rules are switched off."""
+    monitor = build_monitor(load_settings(RulesSettings), registry=metrics.registry)
     return [monitor] if monitor is not None else []
 
 

@@ -95,10 +95,18 @@ def _ensure_database(conn: psycopg.Connection[Any], database: str) -> None:
         )
 
 
+# One Alembic history in two folders: the transaction model's migrations here, and the
+# alert tables' beside the rules that fill them (cardstream_monitoring). Revisions of both
+# folders form a single chain with one head.
+MIGRATION_FOLDERS: Final = ("db_loader:migrations/versions", "cardstream_monitoring:migrations")
+
+
 def alembic_config() -> Config:
-    """Alembic configuration pointing at the migrations inside this package."""
+    """Alembic configuration: the environment in this package, every migration folder."""
     config = Config()
     config.set_main_option("script_location", "db_loader:migrations")
+    config.set_main_option("path_separator", "space")
+    config.set_main_option("version_locations", " ".join(MIGRATION_FOLDERS))
     return config
 
 

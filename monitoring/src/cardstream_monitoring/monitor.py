@@ -18,25 +18,42 @@ its entry is dropped when the pending map is full, oldest first.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from cardstream_monitoring.engine import RaisedAlert, RuleEngine
+from cardstream_monitoring.notifier import WebhookNotifier
+from cardstream_monitoring.rules import SEVERITIES, Rules, load_rules
+from cardstream_monitoring.settings import RulesSettings
 from cardstream_shared.metrics import LATENCY_BUCKETS
-from db_loader.loader import LoadResult
-from db_loader.rules.config import SEVERITIES, Rules, load_rules
-from db_loader.rules.engine import RaisedAlert, RuleEngine
-from db_loader.rules.notifier import WebhookNotifier
-from db_loader.rules.settings import RulesSettings
 
 if TYPE_CHECKING:
-    from db_loader.db import DbConnection
+    from cardstream_monitoring.engine import Connection
 
 logger = logging.getLogger(__name__)
 
 _MAX_PENDING: Final = 1_000
+
+
+class LoadedObject(Protocol):
+    """What the monitor reads of a load (the db-loader's ``LoadResult``)."""
+
+    @property
+    def object_id(self) -> int | None:
+        """The ledger id of the loaded object; None when nothing was loaded."""
+
+    @property
+    def inserted_trans_nums(self) -> Sequence[str]:
+        """The transactions this load inserted."""
+
+    @property
+    def committed_at(self) -> dt.datetime | None:
+        """When the load's transaction committed; None before."""
 
 
 class AlertMonitor:
@@ -93,7 +110,7 @@ class AlertMonitor:
         if self._notifier is not None:
             await self._notifier.stop()
 
-    async def after_insert(self, conn: DbConnection, result: LoadResult) -> None:
+    async def after_insert(self, conn: Connection, result: LoadedObject) -> None:
         """The loader's after-insert hook: evaluate the rules on the rows just inserted."""
         if not self.engine.active or not result.inserted_trans_nums or result.object_id is None:
             return
@@ -105,7 +122,7 @@ class AlertMonitor:
                 del self._pending[next(iter(self._pending))]
             self._pending[result.object_id] = raised
 
-    def after_commit(self, result: LoadResult) -> list[RaisedAlert]:
+    def after_commit(self, result: LoadedObject) -> list[RaisedAlert]:
         """Account for the alerts the committed load raised; returns them."""
         if result.object_id is None:
             return []
@@ -133,7 +150,7 @@ class AlertMonitor:
 def build_monitor(settings: RulesSettings, *, registry: CollectorRegistry) -> AlertMonitor | None:
     """The monitor the settings describe, or None when the rules are switched off.
 
-    Raises :class:`db_loader.rules.config.RuleConfigError` for a bad rule file, which the
+    Raises :class:`cardstream_monitoring.rules.RuleConfigError` for a bad rule file, which the
     loader should treat like any other invalid setting: refuse to start.
     """
     if not settings.rules_enabled:

@@ -1,4 +1,4 @@
-"""Monitoring alerts (issue 7): alert and audit tables, the API view, dashboard views, grants.
+"""Monitoring alerts: alert and audit tables, the API view, dashboard views, grants.
 
 ``cardstream.alert`` holds one row per (transaction, rule): the unique key makes a reload,
 a redelivered object or two loaders racing on the same rows raise each alert once

@@ -1,7 +1,7 @@
 """Monitoring settings of the db-loader process (prefix ``LOADER_``, like the loader's own).
 
-Kept apart from :class:`db_loader.settings.LoaderSettings` so that the rules can be read by
-``cardstream evaluate`` and the benchmark without a queue URL; the loader reads both
+A class of their own, beside the loader's ``LoaderSettings``, so that the rules can be read
+by ``cardstream evaluate`` and the benchmark without a queue URL; the loader reads both
 classes from the same environment.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from cardstream_monitoring.rules import RuleConfigError, Severity, load_rules
 from cardstream_shared.settings import ServiceSettings
-from db_loader.rules.config import RuleConfigError, Severity, load_rules
 
 
 class RulesSettings(ServiceSettings):

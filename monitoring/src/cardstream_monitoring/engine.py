@@ -22,16 +22,20 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import orjson
 
+from cardstream_monitoring.notifier import AlertNotice
+from cardstream_monitoring.rules import Rules
 from cardstream_shared.pan import mask_last4
-from db_loader.rules.config import Rules
-from db_loader.rules.notifier import AlertNotice
 
 if TYPE_CHECKING:
-    from db_loader.db import DbConnection
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    # The connection of the load the rules run in: a pooled connection or a plain one.
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
 # The rows a load inserted, with the cardholder's home (the ZIP area's coordinates). Each
 # row is fetched by its primary key: LIMIT 1 keeps the lookup a parameterised index scan
@@ -367,7 +371,7 @@ class RuleEngine:
         """False when every rule is disabled (evaluation is then skipped)."""
         return bool(self._sql)
 
-    async def evaluate(self, conn: DbConnection, trans_nums: Sequence[str]) -> list[RaisedAlert]:
+    async def evaluate(self, conn: Connection, trans_nums: Sequence[str]) -> list[RaisedAlert]:
         """Raise the alerts ``trans_nums`` (rows already inserted on ``conn``) trip."""
         if not self._sql or not trans_nums:
             return []

@@ -166,7 +166,9 @@ def _parse(text: str, origin: str) -> dict[str, Any]:
 
 def default_rules_text() -> str:
     """The shipped defaults, as TOML text."""
-    return resources.files("db_loader.rules").joinpath(DEFAULT_RULES_RESOURCE).read_text("utf-8")
+    return (
+        resources.files("cardstream_monitoring").joinpath(DEFAULT_RULES_RESOURCE).read_text("utf-8")
+    )
 
 
 def load_rules(override_path: Path | None = None, *, override_text: str | None = None) -> Rules:

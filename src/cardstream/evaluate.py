@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import json
 import os
@@ -37,13 +36,14 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
+from cardstream.local.embedded_pg import scratch_postgres
+from cardstream_monitoring.monitor import AlertMonitor
+from cardstream_monitoring.rules import RULE_NAMES, RuleConfigError, Rules, load_rules
 from cardstream_shared import resource_names as names
 from cardstream_shared.pan import PanKeyring
 from db_loader.backfill import csv_batches
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_database
-from db_loader.rules.config import RULE_NAMES, RuleConfigError, Rules, load_rules
-from db_loader.rules.monitor import AlertMonitor
 
 DEFAULT_CHUNK_ROWS: Final = 5_000
 
@@ -188,13 +188,6 @@ def render(evaluation: Evaluation, out: TextIO) -> None:
             out.write(f"  {pattern:<20}{found:>6,} / {total:<6,}{share:>7.3f}\n")
 
 
-def _postgres(database_url: str | None) -> contextlib.AbstractContextManager[str]:
-    """A superuser URL: ``database_url`` or a throwaway embedded server."""
-    from cardstream.local.embedded_pg import scratch_postgres
-
-    return scratch_postgres(database_url, prefix="cardstream-evaluate-")
-
-
 async def _load_and_alert(
     scratch_dsn: str, path: Path, rules: Rules, chunk_rows: int
 ) -> tuple[int, list[tuple[str, str]]]:
@@ -307,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     except (RuleConfigError, ValueError, OSError) as exc:
         print(f"cardstream evaluate: {exc}", file=sys.stderr)
         return 2
-    with _postgres(args.database_url) as admin_url:
+    with scratch_postgres(args.database_url, prefix="cardstream-evaluate-") as admin_url:
         evaluation = evaluate(
             args.file,
             labels=labels,

@@ -1,0 +1,207 @@
+"""Reading alerts and moving them along their case states: what ``/v1/alerts`` serves.
+
+Alerts are read through ``cardstream.alert_detail`` (card masked). A status change is one
+``UPDATE`` of the status columns, which the api role alone may write; the database stamps
+the time and appends the change to the alert's audit trail (see the ``alerts_0001``
+migration), so who and when cannot be left out or rewritten here.
+
+The statements are fixed, with optional filters as NULL-able parameters: nothing from a
+request becomes SQL text (OWASP API8).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from cardstream_shared.contract import Timestamp
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from cardstream_monitoring.engine import Connection
+
+AlertStatus = Literal["open", "reviewed", "dismissed", "escalated"]
+AlertSeverity = Literal["low", "medium", "high"]
+
+# Case handling: which states an alert may come from to reach each state. An escalated
+# alert has been handed to investigators; it is closed (dismissed) or reviewed, not reopened.
+ALLOWED_FROM: Final[dict[str, tuple[str, ...]]] = {
+    "reviewed": ("open", "escalated"),
+    "escalated": ("open", "reviewed"),
+    "dismissed": ("open", "reviewed", "escalated"),
+    "open": ("reviewed", "dismissed"),
+}
+# alert_id is a PostgreSQL bigint: a larger id cannot exist.
+MAX_ALERT_ID: Final = 2**63 - 1
+MAX_NOTE_LENGTH: Final = 1000
+
+_COLUMNS: Final = """
+alert_id, rule, severity, score, evidence, trans_num, trans_date_trans_time, amt, category,
+merchant, card_masked, card_last4, status, status_changed_by, status_changed_at, status_note,
+created_at
+"""
+# $1 is the client whose alerts the caller may see, or NULL for every client.
+_LIST: Final = f"""
+SELECT {_COLUMNS}
+FROM cardstream.alert_detail
+WHERE ($1::text IS NULL OR client_id = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR rule = $3)
+  AND ($4::text IS NULL OR severity = $4)
+  AND ($5::timestamptz IS NULL OR created_at >= $5)
+  AND ($6::bigint IS NULL OR alert_id < $6)
+ORDER BY alert_id DESC
+LIMIT $7
+"""  # noqa: S608 - only the constant column list is interpolated
+_ONE: Final = f"""
+SELECT {_COLUMNS}
+FROM cardstream.alert_detail
+WHERE alert_id = $1 AND ($2::text IS NULL OR client_id = $2)
+"""  # noqa: S608 - only the constant column list is interpolated
+_HISTORY: Final = """
+SELECT from_status, to_status, changed_by, changed_at, note
+FROM cardstream.alert_status_change
+WHERE alert_id = $1
+ORDER BY change_id
+"""
+_TRANSITION: Final = """
+UPDATE cardstream.alert
+SET status = $2, status_changed_by = $3, status_note = $4
+WHERE alert_id = $1 AND status = ANY($5::text[])
+RETURNING alert_id
+"""
+_CURRENT_STATUS: Final = "SELECT status FROM cardstream.alert WHERE alert_id = $1"
+
+
+class StatusChange(BaseModel):
+    """One entry of an alert's audit trail."""
+
+    from_status: AlertStatus
+    to_status: AlertStatus
+    changed_by: str
+    changed_at: dt.datetime
+    note: str | None = None
+
+
+class AlertOut(BaseModel):
+    """An alert with the figures that raised it; the card is masked."""
+
+    alert_id: int
+    rule: str
+    severity: AlertSeverity
+    score: Decimal = Field(description="How far past its threshold the rule was (1 = at it).")
+    evidence: dict[str, Any] = Field(description="The figures that tripped the rule.")
+    trans_num: str
+    # The contract's form, as GET /v1/transactions/{trans_num} answers it.
+    trans_date_trans_time: Timestamp = Field(examples=["2019-01-01 00:00:18"])
+    amt: Decimal
+    category: str
+    merchant: str
+    card_masked: str
+    card_last4: str
+    status: AlertStatus
+    status_changed_by: str | None = None
+    status_changed_at: dt.datetime | None = None
+    status_note: str | None = None
+    created_at: dt.datetime
+    history: list[StatusChange] | None = Field(
+        default=None, description="The audit trail (single-alert responses only)."
+    )
+
+
+class AlertPage(BaseModel):
+    """A page of alerts, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[AlertOut]
+    next_cursor: int | None = None
+
+
+class AlertPatch(BaseModel):
+    """A case-handling decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: AlertStatus
+    note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
+
+
+class AlertNotFoundError(LookupError):
+    """No alert with this id (or none the caller may see)."""
+
+
+class TransitionRefusedError(Exception):
+    """The alert's current status does not allow the status asked for."""
+
+    def __init__(self, current: str, wanted: str) -> None:
+        super().__init__(f"an alert in status {current!r} cannot become {wanted!r}")
+        self.current = current
+        self.allowed_from = ALLOWED_FROM[wanted]
+
+
+def _alert(row: asyncpg.Record, history: list[asyncpg.Record] | None = None) -> AlertOut:
+    data = dict(row)
+    evidence = data["evidence"]
+    data["evidence"] = dict(
+        orjson.loads(evidence) if isinstance(evidence, str | bytes) else evidence
+    )
+    if history is not None:
+        data["history"] = [StatusChange(**dict(h)) for h in history]
+    return AlertOut(**data)
+
+
+async def list_alerts(
+    conn: Connection,
+    *,
+    client_id: str | None,
+    status: AlertStatus | None = None,
+    rule: str | None = None,
+    severity: AlertSeverity | None = None,
+    since: dt.datetime | None = None,
+    cursor: int | None = None,
+    limit: int,
+) -> AlertPage:
+    """A page of alerts, newest first, of ``client_id``'s transactions (None: every client)."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    rows = await conn.fetch(_LIST, client_id, status, rule, severity, since, cursor, limit)
+    items = [_alert(row) for row in rows]
+    next_cursor = items[-1].alert_id if len(items) == limit else None
+    return AlertPage(items=items, next_cursor=next_cursor)
+
+
+async def read_alert(conn: Connection, alert_id: int, *, client_id: str | None) -> AlertOut:
+    """The alert with its audit trail; :class:`AlertNotFoundError` when the caller (of
+    ``client_id``, None: every client) may not see it or it does not exist."""
+    row = await conn.fetchrow(_ONE, alert_id, client_id)
+    if row is None:
+        raise AlertNotFoundError(alert_id)
+    return _alert(row, await conn.fetch(_HISTORY, alert_id))
+
+
+async def change_status(
+    conn: Connection, alert_id: int, change: AlertPatch, *, changed_by: str
+) -> None:
+    """Move the alert to ``change.status`` in the name of ``changed_by``.
+
+    Raises :class:`AlertNotFoundError` or :class:`TransitionRefusedError`.
+    """
+    # One statement: the status check and the change cannot interleave with another
+    # reviewer's change of the same alert.
+    updated = await conn.fetchval(
+        _TRANSITION,
+        alert_id,
+        change.status,
+        changed_by,
+        change.note,
+        list(ALLOWED_FROM[change.status]),
+    )
+    if updated is None:
+        current = await conn.fetchval(_CURRENT_STATUS, alert_id)
+        if current is None:
+            raise AlertNotFoundError(alert_id)
+        raise TransitionRefusedError(current, change.status)
