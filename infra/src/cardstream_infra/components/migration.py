@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
+
+from cardstream_infra.components import permissions
+from cardstream_infra.components.fargate_task import FargateTask, FargateTaskProps, TaskLogging
 
 # ECS injects single JSON fields of a secret, not a URL built from them, so the task builds
 # the admin URL itself (percent-encoding the password) and calls `cardstream migrate`'s
@@ -41,73 +43,53 @@ class MigrationTaskProps:
         role_secrets: the per-role secrets ``migrate`` reads passwords from.
         secrets_key: KMS key of those secrets.
         region: AWS region.
-        log_key: KMS key of the log group.
-        log_retention: log group retention.
+        logging: log key and retention.
+        family: task definition family (what the deploy step runs).
     """
 
     repository: ecr.IRepository
     image_tag: str
     master_secret: secretsmanager.ISecret
-    role_secrets: list[secretsmanager.ISecret]
+    role_secrets: Sequence[secretsmanager.ISecret]
     secrets_key: kms.IKey
     region: str
-    log_key: kms.IKey
-    log_retention: logs.RetentionDays
+    logging: TaskLogging
+    family: str
 
 
-class MigrationTask(Construct):
+class MigrationTask(FargateTask):
     """Task definition run by CI (``aws ecs run-task``) after each data deployment."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: MigrationTaskProps) -> None:
-        super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            encryption_key=props.log_key,
-            retention=props.log_retention,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.task_role = iam.Role(
-            self,
-            "TaskRole",
-            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-            description="cardstream database migration task role",
-        )
-        # A customer-managed policy, not an inline one (PCI DSS 7.2: reviewable policies).
-        iam.ManagedPolicy(
-            self,
-            "TaskPolicy",
-            roles=[self.task_role],
-            statements=[
-                iam.PolicyStatement(
-                    sid="ReadRoleSecrets",
-                    actions=["secretsmanager:GetSecretValue"],
-                    resources=[secret.secret_arn for secret in props.role_secrets],
-                ),
-                iam.PolicyStatement(
-                    sid="DecryptRoleSecrets",
-                    actions=["kms:Decrypt"],
-                    resources=[props.secrets_key.key_arn],
-                    conditions={
-                        "StringEquals": {
-                            "kms:ViaService": f"secretsmanager.{props.region}.amazonaws.com"
-                        }
-                    },
-                ),
-            ],
-        )
-        self.task_definition = ecs.FargateTaskDefinition(
-            self,
-            "Task",
-            cpu=256,
-            memory_limit_mib=512,
-            task_role=self.task_role,
-            family="cardstream-migrate",
-        )
         # Imported by ARN: ECS's automatic grant on the secret object would also add the role
         # to the KMS key policy; an explicit, ViaService-limited statement is narrower.
         master = secretsmanager.Secret.from_secret_complete_arn(
-            self, "MasterSecret", props.master_secret.secret_arn
+            scope, f"{construct_id}MasterSecret", props.master_secret.secret_arn
+        )
+        super().__init__(
+            scope,
+            construct_id,
+            props=FargateTaskProps(
+                name="migrate",
+                image=ecs.ContainerImage.from_ecr_repository(props.repository, props.image_tag),
+                logging=props.logging,
+                family=props.family,
+                cpu=256,
+                memory_mib=512,
+                command=["python", "-c", MIGRATE_PROGRAM],
+                # libpq reads PGSSLMODE: RDS refuses unencrypted connections (rds.force_ssl).
+                environment={"AWS_REGION": props.region, "PGSSLMODE": "require"},
+                secrets={
+                    "PGUSER": ecs.Secret.from_secrets_manager(master, "username"),
+                    "PGPASSWORD": ecs.Secret.from_secrets_manager(master, "password"),
+                    "PGHOST": ecs.Secret.from_secrets_manager(master, "host"),
+                    "PGPORT": ecs.Secret.from_secrets_manager(master, "port"),
+                    "PGDATABASE": ecs.Secret.from_secrets_manager(master, "dbname"),
+                },
+                statements=[
+                    *permissions.read_secrets(props.role_secrets, props.secrets_key, props.region)
+                ],
+            ),
         )
         self.task_definition.add_to_execution_role_policy(
             iam.PolicyStatement(
@@ -120,21 +102,4 @@ class MigrationTask(Construct):
                     }
                 },
             )
-        )
-        self.task_definition.add_container(
-            "Migrate",
-            container_name="migrate",
-            image=ecs.ContainerImage.from_ecr_repository(props.repository, props.image_tag),
-            command=["python", "-c", MIGRATE_PROGRAM],
-            # libpq reads PGSSLMODE: RDS refuses unencrypted connections (rds.force_ssl).
-            environment={"AWS_REGION": props.region, "PGSSLMODE": "require"},
-            secrets={
-                "PGUSER": ecs.Secret.from_secrets_manager(master, "username"),
-                "PGPASSWORD": ecs.Secret.from_secrets_manager(master, "password"),
-                "PGHOST": ecs.Secret.from_secrets_manager(master, "host"),
-                "PGPORT": ecs.Secret.from_secrets_manager(master, "port"),
-                "PGDATABASE": ecs.Secret.from_secrets_manager(master, "dbname"),
-            },
-            logging=ecs.LogDrivers.aws_logs(stream_prefix="migrate", log_group=self.log_group),
-            user="10001",
         )

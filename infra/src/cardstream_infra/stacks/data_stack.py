@@ -13,6 +13,7 @@ from constructs import Construct
 
 from cardstream_infra.components.app_secrets import AppSecrets
 from cardstream_infra.components.database import Database, DatabaseProps
+from cardstream_infra.components.fargate_task import TaskLogging
 from cardstream_infra.components.identity import MerchantIdentity, MerchantIdentityProps
 from cardstream_infra.components.jwks_mirror import JwksMirror, JwksMirrorProps
 from cardstream_infra.components.landing import LandingStorage, LandingStorageProps
@@ -108,8 +109,8 @@ class DataStack(Stack):
                 role_secrets=list(self.database.role_secrets.values()),
                 secrets_key=self.secrets.key,
                 region=config.region,
-                log_key=log_key,
-                log_retention=log_retention,
+                logging=TaskLogging(key=log_key, retention=log_retention),
+                family=f"{config.prefix}-migrate",
             ),
         )
         CfnOutput(self, "LandingBucket", value=self.landing.bucket.bucket_name)

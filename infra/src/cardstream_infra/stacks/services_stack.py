@@ -7,11 +7,17 @@ from typing import Any
 from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from cardstream_infra.components import permissions
-from cardstream_infra.components.fargate_service import FargateWorkload, FargateWorkloadProps
+from cardstream_infra.components.fargate_service import (
+    FargateWorkload,
+    FargateWorkloadProps,
+    LoadBalancedTarget,
+    ServicePlacement,
+)
+from cardstream_infra.components.fargate_task import TaskLogging
 from cardstream_infra.components.ingress import InternalLoadBalancer, InternalLoadBalancerProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.service_ports import (
@@ -61,6 +67,11 @@ class ServicesStack(Stack):
         secrets_key = data.secrets.key
         role_secrets = data.database.role_secrets
         identity = data.identity
+        placement = ServicePlacement(cluster=self.cluster, subnets=net.app_subnets)
+        logging = TaskLogging(key=network_stack.log_key, retention=network_stack.log_retention)
+
+        def image(service: str) -> ecs.ContainerImage:
+            return ecs.ContainerImage.from_ecr_repository(repos[service], config.image_tag)
 
         def base_env(prefix: str) -> dict[str, str]:
             return {
@@ -85,8 +96,13 @@ class ServicesStack(Stack):
             "IngestApi",
             props=FargateWorkloadProps(
                 name="ingest-api",
-                repository=repos["ingest-api"],
-                port=API_PORT,
+                image=image("ingest-api"),
+                placement=placement,
+                logging=logging,
+                health_port=API_PORT,
+                target=LoadBalancedTarget(
+                    listener=self.ingress.api_listener, deregistration_delay_s=30
+                ),
                 security_group=net.ingest_sg,
                 environment={
                     **base_env("INGEST_"),
@@ -123,37 +139,22 @@ class ServicesStack(Stack):
                 min_tasks=2,
                 max_tasks=config.ingest_max_tasks,
                 stop_timeout_s=30,
-                cluster=self.cluster,
-                image_tag=config.image_tag,
-                subnets=net.app_subnets,
-                log_key=network_stack.log_key,
-                log_retention=network_stack.log_retention,
             ),
-        )
-        ingest_targets = self.ingress.api_listener.add_targets(
-            "IngestApi",
-            port=API_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.ingest.service],
-            health_check=elbv2.HealthCheck(path="/healthz", healthy_http_codes="200"),
-            deregistration_delay=Duration.seconds(30),
         )
         self.ingest.scaling.scale_on_cpu_utilization(
             "Cpu", target_utilization_percent=INGEST_CPU_TARGET
         )
-        self.ingest.scaling.scale_on_request_count(
-            "Requests",
-            requests_per_target=INGEST_REQUESTS_PER_TASK,
-            target_group=ingest_targets,
-        )
+        self.ingest.scale_on_requests(INGEST_REQUESTS_PER_TASK)
 
         self.writer = FargateWorkload(
             self,
             "StreamWriter",
             props=FargateWorkloadProps(
                 name="stream-writer",
-                repository=repos["stream-writer"],
-                port=WRITER_HEALTH_PORT,
+                image=image("stream-writer"),
+                placement=placement,
+                logging=logging,
+                health_port=WRITER_HEALTH_PORT,
                 security_group=net.writer_sg,
                 environment={
                     **base_env("WRITER_"),
@@ -174,11 +175,6 @@ class ServicesStack(Stack):
                 max_tasks=config.shard_count,
                 # SIGTERM: flush, checkpoint and release leases before the kill.
                 stop_timeout_s=90,
-                cluster=self.cluster,
-                image_tag=config.image_tag,
-                subnets=net.app_subnets,
-                log_key=network_stack.log_key,
-                log_retention=network_stack.log_retention,
             ),
         )
         self.writer.scaling.scale_on_cpu_utilization(
@@ -190,8 +186,10 @@ class ServicesStack(Stack):
             "DbLoader",
             props=FargateWorkloadProps(
                 name="db-loader",
-                repository=repos["db-loader"],
-                port=LOADER_HEALTH_PORT,
+                image=image("db-loader"),
+                placement=placement,
+                logging=logging,
+                health_port=LOADER_HEALTH_PORT,
                 security_group=net.loader_sg,
                 environment={
                     **base_env("LOADER_"),
@@ -216,11 +214,6 @@ class ServicesStack(Stack):
                 min_tasks=1,
                 max_tasks=config.loader_max_tasks,
                 stop_timeout_s=60,
-                cluster=self.cluster,
-                image_tag=config.image_tag,
-                subnets=net.app_subnets,
-                log_key=network_stack.log_key,
-                log_retention=network_stack.log_retention,
             ),
         )
         # Backlog per task (the SQS scaling pattern AWS documents for worker fleets):
@@ -261,8 +254,13 @@ class ServicesStack(Stack):
             "Dashboard",
             props=FargateWorkloadProps(
                 name="dashboard",
-                repository=repos["dashboard"],
-                port=DASHBOARD_PORT,
+                image=image("dashboard"),
+                placement=placement,
+                logging=logging,
+                health_port=DASHBOARD_PORT,
+                target=LoadBalancedTarget(
+                    listener=self.ingress.dashboard_listener, deregistration_delay_s=15
+                ),
                 security_group=net.dashboard_sg,
                 environment={
                     **base_env("DASHBOARD_"),
@@ -288,20 +286,7 @@ class ServicesStack(Stack):
                 ],
                 min_tasks=1,
                 max_tasks=2,
-                cluster=self.cluster,
-                image_tag=config.image_tag,
-                subnets=net.app_subnets,
-                log_key=network_stack.log_key,
-                log_retention=network_stack.log_retention,
             ),
-        )
-        self.ingress.dashboard_listener.add_targets(
-            "Dashboard",
-            port=DASHBOARD_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.dashboard.service],
-            health_check=elbv2.HealthCheck(path="/healthz", healthy_http_codes="200"),
-            deregistration_delay=Duration.seconds(15),
         )
         self.dashboard.scaling.scale_on_cpu_utilization(
             "Cpu", target_utilization_percent=DASHBOARD_CPU_TARGET
