@@ -31,20 +31,6 @@ from db_loader.db import create_pool
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials, with_database
 
-VIEWS = (
-    "dash_totals",
-    "dash_fraud_by_location",
-    "dash_fraud_by_state",
-    "dash_fraud_by_merchant",
-    "dash_fraud_by_category",
-    "dash_volume_hourly",
-    "dash_volume_daily",
-    "dash_fraud_by_hour_of_day",
-    "dash_freshness",
-    "dash_freshness_by_minute",
-    "dash_pipeline",
-)
-
 
 async def load(csv_path: Path, loader_dsn: str) -> float:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string("bench-1"))
@@ -78,7 +64,7 @@ async def measure(analyst_dsn: str, repeat: int) -> None:
             f" min {min(timings) * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms"
             f" over {repeat} reads"
         )
-        for view in VIEWS:
+        for view in names.DASHBOARD_VIEWS:
             view_timings = []
             for _ in range(repeat):
                 started = time.perf_counter()

@@ -148,20 +148,6 @@ def db(empty_database: str) -> Iterator[Db]:
 
 
 T0 = dt.datetime(2026, 3, 14, 9, 30, 0)
-DASHBOARD_VIEWS = (
-    "dash_totals",
-    "dash_fraud_by_location",
-    "dash_fraud_by_state",
-    "dash_fraud_by_merchant",
-    "dash_fraud_by_category",
-    "dash_volume_hourly",
-    "dash_volume_daily",
-    "dash_fraud_by_hour_of_day",
-    "dash_freshness",
-    "dash_freshness_by_minute",
-    "dash_pipeline",
-    "dash_fraud_transactions",
-)
 
 
 def test_totals_count_amount_fraud_and_states(db: Db) -> None:
@@ -431,6 +417,8 @@ def test_views_are_for_the_analyst_only_and_tables_stay_closed(db: Db) -> None:
         "SELECT table_name, grantee FROM information_schema.role_table_grants"
         " WHERE table_schema = 'cardstream' AND table_name = ANY(%s)"
         " AND privilege_type = 'SELECT' AND grantee <> %s",
-        (list(DASHBOARD_VIEWS), names.DB_OWNER_ROLE),
+        (list(names.DASHBOARD_VIEWS), names.DB_OWNER_ROLE),
     ).fetchall()
-    assert sorted(granted) == sorted((view, names.DB_ANALYST_ROLE) for view in DASHBOARD_VIEWS)
+    assert sorted(granted) == sorted(
+        (view, names.DB_ANALYST_ROLE) for view in names.DASHBOARD_VIEWS
+    )

@@ -35,6 +35,23 @@ DB_LOADER_ROLE: Final = "cardstream_loader"
 DB_API_ROLE: Final = "cardstream_api"
 DB_ANALYST_ROLE: Final = "cardstream_analyst"
 
+# The dashboard's views (schema cardstream): aggregates and masked cases only, the one
+# thing the analyst role may read. The migration that creates them grants exactly these.
+DASHBOARD_VIEWS: Final = (
+    "dash_totals",
+    "dash_fraud_by_location",
+    "dash_fraud_by_state",
+    "dash_fraud_by_merchant",
+    "dash_fraud_by_category",
+    "dash_volume_hourly",
+    "dash_volume_daily",
+    "dash_fraud_by_hour_of_day",
+    "dash_freshness",
+    "dash_freshness_by_minute",
+    "dash_pipeline",
+    "dash_fraud_transactions",
+)
+
 # OAuth scopes carried by merchant and reader tokens.
 SCOPE_WRITE: Final = "transactions:write"
 SCOPE_READ: Final = "transactions:read"

@@ -25,20 +25,6 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_VIEW_NAMES = (
-    "dash_totals",
-    "dash_fraud_by_location",
-    "dash_fraud_by_state",
-    "dash_fraud_by_merchant",
-    "dash_fraud_by_category",
-    "dash_volume_hourly",
-    "dash_volume_daily",
-    "dash_fraud_by_hour_of_day",
-    "dash_freshness",
-    "dash_freshness_by_minute",
-    "dash_pipeline",
-    "dash_fraud_transactions",
-)
 
 _MEASURES = """
        count(*) AS transactions,
@@ -224,9 +210,9 @@ SELECT (SELECT count(*) FROM cardstream.object_ledger) AS objects_loaded,
 
 def upgrade() -> None:
     op.execute(_VIEWS)
-    views = ", ".join(f"cardstream.{name}" for name in _VIEW_NAMES)
+    views = ", ".join(f"cardstream.{name}" for name in names.DASHBOARD_VIEWS)
     op.execute(f"GRANT SELECT ON {views} TO {names.DB_ANALYST_ROLE}")
 
 
 def downgrade() -> None:
-    op.execute("DROP VIEW " + ", ".join(f"cardstream.{name}" for name in _VIEW_NAMES))
+    op.execute("DROP VIEW " + ", ".join(f"cardstream.{name}" for name in names.DASHBOARD_VIEWS))
