@@ -50,10 +50,8 @@ import psycopg
 from cardstream.generator import iter_rows
 from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import KAGGLE_FIELDS, TransactionIn
+from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, TransactionIn
 from cardstream_shared.pan import PanKeyring
-from cardstream_shared.parsers import validate
-from db_loader.backfill import envelope_line
 from db_loader.db import create_pool
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, PartitionCache, load_batch
@@ -73,9 +71,11 @@ def make_objects(count: int, rows_per_object: int, seed: int) -> list[tuple[str,
     for number in range(count):
         lines = []
         for _ in range(rows_per_object):
-            txn = validate(next(rows).as_dict())
-            assert isinstance(txn, TransactionIn)
-            lines.append(envelope_line(txn, keyring, client_id="bench", received_at=received))
+            txn = TransactionIn.model_validate(next(rows).as_dict())
+            envelope = StreamEnvelope.from_transaction(
+                txn, keyring.tokenize(txn.cc_num), client_id="bench", received_at=received
+            )
+            lines.append(envelope.to_json_bytes())
         key = f"raw/dt=2026-11-27/hour=06/shardId-000000000000-{number:08d}.jsonl.gz"
         objects.append((key, gzip.compress(b"\n".join(lines) + b"\n", compresslevel=6)))
     return objects

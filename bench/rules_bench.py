@@ -42,9 +42,9 @@ from cardstream.generator import write_csv
 from cardstream_monitoring.monitor import AlertMonitor
 from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
-from cardstream_shared.parsers import parse_csv, validate
+from cardstream_shared.stream_records import EnvelopeWriter
+from cardstream_shared.transaction_input import Transaction, read_csv
 from db_loader.backfill import envelope_line
 from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
@@ -79,12 +79,12 @@ def envelope_objects(csv_path: Path, object_rows: int) -> list[list[tuple[int, b
     received = dt.datetime.now(dt.UTC)
     objects: list[list[tuple[int, bytes]]] = [[]]
     with csv_path.open(encoding="utf-8", newline="") as handle:
-        for record in parse_csv(handle):
-            txn = validate(record.data or {})
-            assert isinstance(txn, TransactionIn), txn
+        writer = EnvelopeWriter(client_id="bench", received_at=received)
+        for txn in read_csv(handle):
+            assert isinstance(txn, Transaction), txn
             if len(objects[-1]) == object_rows:
                 objects.append([])
-            line = envelope_line(txn, keyring, client_id="bench", received_at=received)
+            line = envelope_line(txn, keyring, writer)
             objects[-1].append((len(objects[-1]) + 1, line))
     return objects
 

@@ -23,15 +23,14 @@ import httpx
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
+from stream_lines import stream_line
 
 from cardstream_monitoring.monitor import AlertMonitor
 from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import TransactionIn, kaggle_example
+from cardstream_shared.contract import kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring, luhn_valid
-from cardstream_shared.parsers import validate
-from db_loader.backfill import envelope_line
 from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_database
@@ -93,12 +92,7 @@ async def _load_card_testing(dsn: str, card: int, client_id: str) -> list[str]:
     rows = [_probe(card, i) for i in range(4)]
     lines = []
     for number, data in enumerate(rows, start=1):
-        txn = validate(data)
-        assert isinstance(txn, TransactionIn)
-        received = dt.datetime.now(dt.UTC)
-        lines.append(
-            (number, envelope_line(txn, KEYRING, client_id=client_id, received_at=received))
-        )
+        lines.append((number, stream_line(data, KEYRING, client_id=client_id)))
     monitor = AlertMonitor(load_rules(), registry=CollectorRegistry())
     pool = await asyncpg.create_pool(dsn, server_settings={"role": names.DB_LOADER_ROLE})
     assert pool is not None

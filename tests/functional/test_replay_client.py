@@ -1,7 +1,7 @@
 """cardstream replay against a small real HTTP server that speaks the ingest-api contract.
 
 The server is the client's peer, not the component under test: it validates records with
-the shared parsers, stores accepted trans_nums, and answers 429 / 503 / 413 on a script,
+the shared decoding door, stores accepted trans_nums, and answers 429 / 503 / 413 on a script,
 so the tests can check what a merchant would see (exit status, report) and what the API
 received (every valid record stored exactly once, only not-accepted records resent).
 """
@@ -23,12 +23,7 @@ import pytest
 from cardstream.cli import main
 from cardstream.generator import write_csv
 from cardstream.replay import replay_file
-from cardstream_shared.parsers import (
-    parse_csv_bytes,
-    parse_json_array,
-    parse_ndjson,
-    validate,
-)
+from cardstream_shared.transaction_input import Rejected, read_batch, read_transaction
 
 TOKEN = "test-token"
 
@@ -58,13 +53,9 @@ class FakeApi:
             return 401, {"title": "Unauthorized", "status": 401, "detail": "invalid token"}
         self.content_types.add(content_type)
         if path == "/v1/transactions":
-            return self._single(json.loads(body))
-        if content_type == "text/csv":
-            records = list(parse_csv_bytes(body))
-        elif content_type == "application/x-ndjson":
-            records = list(parse_ndjson(body.splitlines()))
-        else:
-            records = list(parse_json_array(body))
+            return self._single(body)
+        form = {"text/csv": "csv", "application/x-ndjson": "ndjson"}.get(content_type, "json")
+        records = read_batch(body, form, max_records=1_000_000)  # type: ignore[arg-type]
         if self.max_records is not None and len(records) > self.max_records:
             return 413, {"status": 413, "detail": f"at most {self.max_records} records"}
         action = self.action()
@@ -73,18 +64,16 @@ class FakeApi:
         results: list[dict[str, Any]] = []
         first_valid = True
         with self.lock:
-            for record in records:
-                assert record.data is not None
-                trans_num = str(record.data.get("trans_num"))
+            for index, record in enumerate(records):
+                trans_num = str(record.trans_num)
                 self.seen[trans_num] += 1
-                checked = validate(record.data)
-                if isinstance(checked, list):
+                if isinstance(record, Rejected):
                     results.append(
                         {
-                            "index": record.index,
+                            "index": index,
                             "trans_num": trans_num,
                             "status": "rejected",
-                            "errors": [e.as_dict() for e in checked],
+                            "errors": [e.as_dict() for e in record.errors],
                         }
                     )
                     continue
@@ -92,14 +81,14 @@ class FakeApi:
                     first_valid = False
                     self.not_accepted[trans_num] += 1
                     results.append(
-                        {"index": record.index, "trans_num": trans_num, "status": "not_accepted"}
+                        {"index": index, "trans_num": trans_num, "status": "not_accepted"}
                     )
                     continue
                 first_valid = False
                 self.stored[trans_num] += 1
                 results.append(
                     {
-                        "index": record.index,
+                        "index": index,
                         "trans_num": trans_num,
                         "status": "accepted",
                         "shard_id": "shardId-000000000000",
@@ -116,19 +105,19 @@ class FakeApi:
             return 503, {"status": 503, "detail": "not stored in time", **payload}
         return 200, payload
 
-    def _single(self, data: dict[str, Any]) -> tuple[int, Any]:
+    def _single(self, body: bytes) -> tuple[int, Any]:
         action = self.action()
         if action == "429":
             return 429, {"status": 429, "detail": "rate limit exceeded"}
-        trans_num = str(data.get("trans_num"))
+        checked = read_transaction(body)
+        trans_num = str(checked.trans_num)
         with self.lock:
             self.seen[trans_num] += 1
-            checked = validate(data)
-            if isinstance(checked, list):
+            if isinstance(checked, Rejected):
                 return 422, {
                     "status": 422,
                     "detail": "the transaction is not valid",
-                    "errors": [e.as_dict() for e in checked],
+                    "errors": [e.as_dict() for e in checked.errors],
                     "trans_num": trans_num,
                 }
             if action.startswith("503"):

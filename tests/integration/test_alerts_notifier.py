@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
+from stream_lines import stream_line
 
 from cardstream_monitoring.monitor import AlertMonitor
 from cardstream_monitoring.notifier import (
@@ -32,10 +33,8 @@ from cardstream_monitoring.notifier import (
 )
 from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import TransactionIn, kaggle_example
+from cardstream_shared.contract import kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
-from cardstream_shared.parsers import validate
-from db_loader.backfill import envelope_line
 from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap
@@ -209,10 +208,7 @@ async def test_loader_monitor_pushes_only_high_severity_alerts(
     rows = [_probe(i) for i in range(6)]
     lines = []
     for number, data in enumerate(rows, start=1):
-        txn = validate(data)
-        assert isinstance(txn, TransactionIn)
-        now = dt.datetime.now(dt.UTC)
-        lines.append((number, envelope_line(txn, keyring, client_id="m", received_at=now)))
+        lines.append((number, stream_line(data, keyring, client_id="m")))
     pool = await asyncpg.create_pool(migrated_db, server_settings={"role": names.DB_LOADER_ROLE})
     assert pool is not None
     await monitor.start()

@@ -19,13 +19,11 @@ import asyncpg
 import orjson
 import psycopg
 import pytest
+from stream_lines import stream_line
 
 from cardstream.generator import iter_rows
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
-from cardstream_shared.parsers import validate
-from db_loader.backfill import envelope_line
 from db_loader.db import create_pool
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
@@ -45,9 +43,7 @@ def source_rows(count: int, seed: int = 7) -> list[dict[str, str]]:
 def lines_of(rows: list[dict[str, Any]], received_at: dt.datetime = RECEIVED) -> list[bytes]:
     lines = []
     for row in rows:
-        txn = validate(row)
-        assert isinstance(txn, TransactionIn), txn
-        lines.append(envelope_line(txn, KEYRING, client_id="merchant-1", received_at=received_at))
+        lines.append(stream_line(row, KEYRING, received_at=received_at))
     return lines
 
 

@@ -23,15 +23,13 @@ import boto3
 import httpx
 import psycopg
 import pytest
+from stream_lines import stream_line
 
 from cardstream.generator import iter_rows
 from cardstream.local.aws_resources import create_buckets, create_queues
 from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import TransactionIn
 from cardstream_shared.pan import PanKeyring
-from cardstream_shared.parsers import validate
-from db_loader.backfill import envelope_line
 from db_loader.db import create_pool, resolve_dsn
 from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult
@@ -48,9 +46,7 @@ RECEIVED = dt.datetime(2026, 11, 27, 6, 0, tzinfo=dt.UTC)
 def gz_object(rows: list[dict[str, str]]) -> bytes:
     lines = []
     for row in rows:
-        txn = validate(row)
-        assert isinstance(txn, TransactionIn)
-        lines.append(envelope_line(txn, KEYRING, client_id="merchant-1", received_at=RECEIVED))
+        lines.append(stream_line(row, KEYRING, received_at=RECEIVED))
     return gzip.compress(b"\n".join(lines) + b"\n")
 
 

@@ -17,14 +17,13 @@ import asyncpg
 import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
+from stream_lines import stream_line
 
 from cardstream_monitoring.monitor import AlertMonitor
 from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
-from cardstream_shared.contract import TransactionIn, kaggle_example
+from cardstream_shared.contract import kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
-from cardstream_shared.parsers import validate
-from db_loader.backfill import envelope_line
 from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_database
@@ -108,12 +107,7 @@ class Loader:
     async def load(self, rows: list[dict[str, Any]], key: str | None = None) -> LoadResult:
         lines = []
         for number, data in enumerate(rows, start=1):
-            txn = validate(data)
-            assert isinstance(txn, TransactionIn), txn
-            received = dt.datetime.now(dt.UTC)
-            lines.append(
-                (number, envelope_line(txn, KEYRING, client_id="m-1", received_at=received))
-            )
+            lines.append((number, stream_line(data, KEYRING, client_id="m-1")))
         source = SourceObject(bucket="file", key=key or uuid.uuid4().hex, etag="e")
         result = await load_batch(
             self.pool,

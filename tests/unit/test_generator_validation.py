@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cardstream.generator import write_rows
-from cardstream_shared.contract import TransactionIn
-from cardstream_shared.parsers import parse_csv, validate
+from cardstream_shared.transaction_input import Transaction, read_csv
 
 pytestmark = pytest.mark.unit
 
@@ -29,9 +28,9 @@ def test_generated_rows_pass_validation(
     buffer = io.StringIO()
     summary = write_rows(buffer, rows, seed, start=start, fraud_rate=fraud_rate)
     buffer.seek(0)
-    outcomes = [validate(r.data) if r.data else r.errors for r in parse_csv(buffer)]
+    outcomes = list(read_csv(buffer))
     assert summary.rows == rows
     assert len(outcomes) == rows
-    assert all(isinstance(o, TransactionIn) for o in outcomes), [
-        o for o in outcomes if not isinstance(o, TransactionIn)
+    assert all(isinstance(o, Transaction) for o in outcomes), [
+        o for o in outcomes if not isinstance(o, Transaction)
     ][:3]

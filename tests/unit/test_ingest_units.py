@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
-from ingest_api.envelope import EnvelopeWriter, new_ingest_ids
-from ingest_api.ingest import echoable_trans_num
+from cardstream_shared.stream_records import EnvelopeWriter, new_ingest_ids
+from cardstream_shared.transaction_input import Transaction, echoable_trans_num, read_transaction
 from ingest_api.kinesis_producer import (
     KinesisProducer,
     OutgoingRecord,
@@ -125,7 +125,9 @@ def test_envelope_bytes_equal_the_contract_serialization(
         txn, card, client_id=client_id, received_at=received, ingest_id=ingest_id
     ).to_json_bytes()
     writer = EnvelopeWriter(client_id=client_id, received_at=received)
-    assert writer.to_json_bytes(txn, card, ingest_id=ingest_id) == expected
+    door = read_transaction(orjson.dumps(row))
+    assert isinstance(door, Transaction)
+    assert writer.to_json_bytes(door, card, ingest_id=ingest_id) == expected
 
 
 @given(
@@ -166,7 +168,8 @@ def test_ingest_ids_are_canonical_random_version_4_uuids() -> None:
 
 def test_envelopes_without_a_given_id_parse_as_the_contract() -> None:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string())
-    txn = TransactionIn.model_validate(kaggle_example())
+    txn = read_transaction(orjson.dumps(kaggle_example()))
+    assert isinstance(txn, Transaction)
     card = keyring.tokenize(txn.cc_num)
     writer = EnvelopeWriter(client_id="merchant-1", received_at=dt.datetime.now(dt.UTC))
     writer.reserve_ids(2)

@@ -8,6 +8,7 @@ import gzip
 import json
 import secrets
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_exa
 from cardstream_shared.pan import PanKeyring
 from db_loader.object_reader import Limits, UnreadableObjectError, decode_lines
 from db_loader.quarantine import mask_value
-from db_loader.rows import prepare
+from db_loader.rows import prepare, split_label, with_label
 from db_loader.sqs_poller import PoisonMessageError, parse_message
 
 pytestmark = pytest.mark.unit
@@ -146,3 +147,27 @@ def test_batch_keeps_one_fact_per_key_with_the_last_label(
         assert stored[key] == (str(labels[-1]) if labels else "")
     # One customer, card, merchant and category: the same cardholder in every record.
     assert {table: len(rows) for table, rows in batch.dimensions.items()}["customer"] == 1
+
+
+ENVELOPES = [json.loads(envelope_line(key, None, 1)[1]) for key in ("a", "b")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(ENVELOPES),
+    st.sampled_from([0, 1]),
+    st.sampled_from(["2026-11-27T07:33:58.030833+00:00", "2026-11-28T00:00:00+00:00"]),
+    st.sampled_from(["client,1", 'a "quoted" client', "multi\nline", "plain"]),
+)
+def test_a_fact_record_takes_another_label_without_changing_any_other_field(
+    record: dict[str, Any], label: int, labelled_at: str, client_id: str
+) -> None:
+    line = json.dumps({**record, "client_id": client_id, "is_fraud": None}).encode()
+    batch = prepare([(1, line)])
+    (original,) = batch.fact_records
+    changed = with_label(original, label, labelled_at)
+    head, fraud, when, tail = split_label(changed)
+    assert (fraud, when) == (label, labelled_at)
+    before = split_label(original)
+    assert (head, tail) == (before[0], before[3])
+    assert before[1:3] == (None, None)

@@ -7,18 +7,20 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
+from cardstream_shared.field_errors import FieldError
 from cardstream_shared.pan import PanKeyring, luhn_valid
-from cardstream_shared.parsers import (
-    FieldError,
-    parse_csv_bytes,
-    parse_json_array,
-    parse_ndjson,
-    validate,
+from cardstream_shared.transaction_input import (
+    Outcome,
+    Rejected,
+    Transaction,
+    read_batch,
+    read_transaction,
 )
 
 PUBLISHED_HEADER = (
@@ -58,24 +60,30 @@ def _csv(rows: list[str]) -> bytes:
     return ("\n".join([PUBLISHED_HEADER, *rows]) + "\n").encode()
 
 
+def check(record: dict[str, Any]) -> Outcome:
+    """The door's verdict on one record sent as JSON."""
+    return read_transaction(json.dumps(record).encode())
+
+
+def errors_of(outcome: Outcome) -> list[FieldError]:
+    assert isinstance(outcome, Rejected), outcome
+    return outcome.errors
+
+
 def test_published_rows_are_all_accepted_with_values_as_sent() -> None:
-    records = list(parse_csv_bytes(_csv(PUBLISHED_ROWS)))
-    assert [r.index for r in records] == list(range(len(PUBLISHED_ROWS)))
-    txns = [validate(r.data or {}) for r in records]
-    assert all(isinstance(t, TransactionIn) for t in txns), txns
-    first, second, _, _, eleven, nineteen = txns
-    assert isinstance(first, TransactionIn)
-    assert first.merchant == "fraud_Rippin, Kub and Mann"
-    assert first.job == "Psychologist, counselling"
-    assert first.amt == Decimal("4.97")
-    assert first.unix_time == 1325376018
-    assert first.merch_lat == 36.011293
-    assert isinstance(second, TransactionIn)
+    txns = read_batch(_csv(PUBLISHED_ROWS), "csv", max_records=10)
+    assert all(isinstance(t, Transaction) for t in txns), txns
+    first, second, _, _, eleven, nineteen = (t for t in txns if isinstance(t, Transaction))
+    facts = msgspec.json.decode(first.facts)
+    assert facts["merchant"] == "fraud_Rippin, Kub and Mann"
+    assert facts["job"] == "Psychologist, counselling"
+    assert Decimal(facts["amt"]) == Decimal("4.97")
+    assert facts["unix_time"] == 1325376018
+    assert facts["merch_lat"] == 36.011293
+    assert "cc_num" not in facts
     assert second.cc_num == "630423337322"
-    assert isinstance(eleven, TransactionIn)
     assert eleven.cc_num == "60416207185"
-    assert isinstance(nineteen, TransactionIn)
-    assert nineteen.zip == "1040"
+    assert msgspec.json.decode(nineteen.facts)["zip"] == "1040"
     assert len(nineteen.cc_num) == 19
 
 
@@ -102,16 +110,14 @@ def test_published_rows_are_all_accepted_with_values_as_sent() -> None:
 def test_impossible_values_are_refused_with_the_field_named(
     field: str, value: Any, reason: str
 ) -> None:
-    errors = validate({**kaggle_example(), field: value})
-    assert isinstance(errors, list)
+    errors = errors_of(check({**kaggle_example(), field: value}))
     assert any(reason in e.message for e in errors), errors
     assert field in {e.field for e in errors} or field == "dob"
 
 
 @pytest.mark.parametrize("name", ["cvv", "CVV2", "cvc", "pin", "Track2", "track_data", "pin-block"])
 def test_sensitive_authentication_data_is_refused_without_echoing_it(name: str) -> None:
-    errors = validate({**kaggle_example(), name: "987"})
-    assert isinstance(errors, list)
+    errors = errors_of(check({**kaggle_example(), name: "987"}))
     assert errors == [
         FieldError(name, errors[0].message, "sensitive_data"),
     ]
@@ -120,32 +126,30 @@ def test_sensitive_authentication_data_is_refused_without_echoing_it(name: str) 
 
 def test_unknown_fields_are_refused_and_errors_never_echo_the_card_number() -> None:
     pan = kaggle_example()["cc_num"]
-    errors = validate({**kaggle_example(), "loyalty_id": "x", "amt": "abc"})
-    assert isinstance(errors, list)
+    errors = errors_of(check({**kaggle_example(), "loyalty_id": "x", "amt": "abc"}))
     assert {e.field for e in errors} == {"loyalty_id", "amt"}
     assert pan not in json.dumps([e.as_dict() for e in errors])
 
 
 def test_one_bad_record_does_not_cost_the_others() -> None:
     good = kaggle_example()
-    body = json.dumps([good, "not an object", {**good, "amt": "x"}, good])
-    outcomes = [validate(r.data) if r.data else r.errors for r in parse_json_array(body)]
-    assert [isinstance(o, TransactionIn) for o in outcomes] == [True, False, False, True]
+    body = json.dumps([good, "not an object", {**good, "amt": "x"}, good]).encode()
+    outcomes = read_batch(body, "json", max_records=10)
+    assert [isinstance(o, Transaction) for o in outcomes] == [True, False, False, True]
 
 
 def test_ndjson_and_broken_lines() -> None:
     good = json.dumps(kaggle_example())
-    records = list(parse_ndjson([good, "", "{broken", good]))
-    assert [r.index for r in records] == [0, 1, 2]
-    assert records[1].errors[0].type == "json_invalid"
-    assert records[2].data is not None
+    outcomes = read_batch("\n".join([good, "", "{broken", good]).encode(), "ndjson", max_records=9)
+    assert [type(o) for o in outcomes] == [Transaction, Rejected, Transaction]
+    assert errors_of(outcomes[1])[0].type == "json_invalid"
 
 
 def test_csv_row_with_wrong_column_count_is_reported_alone() -> None:
-    records = list(parse_csv_bytes(_csv([PUBLISHED_ROWS[0], "7,short,row", PUBLISHED_ROWS[1]])))
-    assert records[1].errors[0].type == "csv_columns"
-    assert records[0].data is not None
-    assert records[2].data is not None
+    body = _csv([PUBLISHED_ROWS[0], "7,short,row", PUBLISHED_ROWS[1]])
+    outcomes = read_batch(body, "csv", max_records=9)
+    assert [type(o) for o in outcomes] == [Transaction, Rejected, Transaction]
+    assert errors_of(outcomes[1])[0].type == "csv_columns"
 
 
 def test_envelope_carries_every_fact_but_never_the_pan() -> None:

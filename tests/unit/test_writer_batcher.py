@@ -132,10 +132,9 @@ def _envelope() -> bytes:
     ).to_json_bytes()
 
 
-@pytest.mark.parametrize("validation", ["structure", "full"])
-def test_valid_envelopes_pass_unchanged(validation: str) -> None:
+def test_valid_envelopes_pass_unchanged() -> None:
     data = _envelope()
-    assert decode(data, "1", "pk", T0, validation) == data  # type: ignore[arg-type]
+    assert decode(data, "1", "pk", T0) == data
 
 
 def test_pretty_printed_envelope_becomes_one_line() -> None:
@@ -149,10 +148,10 @@ def test_pretty_printed_envelope_becomes_one_line() -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"\xff\xfe not json", "not JSON"),
-        (b"[1, 2]", "not a JSON object"),
-        (b'{"trans_num": "x"}', "missing field"),
-        (orjson.dumps(kaggle_example()), "unknown field(s) cc_num"),
+        (b"\xff\xfe not json", "Invalid JSON"),
+        (b"[1, 2]", "Input should be an object"),
+        (b'{"trans_num": "x"}', "merchant: Field required"),
+        (orjson.dumps(kaggle_example()), "cc_num: unknown field"),
     ],
 )
 def test_undecodable_records_are_quarantined_with_a_reason(data: bytes, reason: str) -> None:
@@ -162,11 +161,10 @@ def test_undecodable_records_are_quarantined_with_a_reason(data: bytes, reason: 
     assert item.sequence_number == "9"
 
 
-@pytest.mark.parametrize("validation", ["structure", "full"])
-def test_a_raw_transaction_with_a_pan_is_quarantined_without_the_pan(validation: str) -> None:
+def test_a_raw_transaction_with_a_pan_is_quarantined_without_the_pan() -> None:
     envelope = orjson.loads(_envelope())
     data = orjson.dumps({**envelope, "cc_num": PAN})
-    item = decode(data, "3", PAN, T0, validation)  # type: ignore[arg-type]
+    item = decode(data, "3", PAN, T0)
     assert isinstance(item, Quarantined)
     line = item.to_json_line()
     assert PAN.encode() not in line

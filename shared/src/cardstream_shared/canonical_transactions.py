@@ -1,17 +1,18 @@
-"""A fast path for transactions sent in canonical JSON form.
+"""The fast path behind both decoding doors, for records in canonical JSON form.
 
-Validating a record with the contract (:class:`TransactionIn`) costs about 15 us, after
-another 3 us to read its JSON into a dict: five of its fields and two of its model checks
-run Python code. That was half of ingest-api's CPU per batched record. Records in the
+The contract (:mod:`cardstream_shared.contract`) runs Python code for five fields and two
+model checks of every record, after the record's JSON was read into a dict. Records in the
 canonical form (the form of the published data and of ``kaggle_example``: times as
 ``YYYY-MM-DD HH:MM:SS``, amounts, zips and card numbers as strings of digits, labels as
-0/1 or null, no surrounding spaces) are decoded here straight from their JSON bytes into
-a msgspec struct whose constraints are the contract's, in about 4 us.
+0/1 or null, no surrounding spaces), and stream records as ingest-api writes them, are
+decoded here straight from their JSON bytes into msgspec structs whose constraints are the
+contract's (figures in ``docs/benchmarks.md``).
 
 The fast path accepts a subset of what the contract accepts, with the same values: a
 record it declines (``None``) is not thereby invalid, it goes to the contract, which
-accepts it or names every field that is wrong. ``tests/unit/test_canonical_transactions.py``
-holds the two to that with generated and mutated records.
+accepts it or names every field that is wrong. Services do not call this module: they call
+the doors, :mod:`cardstream_shared.transaction_input` and
+:mod:`cardstream_shared.stream_records`, whose tests hold the two paths together.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def _unanchored(pattern: str) -> str:
 
 
 # The canonical text of the fields the contract checks with a pattern or parses in Python.
-# msgspec would match each pattern with its own call into ``re`` (about 0.5 us each); the
-# fields are joined with a separator none of them may contain and matched by one pattern.
+# msgspec would match each pattern with its own call into ``re``; the fields are joined
+# with a separator none of them may contain and matched by one pattern.
 _SEPARATOR: Final = "\x1f"
 _FACT_PATTERNS: Final = (
     # trans_date_trans_time: four-digit years from 1000, as the contract writes them back.
@@ -161,7 +162,8 @@ def _decoded(decoder: msgspec.json.Decoder[_Decoded], raw: bytes) -> _Decoded | 
         return None
     try:
         return decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # msgspec reports invalid UTF-8 in a string as UnicodeDecodeError, not DecodeError.
         return None
 
 
@@ -184,8 +186,7 @@ def canonical_transaction(raw: bytes) -> CanonicalTransaction | None:
 def canonical_transaction_array(body: bytes) -> list[CanonicalTransaction | None] | None:
     """What :func:`canonical_transaction` gives for each element of a JSON array, read in
     one call when every element decodes in canonical form; None when one does not (then
-    each element must be tried on its own). A whole batch read at once costs about 1 us a
-    record less than its elements read one by one."""
+    each element must be tried on its own)."""
     items = _decoded(_ARRAY_DECODER, body)
     return None if items is None else [_checked(t) for t in items]
 

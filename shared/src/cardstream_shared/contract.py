@@ -10,7 +10,6 @@ every row of the published files passes.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import uuid
 from decimal import Decimal
@@ -108,17 +107,9 @@ def normalized_field_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_sensitive(name: str) -> bool:
-    return normalized_field_name(name) in SENSITIVE_FIELD_NAMES
-
-
 def sensitive_fields(keys: Any) -> list[str]:
     """Names among ``keys`` that carry sensitive authentication data."""
-    # Every record is checked twice (parsers.validate, then the model) with ~22 keys each;
-    # records repeat the same keys, so the cache turns ~40 regex substitutions per record
-    # into dictionary look-ups (measured: ~40 us of ~100 us per record in ingest-api).
-    return [str(k) for k in keys if _is_sensitive(str(k))]
+    return [str(k) for k in keys if normalized_field_name(str(k)) in SENSITIVE_FIELD_NAMES]
 
 
 class SensitiveDataError(ValueError):
@@ -145,8 +136,8 @@ def _digits(value: Any) -> Any:
     return _strip_str(value)
 
 
-# The canonical form, parsed by fromisoformat (about 30 times faster than strptime, which
-# costs ~25 us a record in the loader); anything else takes the strptime path as before.
+# The canonical form is parsed by fromisoformat, which is much cheaper than strptime (figures
+# in docs/benchmarks.md); anything else takes the strptime path.
 _CANONICAL_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
@@ -190,10 +181,6 @@ def _parse_fraud(value: Any) -> Any:
 
 
 def _format_timestamp(value: dt.datetime) -> str:
-    # isoformat gives strftime's text for naive whole-second times with four-digit years
-    # (every parsed timestamp) at a third of its cost (~1.5 us a record in ingest-api).
-    if value.microsecond == 0 and value.tzinfo is None and value.year >= 1000:
-        return value.isoformat(" ")
     return value.strftime(TIMESTAMP_FORMAT)
 
 
@@ -203,8 +190,7 @@ Timestamp = Annotated[
     PlainSerializer(_format_timestamp, return_type=str),
 ]
 DigitString = Annotated[str, BeforeValidator(_digits)]
-# Stripped by the models' str_strip_whitespace, natively (a Python validator per text field
-# cost ~0.6 us each, twelve times a record).
+# Stripped by the models' str_strip_whitespace, natively: no Python call per text field.
 Text = str
 # PostgreSQL text cannot hold NUL: a record carrying one would be accepted here and then
 # fail its whole object in the loader, so it is refused at the edge instead.
@@ -255,7 +241,7 @@ class _TransactionFacts(BaseModel):
     @classmethod
     def _refuse_sensitive_data(cls, data: Any) -> Any:
         # No field name of these models is sensitive: a record naming only fields (every
-        # valid one) needs no per-key check, which costs ~5 us a record in the loader.
+        # valid one) needs no per-key check.
         if isinstance(data, dict) and not data.keys() <= cls.model_fields.keys():
             found = sensitive_fields(data.keys())
             if found:

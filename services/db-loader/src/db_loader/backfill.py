@@ -27,18 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-import orjson
-
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
-from cardstream_shared.contract import StreamEnvelope, TransactionIn
-from cardstream_shared.pan import PanKeyring, mask_last4
-from cardstream_shared.parsers import FieldError, parse_csv, validate
+from cardstream_shared.pan import PanKeyring
+from cardstream_shared.stream_records import EnvelopeWriter
+from cardstream_shared.transaction_input import BodyError, Rejected, Transaction, read_csv
 from db_loader.db import create_pool, resolve_dsn
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.object_reader import Limits, fetch_object
-from db_loader.quarantine import QuarantineEntry, masked_line
+from db_loader.quarantine import QuarantineEntry
 from db_loader.rows import PreparedBatch, prepare, prepare_object
 from db_loader.settings import LoaderSettings
 
@@ -47,29 +45,21 @@ BACKFILL_CLIENT_ID: Final = "backfill"
 FILE_BUCKET: Final = "file"
 
 
-def envelope_line(
-    txn: TransactionIn, keyring: PanKeyring, *, client_id: str, received_at: dt.datetime
-) -> bytes:
-    """The NDJSON line ingest-api would have produced for ``txn`` (no PAN in it)."""
-    envelope = StreamEnvelope.from_transaction(
+def envelope_line(txn: Transaction, keyring: PanKeyring, writer: EnvelopeWriter) -> bytes:
+    """The NDJSON line ingest-api would have produced for ``txn`` (no PAN in it); its
+    ingest id is derived from ``trans_num``, so a reload writes the same line."""
+    return writer.to_json_bytes(
         txn,
         keyring.tokenize(txn.cc_num),
-        client_id=client_id,
-        received_at=received_at,
         ingest_id=uuid.uuid5(uuid.NAMESPACE_URL, f"cardstream-backfill:{txn.trans_num}"),
     )
-    return envelope.to_json_bytes()
 
 
-def _rejected(index: int, data: dict[str, Any] | None, errors: list[FieldError]) -> QuarantineEntry:
-    row = dict(data) if data is not None else None
-    if row is not None and "cc_num" in row:
-        # A rejected row's card number may be a real PAN that fails our checks: keep only
-        # what PCI DSS allows to display.
-        digits = "".join(ch for ch in str(row["cc_num"]) if ch.isdigit())
-        row["cc_num"] = mask_last4(digits[-4:]) if digits else None
-    line = orjson.dumps(row) if row is not None else b""
-    return masked_line(index, line, row, errors)
+def _rejected(number: int, outcome: Rejected) -> QuarantineEntry:
+    # Only the reasons and the id are kept: the row's values may hold a card number that
+    # failed our checks, and the file itself names the row.
+    row = {"trans_num": outcome.trans_num} if outcome.trans_num else None
+    return QuarantineEntry(number, [e.as_dict() for e in outcome.errors], row, None)
 
 
 def _file_sha256(path: Path) -> str:
@@ -90,29 +80,21 @@ def csv_batches(
     """A Kaggle CSV file as ledger-identified chunks of prepared rows."""
     etag = _file_sha256(path)
     resolved = str(path.resolve())
-    received_at = dt.datetime.now(dt.UTC)
+    writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        records = parse_csv(handle)
+        records = enumerate(read_csv(handle), start=1)
         done = False
         while not done:
             lines: list[tuple[int, bytes]] = []
             rejected: list[QuarantineEntry] = []
             first = last = None
-            for record in records:
-                number = record.index + 1
+            for number, outcome in records:
                 first = number if first is None else first
                 last = number
-                if record.data is None:
-                    rejected.append(_rejected(number, None, record.errors))
+                if isinstance(outcome, Rejected):
+                    rejected.append(_rejected(number, outcome))
                 else:
-                    outcome = validate(record.data)
-                    if isinstance(outcome, TransactionIn):
-                        line = envelope_line(
-                            outcome, keyring, client_id=client_id, received_at=received_at
-                        )
-                        lines.append((number, line))
-                    else:
-                        rejected.append(_rejected(number, record.data, outcome))
+                    lines.append((number, envelope_line(outcome, keyring, writer)))
                 if last - first + 1 >= chunk_rows:
                     break
             else:
@@ -267,7 +249,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.target.startswith("s3://") and not Path(args.target).is_file():
         print(f"cardstream load: {args.target} is not a file or an s3:// URI", file=sys.stderr)
         return 2
-    progress = asyncio.run(
-        backfill(args.target, settings, pan_key_secret_id=args.pan_key_secret_id, out=sys.stderr)
-    )
+    try:
+        progress = asyncio.run(
+            backfill(
+                args.target, settings, pan_key_secret_id=args.pan_key_secret_id, out=sys.stderr
+            )
+        )
+    except BodyError as error:
+        print(f"cardstream load: {args.target}: {error.detail}", file=sys.stderr)
+        return 2
     return 0 if progress.quarantined == 0 else 1

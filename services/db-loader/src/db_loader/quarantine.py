@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from cardstream_shared.contract import sensitive_fields
-from cardstream_shared.parsers import FieldError
+from cardstream_shared.field_errors import FieldError
 from cardstream_shared.redaction import REDACTED, redact_text
 
 if TYPE_CHECKING:

@@ -1,17 +1,10 @@
 """From landed NDJSON lines to prepared rows: validation, dimension keys, in-batch dedupe.
 
 This is the CPU half of a load and touches no database, so it can be tested on its own and
-run off the event loop. Every line is validated again against the shared contract (defence
-in depth: the object may not come from our stream-writer); a bad line becomes a quarantine
-entry with its reasons and never stops the others.
-
-Validation has two paths with one outcome. The contract (:class:`StreamEnvelope`) runs
-Python code for four fields and two model checks, about 15 us a line. Lines in the form
-our stream-writer writes take a faster path first
-(:func:`cardstream_shared.canonical_transactions.canonical_envelope`, msgspec, about 4 us).
-It accepts a subset of what the contract accepts and yields the same values (checked by a
-property test against the contract); every other line, good or bad, goes through the
-contract itself.
+run off the event loop. Every line is read again through the shared door
+(:func:`cardstream_shared.stream_records.read_stream_record`; defence in depth: the object
+may not come from our stream-writer); a bad line becomes a quarantine entry with its
+reasons and never stops the others.
 """
 
 from __future__ import annotations
@@ -22,14 +15,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
-import orjson
-from pydantic import ValidationError
+import msgspec
 
-from cardstream_shared.canonical_transactions import canonical_envelope
-from cardstream_shared.contract import StreamEnvelope
-from cardstream_shared.parsers import validation_errors
+from cardstream_shared.stream_records import StreamFacts, read_stream_record
 from db_loader.object_reader import Limits, decode_lines, is_gzip_key
 from db_loader.quarantine import QuarantineEntry, masked_line
 
@@ -80,7 +70,7 @@ def dimension_id(kind: str, *parts: object) -> uuid.UUID:
     return uuid.UUID(bytes=hashlib.blake2b(text.encode(), digest_size=16).digest())
 
 
-# Ids travel as text: that is what the CSV record needs, and str(UUID) costs ~0.4 us a call.
+# Ids travel as text: that is what the CSV record needs, and str(UUID) costs a call each.
 @lru_cache(maxsize=65_536)
 def _merchant_id(merchant: str) -> str:
     return str(dimension_id("merchant", merchant))
@@ -122,81 +112,6 @@ def _csv_text(value: str) -> str:
     return value
 
 
-class Facts(NamedTuple):
-    """Everything the model keeps of one valid line, in the text form the loader writes."""
-
-    trans_num: str
-    trans_date_trans_time: str
-    unix_time: int
-    amt: str
-    category: str
-    merchant: str
-    merch_lat: float
-    merch_long: float
-    card_token: str
-    card_last4: str
-    card_key_version: str
-    city: str
-    state: str
-    city_pop: int
-    zip: str
-    lat: float
-    long: float
-    street: str
-    first: str
-    last: str
-    gender: str
-    dob: dt.date
-    job: str
-    is_fraud: int | None
-    ingest_id: str
-    client_id: str
-    received_at: str
-
-
-def _received_text(received_at: dt.datetime) -> str:
-    # The contract says UTC; a naive value must not be shifted by the server's zone.
-    if received_at.tzinfo is None:
-        received_at = received_at.replace(tzinfo=dt.UTC)
-    return received_at.astimezone(dt.UTC).isoformat(timespec="microseconds")
-
-
-def _canonical_received_text(text: str) -> str:
-    """:func:`_received_text` of a canonical UTC time (its form and calendar checked by
-    ``canonical_envelope``), without parsing it into a datetime with pydantic's time zone,
-    whose isoformat alone costs ~0.9 us."""
-    return f"{text[:-1]}+00:00" if len(text) > 20 else f"{text[:-1]}.000000+00:00"
-
-
-def contract_facts(e: StreamEnvelope) -> Facts:
-    """The facts of a line the contract accepted (the reference for the fast path)."""
-    return Facts(
-        e.trans_num, e.trans_date_trans_time.isoformat(sep=" "), e.unix_time, str(e.amt),
-        e.category, e.merchant, e.merch_lat, e.merch_long, e.card_token, e.card_last4,
-        e.card_key_version, e.city, e.state, e.city_pop, e.zip, e.lat, e.long, e.street,
-        e.first, e.last, e.gender, e.dob, e.job, e.is_fraud, str(e.ingest_id), e.client_id,
-        _received_text(e.received_at),
-    )  # fmt: skip
-
-
-def fast_facts(line: bytes) -> Facts | None:
-    """The facts of a line in canonical form, or None: then the contract decides.
-
-    None is returned for every line the contract would refuse, and for valid lines outside
-    the canonical form; for the others the result equals :func:`contract_facts`.
-    """
-    e = canonical_envelope(line)
-    if e is None:
-        return None
-    received = _canonical_received_text(e.received_at)
-    return Facts(
-        e.trans_num, e.trans_date_trans_time, e.unix_time, e.amt, e.category, e.merchant,
-        e.merch_lat, e.merch_long, e.card_token, e.card_last4, e.card_key_version, e.city,
-        e.state, e.city_pop, e.zip, e.lat, e.long, e.street, e.first, e.last, e.gender, e.dob,
-        e.job, e.is_fraud, e.ingest_id, e.client_id, received,
-    )  # fmt: skip
-
-
 def split_label(record: str) -> tuple[str, int | None, str | None, str]:
     """A fact record as (fields before the label, is_fraud, labelled_at, fields after)."""
     parts = record.split(",", _LABEL_FIELD)
@@ -236,7 +151,7 @@ class PreparedBatch:
     def fact_count(self) -> int:
         return len(self.trans_nums)
 
-    def add(self, f: Facts) -> None:
+    def add(self, f: StreamFacts) -> None:
         """Record the dimension rows and the fact record of a new ``trans_num``."""
         (
             trans_num, time, unix_time, amt, category, merchant, merch_lat, merch_long,
@@ -276,8 +191,8 @@ class PreparedBatch:
 
 def _as_object(line: bytes) -> dict[str, Any] | None:
     try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        data = msgspec.json.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -296,14 +211,10 @@ def prepare(lines: Iterable[tuple[int, bytes]]) -> PreparedBatch:
         if not line.strip():
             continue
         batch.row_count += 1
-        facts = fast_facts(line)
-        if facts is None:
-            try:
-                facts = contract_facts(StreamEnvelope.model_validate_json(line))
-            except ValidationError as error:
-                errors = validation_errors(error)
-                batch.quarantined.append(masked_line(line_number, line, _as_object(line), errors))
-                continue
+        facts = read_stream_record(line)
+        if isinstance(facts, list):
+            batch.quarantined.append(masked_line(line_number, line, _as_object(line), facts))
+            continue
         seen = position.get(facts.trans_num)
         if seen is None:
             position[facts.trans_num] = len(batch.trans_nums)

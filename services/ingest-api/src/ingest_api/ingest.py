@@ -1,31 +1,27 @@
-"""From parsed records to stream records and per-record results.
+"""From decoded records to stream records and per-record results.
 
-Each record is validated on its own (one bad record never costs the others), its card
-number is replaced by the keyed token before anything leaves the process, and it is
-acknowledged only with the receipt Kinesis gave it.
+Records arrive decoded and validated by the shared door
+(:mod:`cardstream_shared.transaction_input`); here each valid one has its card number
+replaced by the keyed token before anything leaves the process, and is acknowledged only
+with the receipt Kinesis gave it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Iterable, Sized
-from typing import Any, Final, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 
-from cardstream_shared.canonical_transactions import CanonicalTransaction
-from cardstream_shared.contract import TRANS_NUM_PATTERN, TransactionIn
+from cardstream_shared.field_errors import FieldError
 from cardstream_shared.pan import PanKeyring
-from cardstream_shared.parsers import FieldError, RawRecord, validate
-from cardstream_shared.redaction import redact_text
-from ingest_api.envelope import EnvelopeWriter
+from cardstream_shared.stream_records import EnvelopeWriter
+from cardstream_shared.transaction_input import Outcome, Rejected, Transaction
 from ingest_api.kinesis_producer import KinesisProducer, OutgoingRecord, Receipt
 from ingest_api.metrics import IngestMetrics
 
 Status = Literal["accepted", "rejected", "not_accepted"]
-
-_TRANS_NUM: Final = re.compile(TRANS_NUM_PATTERN)
 
 
 class RecordResult(msgspec.Struct, omit_defaults=True):
@@ -41,25 +37,6 @@ class RecordResult(msgspec.Struct, omit_defaults=True):
     errors: list[FieldError] = []
 
 
-def echoable_trans_num(data: dict[str, Any] | None) -> str | None:
-    """The record's ``trans_num`` if it is safe to repeat in a response, else None.
-
-    A rejected record's id is echoed so the caller can match results, but only when it has
-    the shape of an id and does not look like a card number.
-    """
-    if not data:
-        return None
-    value = data.get("trans_num")
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        return None
-    value = value.strip()
-    if not _TRANS_NUM.match(value) or redact_text(value) != value:
-        return None
-    return value
-
-
 class Ingestor:
     """Validates, tokenizes and stores records for one service instance."""
 
@@ -70,17 +47,13 @@ class Ingestor:
         self._producer = producer
         self._metrics = metrics
 
-    def envelope(
-        self, txn: TransactionIn | CanonicalTransaction, writer: EnvelopeWriter
-    ) -> OutgoingRecord:
+    def envelope(self, txn: Transaction, writer: EnvelopeWriter) -> OutgoingRecord:
         """The stream record of ``txn``: PAN tokenized, partitioned by card token so that
         one card's transactions stay in order on one shard."""
         card = self._keyring.tokenize(txn.cc_num)
         return OutgoingRecord(writer.to_json_bytes(txn, card), card.token)
 
-    async def ingest_one(
-        self, txn: TransactionIn | CanonicalTransaction, *, client_id: str
-    ) -> Receipt | None:
+    async def ingest_one(self, txn: Transaction, *, client_id: str) -> Receipt | None:
         """Store one valid transaction (coalesced with concurrent requests)."""
         writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
         record = self.envelope(txn, writer)
@@ -94,47 +67,34 @@ class Ingestor:
         self._metrics.records.labels(outcome="rejected", reason=reason).inc()
 
     async def ingest_many(
-        self, raw_records: Iterable[RawRecord], *, client_id: str
+        self, outcomes: Sequence[Outcome], *, client_id: str
     ) -> list[RecordResult]:
         """Results for every record, in input order; valid ones are stored in Kinesis."""
         writer = EnvelopeWriter(client_id=client_id, received_at=dt.datetime.now(dt.UTC))
-        if isinstance(raw_records, Sized):
-            writer.reserve_ids(len(raw_records))
+        writer.reserve_ids(len(outcomes))
         results: list[RecordResult] = []
         outgoing: list[OutgoingRecord] = []
         positions: list[int] = []
         first_seen: dict[str, int] = {}
-        for raw in raw_records:
-            checked: TransactionIn | CanonicalTransaction | list[FieldError]
-            if raw.canonical is not None:
-                checked = raw.canonical
-            elif raw.data is None:
-                results.append(RecordResult(raw.index, None, "rejected", errors=raw.errors))
-                continue
-            else:
-                checked = validate(raw.data)
-            if isinstance(checked, list):
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, Rejected):
                 results.append(
-                    RecordResult(
-                        raw.index, echoable_trans_num(raw.data), "rejected", errors=checked
-                    )
+                    RecordResult(index, outcome.trans_num, "rejected", errors=outcome.errors)
                 )
                 continue
-            earlier = first_seen.get(checked.trans_num)
+            earlier = first_seen.get(outcome.trans_num)
             if earlier is not None:
                 # trans_num is the idempotency key; a repeat inside one request is a client
                 # error, reported rather than silently collapsed.
                 error = FieldError(
                     "trans_num", f"duplicate of record {earlier} in this request", "duplicate"
                 )
-                results.append(
-                    RecordResult(raw.index, checked.trans_num, "rejected", errors=[error])
-                )
+                results.append(RecordResult(index, outcome.trans_num, "rejected", errors=[error]))
                 continue
-            first_seen[checked.trans_num] = raw.index
+            first_seen[outcome.trans_num] = index
             positions.append(len(results))
-            results.append(RecordResult(raw.index, checked.trans_num, "accepted"))
-            outgoing.append(self.envelope(checked, writer))
+            results.append(RecordResult(index, outcome.trans_num, "accepted"))
+            outgoing.append(self.envelope(outcome, writer))
         receipts = await self._producer.put_records(outgoing) if outgoing else []
         for position, receipt in zip(positions, receipts, strict=True):
             result = results[position]

@@ -1,6 +1,6 @@
 """The OpenAPI document's hand-written parts and the self-hosted Swagger UI and ReDoc.
 
-Request bodies are read by the routes themselves (orjson, then the shared validator), so
+Request bodies are read by the routes themselves (through the shared decoding door), so
 their schemas and examples are declared here rather than inferred from parameters. The
 documentation pages load their JavaScript and CSS from this service (``static/``), never
 from a CDN, so they work on a machine without internet access.

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cardstream_shared.parsers import FieldError
+from cardstream_shared.field_errors import FieldError
 
 logger = logging.getLogger(__name__)
 

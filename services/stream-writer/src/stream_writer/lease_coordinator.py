@@ -163,7 +163,6 @@ class LeaseCoordinator:
             batcher,
             committer,
             poll_interval_s=s.poll_interval_s,
-            validation=s.validation,
             metrics=self._metrics,
         )
 

@@ -1,40 +1,27 @@
-"""Decoding stream records: a ``StreamEnvelope`` becomes one NDJSON line, anything else a
-quarantine entry with its reason and its content redacted (it may hold a card number in clear).
+"""Decoding stream records: a valid stream record becomes one NDJSON line, anything else a
+quarantine entry with its reasons and its content redacted (it may hold a card number in clear).
 
-Two levels of checking, chosen by ``WRITER_VALIDATION``:
-
-* ``structure`` (default): a JSON object with exactly the envelope's fields, schema version 1
-  and a well-formed card token. This catches what cannot be loaded at all (not JSON, another
-  producer's records, a raw transaction with ``cc_num``) at about 2 µs per record.
-* ``full``: the pydantic model itself, about 40 µs per record (measured, see
-  docs/stream-writer.md), which alone would hold the writer near 20,000 records per
-  CPU-second. The db-loader validates every row again before loading, and quarantines the
-  rows it refuses with their reasons, so value checks are not lost with ``structure``.
+Records are read through the shared door
+(:func:`cardstream_shared.stream_records.read_stream_record`), the same the db-loader loads
+landed lines with: what the writer lands in ``raw/`` is what the loader can load, and what
+either refuses is refused for the same reasons.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final
 
 import orjson
-from pydantic import ValidationError
 
-from cardstream_shared.contract import StreamEnvelope
 from cardstream_shared.redaction import redact_text
-
-Validation = Literal["structure", "full"]
-
-_FIELDS: Final = frozenset(StreamEnvelope.model_fields)
-_REQUIRED: Final = frozenset(
-    name for name, info in StreamEnvelope.model_fields.items() if info.is_required()
-)
-_CARD_TOKEN: Final = re.compile(r"[0-9a-f]{64}")
+from cardstream_shared.stream_records import read_stream_record
 
 # A quarantined record keeps this much of its (redacted) content: enough to diagnose it.
 _QUARANTINE_EXCERPT_CHARS = 4096
+# A quarantine reason names at most this many fields (an envelope has 28).
+_MAX_REASONS: Final = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,65 +47,19 @@ class Quarantined:
         )
 
 
-def _reason(error: ValidationError) -> str:
-    # Field locations and messages only: input values could be personal data or a PAN.
-    parts = []
-    for item in error.errors(include_input=False, include_url=False)[:10]:
-        location = ".".join(str(part) for part in item["loc"]) or "record"
-        parts.append(f"{location}: {item['msg']}")
-    return "not a valid StreamEnvelope: " + "; ".join(parts)
-
-
-def _names(names: set[str]) -> str:
-    return redact_text(", ".join(sorted(names))[:200])
-
-
-def structure_problem(data: bytes) -> str | None:
-    """Why ``data`` is not an envelope-shaped JSON object, or None when it is."""
-    try:
-        value: Any = orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        return f"not JSON: {error.msg}"
-    if not isinstance(value, dict):
-        return "not a JSON object"
-    keys = value.keys()
-    unknown = keys - _FIELDS
-    if unknown:
-        return f"not a StreamEnvelope: unknown field(s) {_names(set(unknown))}"
-    missing = _REQUIRED - keys
-    if missing:
-        return f"not a StreamEnvelope: missing field(s) {_names(set(missing))}"
-    if value.get("schema_version", 1) != 1:
-        return "not a StreamEnvelope: unsupported schema_version"
-    token = value["card_token"]
-    if not isinstance(token, str) or not _CARD_TOKEN.fullmatch(token):
-        return "not a StreamEnvelope: card_token is not 64 lower-case hex digits"
-    return None
-
-
 def decode(
-    data: bytes,
-    sequence_number: str,
-    partition_key: str,
-    arrived_at: dt.datetime,
-    validation: Validation = "structure",
+    data: bytes, sequence_number: str, partition_key: str, arrived_at: dt.datetime
 ) -> bytes | Quarantined:
-    """The NDJSON line for an envelope, or why the record goes to quarantine."""
-    reason: str | None
-    if validation == "full":
-        try:
-            StreamEnvelope.model_validate_json(data)
-        except ValidationError as error:
-            reason = _reason(error)
-        else:
-            reason = None
-    else:
-        reason = structure_problem(data)
-    if reason is None:
-        # ingest-api writes compact JSON; anything with a line break is re-serialized so the
-        # object stays one record per line.
-        if b"\n" in data or b"\r" in data:
-            return orjson.dumps(orjson.loads(data))
-        return data
+    """The NDJSON line of a valid stream record, or why the record goes to quarantine."""
+    outcome = read_stream_record(data)
+    if not isinstance(outcome, list):
+        # JSON strings cannot hold a raw line break: any in a valid record is whitespace
+        # between tokens, and dropping it keeps the object one record per line.
+        return data.translate(None, b"\r\n")
+    reason = "not a valid StreamEnvelope: " + "; ".join(
+        f"{error.field or 'record'}: {error.message}" for error in outcome[:_MAX_REASONS]
+    )
+    if len(outcome) > _MAX_REASONS:
+        reason += f"; and {len(outcome) - _MAX_REASONS} more"
     text = data.decode("utf-8", errors="replace")[:_QUARANTINE_EXCERPT_CHARS]
     return Quarantined(sequence_number, partition_key, reason, redact_text(text), arrived_at)

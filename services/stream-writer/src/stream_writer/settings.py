@@ -17,7 +17,6 @@ from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.settings import ServiceSettings
-from stream_writer.records import Validation
 
 InitialPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 
@@ -46,8 +45,6 @@ class WriterSettings(ServiceSettings):
     # Level 3 compresses to 11.8 % at 2.5 µs per record; level 6 gains 1.4 points for 5.5 µs
     # (measured on generated envelopes), too much of the per-record budget.
     gzip_level: int = Field(default=3, ge=1, le=9)
-    # How records are checked before landing; see stream_writer.records.
-    validation: Validation = "structure"
 
     # Leases: a dead worker's shards are taken over within failover_s of its last renewal.
     failover_s: float = Field(default=10.0, gt=0, le=3600)

@@ -13,7 +13,7 @@ from stream_writer.batcher import Batch, Batcher, Trigger
 from stream_writer.checkpoint import BatchCommitter
 from stream_writer.lease import SHARD_END, LeaseLostError, OwnedLease, PendingObject
 from stream_writer.metrics import WriterMetrics
-from stream_writer.records import Validation, decode
+from stream_writer.records import decode
 from stream_writer.shard_reader import ShardReader
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ class ShardConsumer:
         committer: BatchCommitter,
         *,
         poll_interval_s: float,
-        validation: Validation,
         metrics: WriterMetrics,
     ) -> None:
         self.owned = owned
@@ -40,7 +39,6 @@ class ShardConsumer:
         self._batcher = batcher
         self._committer = committer
         self._poll_interval_s = poll_interval_s
-        self._validation: Validation = validation
         self._metrics = metrics
         # Set while the batch announced by a crashed owner is being rebuilt: other triggers
         # wait until its last record is in, so the rebuilt objects get the announced keys.
@@ -133,11 +131,10 @@ class ShardConsumer:
         # The per-record path: about 15 µs of the writer's 30 µs budget per record.
         self._metrics.records_in.inc(len(records))
         batcher = self._batcher
-        validation = self._validation
         for record in records:
             sequence: str = record["SequenceNumber"]
             arrived: dt.datetime = record["ApproximateArrivalTimestamp"]
-            item = decode(record["Data"], sequence, record["PartitionKey"], arrived, validation)
+            item = decode(record["Data"], sequence, record["PartitionKey"], arrived)
             if self._recovering is None:
                 for batch, trigger in batcher.offer(item, sequence, arrived):
                     await self._commit(batch, trigger, None)

@@ -7,19 +7,22 @@ from decimal import Decimal
 from typing import Annotated, Any, Final
 
 import msgspec
-import orjson
 from fastapi import APIRouter, Path, Request, Security
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.canonical_transactions import canonical_transaction
-from cardstream_shared.contract import TIMESTAMP_FORMAT, TransactionIn
+from cardstream_shared.contract import TIMESTAMP_FORMAT
 from cardstream_shared.jwt_auth import Principal
-from cardstream_shared.parsers import validate
+from cardstream_shared.transaction_input import (
+    MAX_RECORD_BYTES,
+    BodyError,
+    Rejected,
+    read_batch,
+    read_transaction,
+)
 from ingest_api.auth import BearerAuth
-from ingest_api.body import BATCH_TYPES, JSON, media_type, parse_batch, read_body
-from ingest_api.ingest import echoable_trans_num
+from ingest_api.body import BATCH_FORMATS, JSON, media_type, read_body
 from ingest_api.models import (
     CardOut,
     Lineage,
@@ -48,7 +51,7 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-_BATCH_ENCODER: Final = msgspec.json.Encoder()
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 def _runtime(request: Request) -> Runtime:
@@ -57,7 +60,11 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _json(body: Any, status: int) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+    return Response(_ENCODER.encode(body), status_code=status, media_type=JSON)
+
+
+def _unreadable(error: BodyError) -> ProblemError:
+    return ProblemError(error.status, error.kind, error.detail)
 
 
 def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
@@ -72,27 +79,6 @@ def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
         )
 
 
-def _validated(runtime: Runtime, body: bytes) -> TransactionIn:
-    """The transaction of a body off the canonical fast path, validated by the contract."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProblemError(400, "json-invalid", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ProblemError(422, "validation-error", "the body must be a JSON object")
-    checked = validate(data)
-    if not isinstance(checked, TransactionIn):
-        runtime.ingestor.reject(checked)
-        raise ProblemError(
-            422,
-            "validation-error",
-            "the transaction is not valid",
-            errors=checked,
-            extra={"trans_num": echoable_trans_num(data)},
-        )
-    return checked
-
-
 async def post_transaction(request: Request) -> Response:
     """Validate one transaction, tokenize its card number and store it in the stream.
 
@@ -103,8 +89,20 @@ async def post_transaction(request: Request) -> Response:
     if media_type(request) != JSON:
         raise ProblemError(415, "unsupported-media-type", "send application/json")
     _rate_limit(runtime, principal.client_id, 1)
-    body = await read_body(request, runtime.settings.max_body_bytes)
-    checked = canonical_transaction(body) or _validated(runtime, body)
+    body = await read_body(request, min(runtime.settings.max_body_bytes, MAX_RECORD_BYTES))
+    try:
+        checked = read_transaction(body)
+    except BodyError as error:
+        raise _unreadable(error) from None
+    if isinstance(checked, Rejected):
+        runtime.ingestor.reject(checked.errors)
+        raise ProblemError(
+            422,
+            "validation-error",
+            "the transaction is not valid",
+            errors=checked.errors,
+            extra={"trans_num": checked.trans_num},
+        )
     receipt = await runtime.ingestor.ingest_one(checked, client_id=principal.client_id)
     if receipt is None:
         raise ProblemError(
@@ -134,18 +132,18 @@ async def post_batch(request: Request) -> Response:
     is rejected for the repeats."""
     principal = await WRITE(request)
     runtime = _runtime(request)
-    kind = media_type(request)
-    if kind not in BATCH_TYPES:
+    form = BATCH_FORMATS.get(media_type(request))
+    if form is None:
         raise ProblemError(
             415,
             "unsupported-media-type",
             "send application/json (array), application/x-ndjson or text/csv",
         )
     body = await read_body(request, runtime.settings.max_body_bytes)
-    records = parse_batch(body, kind)
-    limit = runtime.settings.max_records_per_request
-    if len(records) > limit:
-        raise ProblemError(413, "too-many-records", f"at most {limit} records per request")
+    try:
+        records = read_batch(body, form, max_records=runtime.settings.max_records_per_request)
+    except BodyError as error:
+        raise _unreadable(error) from None
     if not records:
         raise ProblemError(422, "validation-error", "the batch holds no records")
     _rate_limit(runtime, principal.client_id, len(records))
@@ -169,7 +167,7 @@ async def post_batch(request: Request) -> Response:
         )
     # The results are msgspec structs in the contract's shape: one call writes them all.
     payload = {"accepted": counts["accepted"], "rejected": counts["rejected"], "results": results}
-    return Response(_BATCH_ENCODER.encode(payload), status_code=200, media_type=JSON)
+    return _json(payload, 200)
 
 
 # The write path is served by plain Starlette routes: FastAPI's per-request parameter and

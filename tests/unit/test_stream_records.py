@@ -1,7 +1,8 @@
-"""The loader's fast validation path agrees with the shared contract on every line it accepts.
+"""The door of stream records: the fast path agrees with the shared contract on every record.
 
-``db_loader.rows.fast_facts`` may decline any line (the contract then decides), but a line
-it accepts must be one the contract accepts, with the very same facts. Hypothesis mutates
+The canonical path may decline any record (the contract then decides), but a record it
+accepts must be one the contract accepts, with the very same facts: the door's answer is
+the contract's, fact for fact and error for error. Hypothesis mutates
 valid envelopes field by field with the values that separate the two: whitespace the two
 strip functions disagree on, other scripts' digits, non-canonical numbers, times and ids,
 impossible dates, unknown and sensitive fields, duplicate keys.
@@ -22,10 +23,11 @@ from pydantic import ValidationError
 from record_mutations import anything, mutated_json, numbers, padded
 
 from cardstream.generator import iter_rows
+from cardstream_shared.canonical_transactions import canonical_envelope
 from cardstream_shared.contract import StreamEnvelope, TransactionIn
+from cardstream_shared.field_errors import FieldError, from_validation_error
 from cardstream_shared.pan import PanKeyring
-from cardstream_shared.parsers import validate
-from db_loader.rows import contract_facts, fast_facts, prepare, split_label, with_label
+from cardstream_shared.stream_records import StreamFacts, contract_facts, read_stream_record
 
 pytestmark = pytest.mark.unit
 
@@ -36,8 +38,7 @@ RECEIVED = dt.datetime(2026, 11, 27, 6, 30, 1, 250_000, tzinfo=dt.UTC)
 def valid_envelopes(count: int, seed: int) -> list[StreamEnvelope]:
     envelopes = []
     for row in iter_rows(count, seed):
-        txn = validate(row.as_dict())
-        assert isinstance(txn, TransactionIn)
+        txn = TransactionIn.model_validate(row.as_dict())
         envelopes.append(
             StreamEnvelope.from_transaction(
                 txn, KEYRING.tokenize(txn.cc_num), client_id="client-1", received_at=RECEIVED
@@ -157,19 +158,23 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
 lines = mutated_json(BASE, FIELD_VALUES, ["cvv", "CVV-2", "pin", "note", "cc_num"])
 
 
+def contract_verdict(line: bytes) -> StreamFacts | list[FieldError]:
+    """What the contract alone says of a line."""
+    try:
+        return contract_facts(StreamEnvelope.model_validate_json(line))
+    except ValidationError as error:
+        return from_validation_error(error)
+
+
 @settings(max_examples=1500, deadline=None)
 @given(lines)
-def test_fast_path_accepts_only_what_the_contract_accepts_with_the_same_facts(
+def test_the_door_gives_the_contracts_answer_whichever_path_takes_the_record(
     line: bytes,
 ) -> None:
-    fast = fast_facts(line)
-    if fast is None:
-        return
-    try:
-        envelope = StreamEnvelope.model_validate_json(line)
-    except ValidationError as error:
-        pytest.fail(f"fast path accepted a line the contract refuses: {error}")
-    assert fast == contract_facts(envelope)
+    door = read_stream_record(line)
+    assert door == contract_verdict(line)
+    if canonical_envelope(line) is not None:
+        assert isinstance(door, StreamFacts), "fast path accepted a line the contract refuses"
 
 
 def test_every_envelope_the_stream_writer_writes_takes_the_fast_path() -> None:
@@ -181,11 +186,12 @@ def test_every_envelope_the_stream_writer_writes_takes_the_fast_path() -> None:
     ]
     for envelope in labelled:
         line = envelope.to_json_bytes()
-        assert fast_facts(line) == contract_facts(StreamEnvelope.model_validate_json(line))
+        assert canonical_envelope(line) is not None
+        assert read_stream_record(line) == contract_verdict(line)
 
 
 def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:
-    # fast_facts mirrors these two model checks by hand; a new one must be mirrored too.
+    # The fast path mirrors these two model checks by hand; a new one must be mirrored too.
     decorators = StreamEnvelope.__pydantic_decorators__
     assert set(decorators.model_validators) == {
         "_refuse_sensitive_data",
@@ -193,24 +199,3 @@ def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:
     }
     assert not decorators.field_validators
     assert not decorators.validators
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.sampled_from(BASE),
-    st.sampled_from([0, 1]),
-    st.sampled_from(["2026-11-27T07:33:58.030833+00:00", "2026-11-28T00:00:00+00:00"]),
-    st.sampled_from(["client,1", 'a "quoted" client', "multi\nline", "plain"]),
-)
-def test_a_fact_record_takes_another_label_without_changing_any_other_field(
-    record: dict[str, Any], label: int, labelled_at: str, client_id: str
-) -> None:
-    line = json.dumps({**record, "client_id": client_id, "is_fraud": None}).encode()
-    batch = prepare([(1, line)])
-    (original,) = batch.fact_records
-    changed = with_label(original, label, labelled_at)
-    head, fraud, when, tail = split_label(changed)
-    assert (fraud, when) == (label, labelled_at)
-    before = split_label(original)
-    assert (head, tail) == (before[0], before[3])
-    assert before[1:3] == (None, None)
