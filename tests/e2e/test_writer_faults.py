@@ -462,7 +462,17 @@ def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
     [lease] = lease_items(aws["dynamodb"]).values()
     assert lease["checkpoint"]["S"] == "TRIM_HORIZON"  # the checkpoint never moved
     pending_key = lease["pendingRawKey"]["S"]
-    assert pending_key.endswith("-1-150.jsonl.gz")
+    # The announced object is named for the first 150 records of the shard.
+    first_150 = aws["kinesis"].get_records(
+        ShardIterator=aws["kinesis"].get_shard_iterator(
+            StreamName=resources.stream_name,
+            ShardId="shardId-000000000000",
+            ShardIteratorType="TRIM_HORIZON",
+        )["ShardIterator"],
+        Limit=150,
+    )["Records"]
+    first, last = first_150[0]["SequenceNumber"], first_150[-1]["SequenceNumber"]
+    assert pending_key.endswith(f"-{first}-{last}.jsonl.gz")
     keys_before = {obj.key for obj in landed(aws["s3"])}
     assert keys_before == (set() if rebuilt else {pending_key})
 

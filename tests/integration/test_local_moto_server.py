@@ -14,6 +14,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 
@@ -71,3 +72,15 @@ def test_s3_user_metadata_names_come_back_in_lower_case(moto_endpoint: str) -> N
         "record-count": "3",
         "trigger": "t",
     }
+
+
+def test_a_deleted_message_is_not_kept_by_the_emulator(moto_endpoint: str) -> None:
+    # moto kept every model object it ever made (deleted SQS messages, overwritten S3
+    # objects, Kinesis records) for its data.json dump, so its memory grew with the run.
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"registry-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody="short-lived")
+    for message in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]:
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    registry = httpx.get(f"{moto_endpoint}/moto-api/data.json", timeout=30).json()
+    assert registry["sqs"].get("Message", []) == []

@@ -2,24 +2,25 @@
 
 moto 5.x reshards unlike AWS (checked against moto 5.2.5): after a split or merge it keeps
 routing new records to the closed parent (``get_shard_for_key`` ignores ``is_open``), a split
-moves the parent's records out and back in, a merge copies them into the child, and a closed
-shard never answers with a null ``NextShardIterator``. A consumer then never sees SHARD_END,
-so the stream-writer's lease logic (children only after their parents are finished) could
-not be tried locally. :func:`install` patches those four points; the local stack's moto
-server (``cardstream.local.moto_server``) installs them before it serves, and
-``tests/integration/test_local_moto_resharding.py`` fails if a moto upgrade moves them.
+moves the parent's records out and back in, and a merge copies them into the child. A
+consumer then could not rely on a parent's records staying in the parent, so the
+stream-writer's lease logic (children only after their parents are finished) could not be
+tried locally. :func:`install` patches those three points: new records go to the open shard
+whose range holds their key, and every shard keeps its records. That a closed shard read to
+its end answers with a null ``NextShardIterator`` (SHARD_END) is the record store's part
+(``moto_kinesis_store``). The local stack's moto server (``cardstream.local.moto_server``)
+installs both before it serves, and ``tests/integration/test_local_moto_resharding.py``
+fails if a moto upgrade moves them.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 
 def install() -> None:
     """Patch moto's Kinesis models in this process (idempotent)."""
     from moto.kinesis import models
-    from moto.kinesis.utils import decompose_shard_iterator
     from moto.utilities.utils import md5_hash
 
     if getattr(models.Stream.get_shard_for_key, "cardstream_patched", False):
@@ -27,7 +28,6 @@ def install() -> None:
     shard_for_key_unpatched = models.Stream.get_shard_for_key
     split = models.Stream.split_shard
     merge = models.Stream.merge_shards
-    get_records = models.KinesisBackend.get_records
 
     def shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
         # moto's own look-up checks the key and the hash key, and is right until a reshard
@@ -46,35 +46,29 @@ def install() -> None:
         return None
 
     def split_shard(self: Any, shard_to_split: str, new_starting_hash_key: str) -> None:
-        # AWS leaves the parent's records where they are and the children start empty.
+        # AWS leaves the parent's records where they are and the children start empty:
+        # moto's split, shown no records, moves none.
         parent = self.shards[shard_to_split]
-        kept = OrderedDict(parent.records)
-        before = set(self.shards)
-        split(self, shard_to_split, new_starting_hash_key)
-        parent.records = kept
-        for shard_id in set(self.shards) - before:
-            self.shards[shard_id].records = OrderedDict()
+        kept, parent.records = parent.records, {}
+        try:
+            split(self, shard_to_split, new_starting_hash_key)
+        finally:
+            parent.records = kept
 
     def merge_shards(self: Any, shard_to_merge: str, adjacent_shard_to_merge: str) -> None:
         # The parents keep their records; the child starts empty.
-        before = set(self.shards)
-        merge(self, shard_to_merge, adjacent_shard_to_merge)
-        for shard_id in set(self.shards) - before:
-            self.shards[shard_id].records = OrderedDict()
-
-    def records(self: Any, stream_arn: str | None, shard_iterator: str, limit: int | None) -> Any:
-        next_iterator, found, millis = get_records(self, stream_arn, shard_iterator, limit)
-        stream_name, shard_id, position = decompose_shard_iterator(next_iterator)
-        stream = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
-        shard = stream.get_shard(shard_id)
-        if not shard.is_open and int(position) >= shard.get_max_sequence_number():
-            # AWS: reading past the last record of a closed shard gives no next iterator.
-            return None, found, millis
-        return next_iterator, found, millis
+        parents = [self.shards[shard_to_merge], self.shards[adjacent_shard_to_merge]]
+        kept = [parent.records for parent in parents]
+        for parent in parents:
+            parent.records = {}
+        try:
+            merge(self, shard_to_merge, adjacent_shard_to_merge)
+        finally:
+            for parent, records in zip(parents, kept, strict=True):
+                parent.records = records
 
     shard_for_key.cardstream_patched = True  # type: ignore[attr-defined]
     # Replacing moto's methods is the point of this module.
     models.Stream.get_shard_for_key = shard_for_key  # type: ignore[method-assign]
     models.Stream.split_shard = split_shard  # type: ignore[method-assign]
     models.Stream.merge_shards = merge_shards  # type: ignore[method-assign]
-    models.KinesisBackend.get_records = records  # type: ignore[method-assign]

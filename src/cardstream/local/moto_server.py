@@ -15,7 +15,10 @@ The server is waitress, not werkzeug's development server (what ``moto_server`` 
   stream-writer fault tests do) holds nobody else: its half request simply waits in the I/O
   thread. Idle connections are closed after ``IDLE_CONNECTION_TIMEOUT_S``.
 
-Kinesis resharding is patched to behave as on AWS (``moto_resharding``).
+Kinesis keeps its records in a store whose cost does not grow with the stream's length
+(``moto_kinesis_store``) and reshards as on AWS (``moto_resharding``); moto's per-request
+service look-up is remembered and its registry of every model object is off
+(``moto_dispatch``).
 
 Two differences from werkzeug: waitress drops request headers with an underscore in their
 name (moto's handler keeps them for S3 user metadata; cardstream's metadata keys use
@@ -69,12 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
+    serve(args.host, args.port)
 
+
+def serve(host: str, port: int, *, baseline: bool = False) -> None:
+    """Serve moto on ``host:port`` until SIGTERM or SIGINT.
+
+    ``baseline=True`` keeps moto's own Kinesis record store and request path (resharding
+    patched): the emulator as it was, which ``bench/emulator_bench.py`` measures beside it.
+    """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from waitress.server import BaseWSGIServer, create_server
 
-    from cardstream.local import moto_resharding
+    from cardstream.local import moto_dispatch, moto_kinesis_store, moto_resharding
 
+    if not baseline:
+        moto_kinesis_store.install()
+        moto_dispatch.install()
     moto_resharding.install()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -84,9 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     server = create_server(
-        DomainDispatcherApplication(create_backend_app),
-        host=args.host,
-        port=args.port,
+        (DomainDispatcherApplication if baseline else moto_dispatch.Dispatcher)(create_backend_app),
+        host=host,
+        port=port,
         threads=1,
         connection_limit=CONNECTION_LIMIT,
         channel_timeout=IDLE_CONNECTION_TIMEOUT_S,
