@@ -1,16 +1,21 @@
-# syntax=docker/dockerfile:1.7
 # Every cardstream image: the four services and the `cardstream` command image compose
 # uses (emulator, bootstrap-aws, migrate). They differ only in three build arguments, set
 # per target in docker-bake.hcl and per service in compose.yaml: PACKAGE (the workspace
 # member installed), PORT (where /healthz answers) and COMMAND (what the container runs).
 # Build from the repository root, which holds the uv workspace and its single lock:
 # `docker buildx bake` (services), `docker buildx bake cli`.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+#
+# Base images are written out in the FROM lines (not build arguments) so that Dependabot
+# (.github/dependabot.yml) can read and move them. The Python base is pinned by digest; uv's
+# image is pinned by version (the tag CI's setup-uv installs) and Dependabot proposes its
+# updates. No `# syntax=` line: BuildKit's built-in Dockerfile frontend is used, so the
+# build pulls no frontend image besides the two below.
 
-FROM ${UV_IMAGE} AS uv
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11.15-slim-trixie@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS base
+
+FROM base AS build
 ARG PACKAGE=cardstream
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -34,7 +39,7 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM base AS runtime
 ARG PORT=5000
 ARG COMMAND="cardstream --help"
 RUN groupadd --system --gid 10001 cardstream \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,37 @@ def test_compose_has_the_infrastructure_jobs_and_services(compose: dict[str, Any
     assert set(SERVICE_IMAGES) <= set(services)
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["pgadmin"]["image"].startswith("dpage/pgadmin4:")
+
+
+def test_images_from_registries_are_pinned(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    # PostgreSQL by digest; pgAdmin (no digest source to verify against) by exact version.
+    assert re.fullmatch(r"postgres:\d+-[a-z]+@sha256:[0-9a-f]{64}", services["postgres"]["image"])
+    assert re.fullmatch(r"dpage/pgadmin4:\d+\.\d+", services["pgadmin"]["image"])
+
+
+def test_the_tools_container_signs_tokens_the_services_accept(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    from cardstream.stack_info import STACK_FILE, load_stack_info
+
+    tools = compose["services"]["tools"]
+    # The CLI's default state directory is .cardstream under the image's WORKDIR, /app.
+    assert re.search(r"^WORKDIR /app$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert tools["configs"] == [
+        {"source": "stack-info", "target": f"/app/.cardstream/{STACK_FILE}"}
+    ]
+    (tmp_path / STACK_FILE).write_text(compose["configs"]["stack-info"]["content"])
+    info = load_stack_info(tmp_path, required=("aws_endpoint_url", "aws_region", "jwt", "api_url"))
+    assert info["aws_endpoint_url"] == tools["environment"]["AWS_ENDPOINT_URL"]
+    assert info["aws_region"] == tools["environment"]["AWS_REGION"]
+    assert info["jwt"]["signing_key_secret"] == names.JWT_SIGNING_KEY_SECRET
+    for service, prefix in (("ingest-api", "INGEST_"), ("dashboard", "DASHBOARD_")):
+        env = _env(compose["services"][service])
+        assert info["jwt"]["issuer"] == env[f"{prefix}JWT_ISSUER"]
+        assert info["jwt"]["audience"] == env[f"{prefix}JWT_AUDIENCE"]
+    api = _env(compose["services"]["ingest-api"])
+    assert info["api_url"] == f"http://ingest-api:{api['INGEST_PORT']}"
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_IMAGES))

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +60,18 @@ def test_hadolint_reports_a_bad_dockerfile(tmp_path: Path) -> None:
     assert "DL3006" in result.stdout
 
 
-def _arg(text: str, name: str) -> str:
-    match = re.search(rf"^ARG {name}=(\S+)$", text, re.MULTILINE)
-    assert match, name
-    return match.group(1)
+def _from_lines(text: str) -> list[tuple[str, str]]:
+    """(image, stage name) of every FROM line."""
+    return re.findall(r"^FROM (\S+) AS (\S+)$", text, re.MULTILINE)
 
 
 def test_dockerfile_builds_one_package_as_non_root_with_a_health_check() -> None:
     text = DOCKERFILE.read_text()
-    assert len(re.findall(r"^FROM ", text, re.MULTILINE)) >= 3  # uv, build, runtime
+    assert [stage for _, stage in _from_lines(text)] == ["uv", "base", "build", "runtime"]
     assert 'uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"' in text
     assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK ", text, re.MULTILINE)
     assert 'CARDSTREAM_HEALTH_URL="http://127.0.0.1:${PORT}/healthz"' in text
-    assert "slim" in _arg(text, "PYTHON_IMAGE")
     # The command replaces the shell (exec), so it is PID 1 and gets SIGTERM itself.
     assert 'CARDSTREAM_COMMAND="${COMMAND}"' in text
     assert re.search(r'^CMD \["sh", "-c", "exec \$CARDSTREAM_COMMAND"\]$', text, re.MULTILINE)
@@ -92,7 +91,21 @@ def test_each_service_image_installs_its_package_runs_its_module_and_probes_its_
     assert importlib.util.find_spec(f"{module}.__main__") is not None
 
 
-def test_uv_in_the_image_matches_the_lock() -> None:
+def test_base_images_are_pinned_in_from_lines_dependabot_reads() -> None:
+    text = DOCKERFILE.read_text()
+    images = {stage: image for image, stage in _from_lines(text)}
+    # The Python base by digest (Dependabot moves tag and digest together).
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}", images["base"]), (
+        images["base"]
+    )
+    # Later stages start from the pinned stage, never from a second, unpinned reference.
+    assert images["build"] == images["runtime"] == "base"
+    # No build argument in a FROM line (Dependabot cannot read those), no remote frontend.
+    assert "${" not in "".join(images.values())
+    assert not text.startswith("# syntax=")
+
+
+def test_uv_in_the_image_is_the_uv_ci_installs() -> None:
     # The lock's format follows the uv that wrote it; CI pins the same version.
     import yaml
 
@@ -100,12 +113,53 @@ def test_uv_in_the_image_matches_the_lock() -> None:
     steps = ci["jobs"]["test"]["steps"]
     pinned = [s["with"]["version"] for s in steps if s.get("uses", "").startswith("astral-sh/")]
     assert len(pinned) == 1
-    assert _arg(DOCKERFILE.read_text(), "UV_IMAGE") == f"ghcr.io/astral-sh/uv:{pinned[0]}"
+    images = {stage: image for image, stage in _from_lines(DOCKERFILE.read_text())}
+    assert images["uv"] == f"ghcr.io/astral-sh/uv:{pinned[0]}"
+
+
+def acknowledgement_problems(ignore: dict[str, Any]) -> list[str]:
+    """Entries of a Trivy ignore file that do not say what, why and until when."""
+    problems = []
+    for entry in ignore.get("vulnerabilities") or []:
+        name = str(entry.get("id", "?"))
+        if not re.fullmatch(r"(CVE-\d{4}-\d{4,}|GHSA(-[0-9a-z]{4}){3})", name):
+            problems.append(f"{name}: not a CVE or GHSA id")
+        if not str(entry.get("statement", "")).strip():
+            problems.append(f"{name}: no statement of why it is acknowledged")
+        if not isinstance(entry.get("expired_at"), date):
+            problems.append(f"{name}: no expiry date (expired_at)")
+    return problems
+
+
+def test_the_scan_fails_on_high_and_critical_unless_acknowledged_with_a_reason() -> None:
+    import yaml
+
+    policy = yaml.safe_load((REPO / "trivy.yaml").read_text())
+    assert policy["severity"] == ["HIGH", "CRITICAL"]
+    assert policy["exit-code"] == 1
+    assert policy["scan"]["scanners"] == ["vuln"]
+    assert "ignore-unfixed" not in str(policy)  # an unfixed finding is acknowledged one by one
+    ignore = yaml.safe_load((REPO / policy["ignorefile"]).read_text())
+    assert acknowledgement_problems(ignore) == []
+
+
+def test_an_acknowledgement_without_a_reason_or_an_expiry_is_refused() -> None:
+    entries = {
+        "vulnerabilities": [
+            {"id": "CVE-2024-1234", "statement": "", "expired_at": date(2027, 1, 1)},
+            {"id": "CVE-2024-5678", "statement": "not reachable"},
+            {"id": "GHSA-abcd-efgh-ijkl", "statement": "dev only", "expired_at": date(2027, 1, 1)},
+        ]
+    }
+    assert acknowledgement_problems(entries) == [
+        "CVE-2024-1234: no statement of why it is acknowledged",
+        "CVE-2024-5678: no expiry date (expired_at)",
+    ]
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
     ignored = (REPO / ".dockerignore").read_text().splitlines()
-    for entry in (".git", ".venv", ".cardstream", "infra/cdk.out", "tests"):
+    for entry in (".git", ".venv", ".cardstream", "infra/cdk.out", "tests", "trivy.yaml"):
         assert entry in ignored
 
 
