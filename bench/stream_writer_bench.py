@@ -140,6 +140,7 @@ def main() -> None:
                     **env,
                     "WRITER_AWS_ENDPOINT_URL": endpoint,
                     "WRITER_WORKER_ID": "bench",
+                    "WRITER_BUCKET": resources.landing_bucket,
                     "WRITER_HEALTH_PORT": str(health_port),
                     "WRITER_FLUSH_MAX_AGE_S": str(args.flush_age),
                     "WRITER_POLL_INTERVAL_S": str(args.poll),

@@ -80,14 +80,23 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
 
 @pytest.fixture(scope="session")
 def synth_prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesized]:
-    """A production-like variant: Multi-AZ, more shards, a different account."""
+    """A production-like variant: Multi-AZ, a provisioned stream of 4 shards, a different
+    account, the images by real-looking digests."""
     return synthesize(
         {
             "environment": "prod",
             "account": "222222222222",
             "db_multi_az": True,
+            "stream_mode": "provisioned",
             "shard_count": 4,
             "alarm_email": "oncall@example.com",
+            # What infra/scripts/cdk.sh passes: the digests CI proved, one per image.
+            "image_digests": {
+                image: f"sha256:{index:064x}"
+                for index, image in enumerate(
+                    ("ingest-api", "stream-writer", "db-loader", "dashboard"), start=1
+                )
+            },
         },
         tmp_path_factory.mktemp("cdk-prod"),
     )

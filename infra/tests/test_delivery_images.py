@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -222,6 +223,27 @@ def test_bake_builds_every_image_from_the_one_dockerfile() -> None:
     assert cli["args"]["PACKAGE"] == "cardstream"
     assert set(bake["groups"]["default"]["targets"]) == set(SERVICES)
     assert bake["targets"]["_common"]["context"] == "."
+
+
+def test_every_task_runs_its_image_by_the_digest_ci_proved(synth_prod: Any) -> None:
+    from cardstream_infra.config import IMAGES
+
+    digests = synth_prod.config.image_digests
+    assert len(set(digests.values())) == len(IMAGES)
+    images: dict[str, list[str]] = {}
+    for definition in synth_prod.resources("AWS::ECS::TaskDefinition").values():
+        for container in definition["Properties"]["ContainerDefinitions"]:
+            service = container["Name"] if container["Name"] in IMAGES else "db-loader"
+            images.setdefault(service, []).append(json.dumps(container["Image"]))
+    assert set(images) == set(IMAGES)
+    for service, rendered in images.items():
+        repository = "Images" + service.title().replace("-", "")  # its logical id
+        for image in rendered:
+            # The service's repository URI, then @ and the digest: never a tag.
+            assert repository in image, image
+            assert image.endswith(f'"@{digests[service]}"]]}}'), image
+    # The migration task runs the db-loader image too.
+    assert len(images["db-loader"]) == 2
 
 
 def test_bake_image_names_match_the_ecr_repositories(synth: Any) -> None:

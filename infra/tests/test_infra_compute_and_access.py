@@ -186,11 +186,30 @@ def test_ingest_api_scales_on_cpu_and_requests(synth: Any) -> None:
     assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
 
 
-def test_stream_writer_scales_up_to_the_shard_count(synth: Any, synth_prod: Any) -> None:
+def test_stream_writer_scales_on_iterator_age_up_to_the_shard_count(
+    synth: Any, synth_prod: Any
+) -> None:
     for variant in (synth, synth_prod):
-        targets, _ = _scaling(variant)
-        _, target = _target_of(targets, "StreamWriter")
+        targets, policies = _scaling(variant)
+        target_id, target = _target_of(targets, "StreamWriter")
         assert target["MaxCapacity"] == variant.config.shard_count
+        assert target["MinCapacity"] == 1
+        steps = _policies_of(policies, target_id)
+        assert {p["PolicyType"] for p in steps} == {"StepScaling"}
+        # No CPU target: the writer's lag is the stream's iterator age.
+        assert "TargetTrackingScalingPolicyConfiguration" not in json.dumps(steps)
+        alarms = [
+            a["Properties"]
+            for a in variant.resources("AWS::CloudWatch::Alarm", "services").values()
+            if a["Properties"].get("MetricName") == "GetRecords.IteratorAgeMilliseconds"
+        ]
+        assert {a["Statistic"] for a in alarms} == {"Maximum"}
+        thresholds = {a["ComparisonOperator"]: a["Threshold"] for a in alarms}
+        # Scale in once caught up (well within the flush age), out when a minute behind.
+        assert thresholds == {
+            "LessThanOrEqualToThreshold": 10_000,
+            "GreaterThanOrEqualToThreshold": 60_000,
+        }
 
 
 def test_db_loader_scales_on_backlog_per_task(synth: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -10,9 +11,11 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App
 
-from cardstream_infra.config import DeploymentConfig
+from cardstream_infra.config import IMAGES, DeploymentConfig
 
 pytestmark = pytest.mark.unit
+
+DIGESTS = {image: f"sha256:{index:064x}" for index, image in enumerate(IMAGES, start=1)}
 
 
 def test_command_line_strings_override_cdk_json_fields() -> None:
@@ -22,14 +25,28 @@ def test_command_line_strings_override_cdk_json_fields() -> None:
             # What `cdk deploy -c cardstream.x=y` passes: strings.
             "cardstream.shard_count": "6",
             "cardstream.db_multi_az": "true",
-            "cardstream.image_tag": "0123abcd",
+            "cardstream.image_digests": json.dumps(DIGESTS),
         }
     )
     config = DeploymentConfig.from_node(app.node)
     assert config.shard_count == 6
     assert config.db_multi_az is True
-    assert config.image_tag == "0123abcd"
+    assert config.image_digests == DIGESTS
     assert config.environment == "dev"
+
+
+@pytest.mark.parametrize(
+    "digests",
+    [
+        {**DIGESTS, "ingest-api": "latest"},
+        {**DIGESTS, "ingest-api": "sha256:abc"},
+        {k: v for k, v in DIGESTS.items() if k != "dashboard"},
+        {**DIGESTS, "cli": DIGESTS["dashboard"]},
+    ],
+)
+def test_images_are_named_by_digest_only_and_all_of_them(digests: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="image_digests"):
+        DeploymentConfig.from_context({"image_digests": json.dumps(digests)})
 
 
 def test_unknown_context_keys_are_refused() -> None:

@@ -27,16 +27,19 @@ def _by_name(synth: Any, resource_type: str, key: str, value: str) -> dict[str, 
     )
 
 
-def test_stream_is_kms_encrypted_with_configured_shards_and_retention(synth: Any) -> None:
+def test_stream_is_kms_encrypted_on_demand_with_configured_retention(synth: Any) -> None:
     stream = _by_name(synth, "AWS::Kinesis::Stream", "Name", names.STREAM_NAME)
     assert stream["StreamEncryption"]["EncryptionType"] == "KMS"
     assert "Fn::GetAtt" in stream["StreamEncryption"]["KeyId"]  # our key, not aws/kinesis
-    assert stream["ShardCount"] == synth.config.shard_count
+    # Capacity follows the load: Kinesis adds shards, none are fixed here.
+    assert stream["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+    assert "ShardCount" not in stream
     assert stream["RetentionPeriodHours"] == synth.config.stream_retention_hours
 
 
-def test_shard_count_is_a_parameter(synth_prod: Any) -> None:
+def test_a_provisioned_stream_has_the_configured_shards(synth_prod: Any) -> None:
     stream = _by_name(synth_prod, "AWS::Kinesis::Stream", "Name", names.STREAM_NAME)
+    assert stream["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
     assert stream["ShardCount"] == 4
 
 

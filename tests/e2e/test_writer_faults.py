@@ -170,6 +170,7 @@ class Writers:
             **os.environ,
             "WRITER_AWS_ENDPOINT_URL": endpoint,
             "WRITER_WORKER_ID": worker_id,
+            "WRITER_BUCKET": names.LANDING_BUCKET,
             "WRITER_HEALTH_PORT": str(port),
             **{f"WRITER_{key.upper()}": value for key, value in {**FAST, **settings}.items()},
         }

@@ -1,15 +1,24 @@
 """Deployment settings of one cardstream environment, read from CDK context.
 
 Everything that differs between a developer account and production (sizes, Multi-AZ, the
-image tag CI built) is a field here, so the stacks themselves hold no environment logic.
+image digests CI proved) is a field here, so the stacks themselves hold no environment logic.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from cardstream_shared import resource_names as names
+
+# The service images: one ECR repository each (data stack), run by digest (services stack).
+IMAGES: Final = ("ingest-api", "stream-writer", "db-loader", "dashboard")
+DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
+PLACEHOLDER_DIGEST: Final = "sha256:" + "0" * 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,8 +31,14 @@ class DeploymentConfig:
         region: AWS region.
         owner: value of the ``owner`` tag.
         cost_center: value of the ``cost-center`` tag.
-        shard_count: Kinesis shards; also the stream-writer's maximum task count (one
-            worker per shard at most, more would hold no lease).
+        stream_mode: ``on_demand`` (Kinesis adds shards as writes grow) or ``provisioned``
+            (``shard_count`` shards, fixed).
+        shard_count: the stream-writer's task ceiling, one worker per shard at most (more
+            would hold no lease): in provisioned mode the shards themselves; in on-demand
+            mode the shards the stream opens at the peak the deployment is sized for, twice
+            the peak write rate over 1,000 records/s per shard (the capacity model's
+            "shards (on-demand)" column, docs/cost.md). A writer holds several leases when
+            the stream has more shards than writers.
         stream_retention_hours: how long Kinesis keeps records (24 to 8760).
         db_instance_class: RDS instance class without the ``db.`` prefix.
         db_allocated_storage_gib: initial RDS storage.
@@ -32,7 +47,10 @@ class DeploymentConfig:
         db_max_connections: PostgreSQL ``max_connections`` (set explicitly so the 80 %
             connection alarm has a fixed threshold).
         db_backup_retention_days: automated backup retention.
-        image_tag: tag of the images in ECR (CI passes the commit SHA).
+        image_digests: digest of each service image in ECR (``sha256:...``), the images CI
+            proved; tasks run them by digest, never by tag. Given as a JSON object on the
+            command line (infra/scripts/cdk.sh). The default, all zeros, names no image:
+            it lets the app synthesize without a build.
         api_rate_limit: HTTP API steady-state requests per second.
         api_burst_limit: HTTP API burst.
         alarm_email: optional address subscribed to the alarm topic.
@@ -48,6 +66,7 @@ class DeploymentConfig:
     region: str = "eu-west-1"
     owner: str = "data-platform"
     cost_center: str = "cardstream"
+    stream_mode: str = "on_demand"
     shard_count: int = 2
     stream_retention_hours: int = 48
     db_instance_class: str = "t4g.medium"
@@ -56,7 +75,9 @@ class DeploymentConfig:
     db_multi_az: bool = True
     db_max_connections: int = 200
     db_backup_retention_days: int = 14
-    image_tag: str = "latest"
+    image_digests: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(IMAGES, PLACEHOLDER_DIGEST)
+    )
     api_rate_limit: int = 500
     api_burst_limit: int = 1000
     alarm_email: str | None = None
@@ -67,12 +88,19 @@ class DeploymentConfig:
     loader_backlog_per_task: int = 20
 
     def __post_init__(self) -> None:
+        if self.stream_mode not in ("on_demand", "provisioned"):
+            raise ValueError("stream_mode must be on_demand or provisioned")
         if not 1 <= self.shard_count <= 500:
             raise ValueError("shard_count must be between 1 and 500")
         if not 24 <= self.stream_retention_hours <= 8760:
             raise ValueError("stream_retention_hours must be between 24 and 8760")
         if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
             raise ValueError("db_max_allocated_storage_gib is below db_allocated_storage_gib")
+        if set(self.image_digests) != set(IMAGES):
+            raise ValueError(f"image_digests must name exactly {', '.join(IMAGES)}")
+        for image, digest in self.image_digests.items():
+            if not DIGEST.fullmatch(digest):
+                raise ValueError(f"image_digests: {image} is not a sha256:<64 hex> digest")
 
     @property
     def prefix(self) -> str:
@@ -121,6 +149,8 @@ class DeploymentConfig:
                 converted[name] = value.lower() in ("1", "true", "yes")
             elif isinstance(default, int) and isinstance(value, str):
                 converted[name] = int(value)
+            elif name == "image_digests" and isinstance(value, str):
+                converted[name] = json.loads(value)
             else:
                 converted[name] = value
         return cls(**converted)

@@ -38,7 +38,7 @@ class MigrationTaskProps:
 
     Attributes:
         repository: the db-loader image repository (it ships ``db_loader.migrate``).
-        image_tag: image tag.
+        image_digest: digest of the db-loader image to run.
         master_secret: RDS master credentials, injected as ECS secrets.
         role_secrets: the per-role secrets ``migrate`` reads passwords from.
         secrets_key: KMS key of those secrets.
@@ -48,7 +48,7 @@ class MigrationTaskProps:
     """
 
     repository: ecr.IRepository
-    image_tag: str
+    image_digest: str
     master_secret: secretsmanager.ISecret
     role_secrets: Sequence[secretsmanager.ISecret]
     secrets_key: kms.IKey
@@ -71,7 +71,7 @@ class MigrationTask(FargateTask):
             construct_id,
             props=FargateTaskProps(
                 name="migrate",
-                image=ecs.ContainerImage.from_ecr_repository(props.repository, props.image_tag),
+                image=ecs.ContainerImage.from_ecr_repository(props.repository, props.image_digest),
                 logging=props.logging,
                 family=props.family,
                 cpu=256,

@@ -22,9 +22,7 @@ from cardstream_infra.components.migration import MigrationTask, MigrationTaskPr
 from cardstream_infra.components.network import Network
 from cardstream_infra.components.registry import ImageRepositories
 from cardstream_infra.components.stream import TransactionStream, TransactionStreamProps
-from cardstream_infra.config import DeploymentConfig
-
-SERVICES = ("ingest-api", "stream-writer", "db-loader", "dashboard")
+from cardstream_infra.config import IMAGES, DeploymentConfig
 
 
 class DataStack(Stack):
@@ -46,7 +44,9 @@ class DataStack(Stack):
             self,
             "Stream",
             props=TransactionStreamProps(
-                shard_count=config.shard_count, retention_hours=config.stream_retention_hours
+                on_demand=config.stream_mode == "on_demand",
+                shard_count=config.shard_count,
+                retention_hours=config.stream_retention_hours,
             ),
         )
         self.landing = LandingStorage(
@@ -86,7 +86,7 @@ class DataStack(Stack):
                 region=config.region,
             ),
         )
-        self.registry = ImageRepositories(self, "Images", services=SERVICES)
+        self.registry = ImageRepositories(self, "Images", services=IMAGES)
         self.jwks = JwksMirror(
             self,
             "Jwks",
@@ -104,7 +104,7 @@ class DataStack(Stack):
             "Migration",
             props=MigrationTaskProps(
                 repository=self.registry.repositories["db-loader"],
-                image_tag=config.image_tag,
+                image_digest=config.image_digests["db-loader"],
                 master_secret=self.database.master_secret,
                 role_secrets=list(self.database.role_secrets.values()),
                 secrets_key=self.secrets.key,

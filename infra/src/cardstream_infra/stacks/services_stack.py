@@ -32,7 +32,11 @@ from cardstream_shared import resource_names as names
 
 INGEST_CPU_TARGET = 60
 INGEST_REQUESTS_PER_TASK = 1000
-WRITER_CPU_TARGET = 70
+# Iterator age (ms) of the stream-writer's scaling: caught up well within the flush age
+# of 2 s plus a poll; behind by a minute; far behind by five.
+WRITER_CAUGHT_UP_MS = 10_000
+WRITER_BEHIND_MS = 60_000
+WRITER_FAR_BEHIND_MS = 300_000
 DASHBOARD_CPU_TARGET = 70
 
 
@@ -71,7 +75,10 @@ class ServicesStack(Stack):
         logging = TaskLogging(key=network_stack.log_key, retention=network_stack.log_retention)
 
         def image(service: str) -> ecs.ContainerImage:
-            return ecs.ContainerImage.from_ecr_repository(repos[service], config.image_tag)
+            # By digest: the image CI proved, whatever a tag may point at later.
+            return ecs.ContainerImage.from_ecr_repository(
+                repos[service], config.image_digests[service]
+            )
 
         def base_env(prefix: str) -> dict[str, str]:
             return {
@@ -177,8 +184,21 @@ class ServicesStack(Stack):
                 stop_timeout_s=90,
             ),
         )
-        self.writer.scaling.scale_on_cpu_utilization(
-            "Cpu", target_utilization_percent=WRITER_CPU_TARGET
+        # The writer's lag is the stream's iterator age, not its CPU: more writers when the
+        # oldest unread record ages, fewer once they keep up (up to one per shard).
+        self.writer.scaling.scale_on_metric(
+            "IteratorAge",
+            metric=data.stream.stream.metric_get_records_iterator_age_milliseconds(
+                statistic="Maximum", period=Duration.minutes(1)
+            ),
+            scaling_steps=[
+                appscaling.ScalingInterval(upper=WRITER_CAUGHT_UP_MS, change=-1),
+                appscaling.ScalingInterval(lower=WRITER_BEHIND_MS, change=+1),
+                appscaling.ScalingInterval(lower=WRITER_FAR_BEHIND_MS, change=+3),
+            ],
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            evaluation_periods=3,
+            cooldown=Duration.minutes(3),
         )
 
         self.loader = FargateWorkload(

@@ -33,7 +33,10 @@ class WriterSettings(ServiceSettings):
 
     stream_name: str = Field(default=names.STREAM_NAME, min_length=1)
     lease_table: str = Field(default=names.LEASE_TABLE, min_length=1)
-    bucket: str = Field(default=names.LANDING_BUCKET, min_length=1)
+    # No default: bucket names are global to S3, and a writer that fell back on a fixed name
+    # would send card transactions to whichever account owns it. Each deployment names its
+    # own (the CDK app, compose.yaml, the local stack).
+    bucket: str = Field(min_length=1)
     worker_id: str = Field(default_factory=_default_worker_id, min_length=1, max_length=200)
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8082, ge=0, le=65535)
