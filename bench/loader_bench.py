@@ -14,7 +14,10 @@ project's generator) are loaded twice into one PostgreSQL server:
 
 Besides wall-clock rows/s, it prints the CPU seconds the load cost (this process, its
 worker processes and the PostgreSQL backends): on a shared machine the wall clock depends
-on the neighbours, CPU per row much less.
+on the neighbours, CPU per row much less. It also prints what the database keeps and
+writes for each row: the write-ahead log each load wrote per row (what a primary writes
+and ships to its standby) and the size of the cardstream schema per row loaded (tables,
+indexes, registry and ledger), the capacity model's database figures (bench/figures.toml).
 
 Usage::
 
@@ -186,6 +189,36 @@ def own_cpu_s(postmaster: psutil.Process) -> float:
     return total
 
 
+def wal_position(admin_dsn: str) -> str:
+    with psycopg.connect(admin_dsn) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def wal_bytes_since(admin_dsn: str, start: str) -> int:
+    with psycopg.connect(admin_dsn) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (start,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def schema_bytes(dsn: str, schema: str) -> tuple[int, int]:
+    """Size of the tables of ``schema`` with their indexes and TOAST, and of the indexes."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint,"
+            " coalesce(sum(pg_indexes_size(c.oid)), 0)::bigint FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind = 'r'",
+            (schema,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 def count_rows(admin_dsn: str, table: str) -> int:
     with psycopg.connect(admin_dsn) as conn:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -238,14 +271,19 @@ def main() -> int:
         postmaster = postmaster_of(admin_dsn)
         pg_cpu = functools.partial(postgres_cpu_s, postmaster)
         py_before = own_cpu_s(postmaster)
+        wal_start = wal_position(admin_dsn)
         ours, pg_ours = asyncio.run(
             run_cardstream(loader_dsn, objects, args.concurrency, executor, pg_cpu)
         )
         cpu_ours = own_cpu_s(postmaster) - py_before, pg_ours
+        wal_ours = wal_bytes_since(admin_dsn, wal_start)
+        stored_ours, indexes_ours = schema_bytes(bench_admin, "cardstream")
         executor.shutdown()
         py_before = own_cpu_s(postmaster)
+        wal_start = wal_position(admin_dsn)
         base, pg_base = run_baseline(bench_admin, objects, pg_cpu)
         cpu_base = own_cpu_s(postmaster) - py_before, pg_base
+        wal_base = wal_bytes_since(admin_dsn, wal_start)
         stored = count_rows(bench_admin, "cardstream.transaction")
         base_stored = count_rows(bench_admin, "baseline.transactions")
         assert stored == total, stored
@@ -266,6 +304,14 @@ def main() -> int:
                 f" {py:>6.1f}+{pg:<7.1f} {total / (py + pg):>10,.0f}"
             )
         print(f"ratio (rows/s): {ours_rate / base_rate:.1f}x")
+        print(
+            f"WAL written per row: cardstream {wal_ours / total:,.0f} bytes,"
+            f" baseline {wal_base / total:,.0f} bytes"
+        )
+        print(
+            f"stored per row (cardstream schema): {stored_ours / total:,.0f} bytes,"
+            f" of which indexes {indexes_ours / total:,.0f} bytes"
+        )
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
