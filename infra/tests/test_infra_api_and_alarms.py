@@ -13,86 +13,159 @@ from cardstream_shared import resource_names as names
 pytestmark = pytest.mark.unit
 
 
+def _resource_paths(synth: Any) -> dict[str, str]:
+    """Logical id of every REST API resource -> its full path."""
+    resources = synth.resources("AWS::ApiGateway::Resource", "api")
+    paths: dict[str, str] = {}
+
+    def path_of(logical_id: str) -> str:
+        if logical_id not in paths:
+            props = resources[f"{synth.config.prefix}-api/{logical_id}"]["Properties"]
+            parent = props["ParentId"]
+            prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
+            paths[logical_id] = f"{prefix}/{props['PathPart']}"
+        return paths[logical_id]
+
+    for key in resources:
+        path_of(key.split("/")[-1])
+    return paths
+
+
 def _routes(synth: Any) -> dict[str, dict[str, Any]]:
-    return {
-        r["Properties"]["RouteKey"]: r["Properties"]
-        for r in synth.resources("AWS::ApiGatewayV2::Route", "api").values()
-    }
+    """``"METHOD /path"`` -> the method's properties."""
+    paths = _resource_paths(synth)
+    routes = {}
+    for method in synth.resources("AWS::ApiGateway::Method", "api").values():
+        props = method["Properties"]
+        resource = props["ResourceId"]
+        path = "/" if "Fn::GetAtt" in resource else paths[resource["Ref"]]
+        routes[f"{props['HttpMethod']} {path}"] = props
+    return routes
 
 
-def test_every_write_route_requires_a_token_with_the_write_scope(synth: Any) -> None:
+def test_every_data_route_requires_a_cognito_token_with_its_scope(synth: Any) -> None:
     routes = _routes(synth)
-    writes = {key: route for key, route in routes.items() if not key.startswith("GET ")}
-    assert set(writes) == {
-        "POST /v1/transactions",
-        "POST /v1/transactions/batch",
-        "PATCH /v1/alerts/{alert_id}",
+    expected = {
+        "POST /v1/transactions": names.SCOPE_WRITE,
+        "POST /v1/transactions/batch": names.SCOPE_WRITE,
+        "GET /v1/transactions/{trans_num}": names.SCOPE_READ,
+        "GET /v1/alerts": names.SCOPE_READ,
+        "GET /v1/alerts/{alert_id}": names.SCOPE_READ,
+        "PATCH /v1/alerts/{alert_id}": names.SCOPE_ALERTS_REVIEW,
     }
-    for key, route in writes.items():
-        assert route["AuthorizationType"] == "JWT"
+    for key, scope in expected.items():
+        route = routes[key]
+        assert route["AuthorizationType"] == "COGNITO_USER_POOLS", key
         assert "AuthorizerId" in route
-        scope = names.SCOPE_ALERTS_REVIEW if "alerts" in key else names.SCOPE_WRITE
-        assert route["AuthorizationScopes"] == [f"cardstream/{scope}"]
-
-
-def test_reads_require_the_read_scope_and_nothing_else_is_open(synth: Any) -> None:
-    routes = _routes(synth)
-    read = routes["GET /v1/{proxy+}"]
-    assert read["AuthorizationType"] == "JWT"
-    assert read["AuthorizationScopes"] == [f"cardstream/{names.SCOPE_READ}"]
-    unauthenticated = {key for key, r in routes.items() if r.get("AuthorizationType") != "JWT"}
-    # Docs carry no data; the dashboard (its own API) verifies the Cognito token itself.
+        assert route["AuthorizationScopes"] == [f"cardstream/{scope}"], key
+    unauthenticated = {key for key, r in routes.items() if r["AuthorizationType"] == "NONE"}
+    # Documentation carries no data; everything else needs a token.
     assert unauthenticated == {
         "GET /docs",
         "GET /redoc",
         "GET /openapi.json",
         "GET /static/{proxy+}",
-        "GET /",
-        "GET /{proxy+}",
     }
-    assert not any(key.startswith(("ANY", "$default")) for key in routes)
+    assert set(routes) == set(expected) | unauthenticated
+    assert not any(key.startswith("ANY") for key in routes)
 
 
-def test_authorizer_trusts_only_the_cognito_pool_and_its_two_clients(synth: Any) -> None:
-    authorizers = synth.resources("AWS::ApiGatewayV2::Authorizer", "api")
+def test_the_gateway_routes_are_the_ingest_api_operations(synth: Any) -> None:
+    # Every /v1 operation the ingest-api documents has a gateway route, and no gateway
+    # route leads nowhere (a new route in the service fails here until the gateway has it).
+    from ingest_api.app import create_app
+    from ingest_api.settings import IngestSettings
+
+    settings = IngestSettings(
+        environment="test",
+        jwt_issuer="https://issuer.example",
+        jwt_audience="client",
+        jwks_url="https://issuer.example/jwks.json",
+    )
+    document = create_app(settings).openapi()
+    operations = {
+        f"{method.upper()} {path}"
+        for path, methods in document["paths"].items()
+        for method in methods
+        if path.startswith("/v1/")
+    }
+    routes = {key for key, r in _routes(synth).items() if r["AuthorizationType"] != "NONE"}
+    assert routes == operations
+
+
+def test_authorizer_trusts_only_the_cognito_pool(synth: Any) -> None:
+    authorizers = synth.resources("AWS::ApiGateway::Authorizer", "api")
     assert len(authorizers) == 1
     props = next(iter(authorizers.values()))["Properties"]
-    assert props["AuthorizerType"] == "JWT"
-    assert props["IdentitySource"] == ["$request.header.Authorization"]
-    issuer = json.dumps(props["JwtConfiguration"]["Issuer"])
-    assert "cognito-idp" in issuer
-    assert "UserPool" in issuer
-    audience = props["JwtConfiguration"]["Audience"]
-    assert len(audience) == 2
-    # Merchants post and read; operators read and review alerts (PATCH /v1/alerts/{id}).
-    assert "MerchantClient" in json.dumps(audience[0])
-    assert "OperatorClient" in json.dumps(audience[1])
+    assert props["Type"] == "COGNITO_USER_POOLS"
+    assert props["IdentitySource"] == "method.request.header.Authorization"
+    assert len(props["ProviderARNs"]) == 1
+    assert "UserPool" in json.dumps(props["ProviderARNs"])
 
 
-def test_stage_is_throttled_and_access_logged(synth: Any) -> None:
-    stages = synth.resources("AWS::ApiGatewayV2::Stage", "api")
-    assert len(stages) == 2  # merchant API and dashboard
-    for stage in stages.values():
-        props = stage["Properties"]
-        settings = props["DefaultRouteSettings"]
-        assert settings["ThrottlingRateLimit"] == synth.config.api_rate_limit
-        assert settings["ThrottlingBurstLimit"] == synth.config.api_burst_limit
-        assert "DestinationArn" in props["AccessLogSettings"]
-        log_format = props["AccessLogSettings"]["Format"]
-        assert "$context.status" in log_format
-        assert "Authorization" not in log_format
+def test_api_has_one_address_its_custom_domain_on_tls_1_2(synth: Any) -> None:
+    api = next(iter(synth.resources("AWS::ApiGateway::RestApi", "api").values()))["Properties"]
+    assert api["DisableExecuteApiEndpoint"] is True
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    domain = next(iter(synth.resources("AWS::ApiGateway::DomainName", "api").values()))
+    assert domain["Properties"]["DomainName"] == synth.config.api_domain_name
+    assert domain["Properties"]["RegionalCertificateArn"] == synth.config.certificate_arn
+    assert domain["Properties"]["SecurityPolicy"] == "TLS_1_2"
+    assert len(synth.resources("AWS::ApiGateway::BasePathMapping", "api")) == 1
+    # The dashboard has no public API of its own any more (operators' network only).
+    assert not synth.resources("AWS::ApiGatewayV2::Api")
 
 
-def test_api_reaches_the_internal_alb_through_a_vpc_link(synth: Any) -> None:
-    integrations = synth.resources("AWS::ApiGatewayV2::Integration", "api")
-    assert integrations
-    for integration in integrations.values():
-        props = integration["Properties"]
-        assert props["ConnectionType"] == "VPC_LINK"
-        assert props["IntegrationType"] == "HTTP_PROXY"
-        # The listener ARN of the services stack's internal ALB.
-        assert "IngressAlb" in json.dumps(props["IntegrationUri"])
-        assert "VpcLink" in json.dumps(props["ConnectionId"])
+def test_stage_is_throttled_and_logged_without_data(synth: Any) -> None:
+    stages = synth.resources("AWS::ApiGateway::Stage", "api")
+    assert len(stages) == 1
+    props = next(iter(stages.values()))["Properties"]
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == synth.config.api_rate_limit
+    assert settings["ThrottlingBurstLimit"] == synth.config.api_burst_limit
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False
+    assert "DestinationArn" in props["AccessLogSetting"]
+    log_format = props["AccessLogSetting"]["Format"]
+    assert "$context.status" in log_format
+    assert "Authorization" not in log_format
+    execution_logs = [
+        g["Properties"]
+        for g in synth.resources("AWS::Logs::LogGroup", "api").values()
+        if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"].get("LogGroupName"))
+    ]
+    assert len(execution_logs) == 1
+    assert "KmsKeyId" in execution_logs[0]
+
+
+def test_gateway_refusals_are_problem_json(synth: Any) -> None:
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in synth.resources("AWS::ApiGateway::GatewayResponse", "api").values()
+    }
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN"} <= set(responses)
+    for response in responses.values():
+        headers = response["ResponseParameters"]
+        assert headers["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+
+
+def test_api_reaches_the_internal_alb_over_https_through_a_vpc_link(synth: Any) -> None:
+    for key, route in _routes(synth).items():
+        integration = route["Integration"]
+        assert integration["Type"] == "HTTP_PROXY", key
+        assert integration["ConnectionType"] == "VPC_LINK"
+        assert "VpcLink" in json.dumps(integration["ConnectionId"])
+        # VPC link V2: the load balancer itself is the target, no Network Load Balancer.
+        assert "IngressAlb" in json.dumps(integration["IntegrationTarget"])
+        # HTTPS to the API's own name: API Gateway verifies the ALB certificate against it.
+        assert integration["Uri"].startswith(f"https://{synth.config.api_domain_name}/")
+        method, path = key.split(" ")
+        assert integration["Uri"].endswith(path.replace("+}", "}"))
+        assert integration["IntegrationHttpMethod"] == method
+        for parameter in [p.strip("{}+") for p in path.split("/") if p.startswith("{")]:
+            mapped = integration["RequestParameters"][f"integration.request.path.{parameter}"]
+            assert mapped == f"method.request.path.{parameter}"
 
 
 def test_cognito_resource_server_scopes_and_merchant_client(synth: Any) -> None:

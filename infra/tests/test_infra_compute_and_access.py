@@ -253,10 +253,25 @@ def test_vpc_has_an_endpoint_for_every_aws_api_the_tasks_call(synth: Any) -> Non
 
 def test_security_groups_admit_only_what_each_workload_uses(synth: Any) -> None:
     groups = synth.resources("AWS::EC2::SecurityGroup", "network")
+    operator_rules = []
     for logical_id, group in groups.items():
         for rule in group["Properties"].get("SecurityGroupIngress", []):
+            if rule.get("CidrIp") in synth.config.operator_cidrs:
+                operator_rules.append((logical_id, rule["FromPort"], rule["ToPort"]))
+                continue
             # No ingress from anywhere: only the VPC range (endpoints) or another group.
             assert rule.get("CidrIp") in (None, "10.40.0.0/16"), logical_id
+    # The operators' networks reach the dashboard listener of the ALB, and nothing else.
+    alb = next(key for key in groups if key.split("/")[-1].startswith("NetworkAlb"))
+    assert operator_rules == [(alb, 8443, 8443)] * len(synth.config.operator_cidrs)
+    alb_from_groups = [
+        r["Properties"]
+        for r in synth.resources("AWS::EC2::SecurityGroupIngress", "network").values()
+        if r["Properties"]["GroupId"]["Fn::GetAtt"][0].startswith("NetworkAlb")
+    ]
+    assert [
+        (r["SourceSecurityGroupId"]["Fn::GetAtt"][0][:14], r["FromPort"]) for r in alb_from_groups
+    ] == [("NetworkVpcLink", 443)]
     database_rules = [
         r["Properties"]
         for r in synth.resources("AWS::EC2::SecurityGroupIngress", "network").values()

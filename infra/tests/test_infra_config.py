@@ -16,16 +16,28 @@ from cardstream_infra.config import IMAGES, DeploymentConfig
 pytestmark = pytest.mark.unit
 
 DIGESTS = {image: f"sha256:{index:064x}" for index, image in enumerate(IMAGES, start=1)}
+# What every environment must name: its domains and their certificate.
+REQUIRED = {
+    "api_domain_name": "api.example.com",
+    "dashboard_domain_name": "dashboard.example.com",
+    "certificate_arn": "arn:aws:acm:eu-west-1:111111111111:certificate/abc",
+}
 
 
 def test_command_line_strings_override_cdk_json_fields() -> None:
     app = App(
         context={
-            "cardstream": {"environment": "dev", "shard_count": 2, "db_multi_az": False},
+            "cardstream": {
+                "environment": "dev",
+                "shard_count": 2,
+                "db_multi_az": False,
+                **REQUIRED,
+            },
             # What `cdk deploy -c cardstream.x=y` passes: strings.
             "cardstream.shard_count": "6",
             "cardstream.db_multi_az": "true",
             "cardstream.image_digests": json.dumps(DIGESTS),
+            "cardstream.operator_cidrs": "10.1.0.0/16, 192.168.4.0/24",
         }
     )
     config = DeploymentConfig.from_node(app.node)
@@ -33,6 +45,7 @@ def test_command_line_strings_override_cdk_json_fields() -> None:
     assert config.db_multi_az is True
     assert config.image_digests == DIGESTS
     assert config.environment == "dev"
+    assert config.operator_cidrs == ("10.1.0.0/16", "192.168.4.0/24")
 
 
 @pytest.mark.parametrize(
@@ -46,27 +59,37 @@ def test_command_line_strings_override_cdk_json_fields() -> None:
 )
 def test_images_are_named_by_digest_only_and_all_of_them(digests: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="image_digests"):
-        DeploymentConfig.from_context({"image_digests": json.dumps(digests)})
+        DeploymentConfig.from_context({**REQUIRED, "image_digests": json.dumps(digests)})
 
 
 def test_unknown_context_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="shardcount"):
-        DeploymentConfig.from_context({"shardcount": 3})
+        DeploymentConfig.from_context({**REQUIRED, "shardcount": 3})
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("shard_count", 0), ("stream_retention_hours", 12), ("db_max_allocated_storage_gib", 10)],
+    [
+        ("shard_count", 0),
+        ("stream_retention_hours", 12),
+        ("db_max_allocated_storage_gib", 10),
+        ("api_domain_name", ""),
+        ("dashboard_domain_name", "localhost"),
+        ("certificate_arn", "my-certificate"),
+        ("operator_cidrs", "10.0.0.0/33"),
+        ("max_body_bytes", 11 * 1024 * 1024),
+        ("waf_requests_per_source_per_5_minutes", 0),
+    ],
 )
-def test_impossible_values_are_refused(field: str, value: int) -> None:
+def test_impossible_values_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        DeploymentConfig.from_context({field: value})
+        DeploymentConfig.from_context({**REQUIRED, field: value})
 
 
 def test_bucket_names_are_unique_per_environment_account_and_region() -> None:
-    a = DeploymentConfig(environment="dev", account="111111111111", region="eu-west-1")
-    b = DeploymentConfig(environment="prod", account="111111111111", region="eu-west-1")
-    c = DeploymentConfig(environment="dev", account="222222222222", region="eu-west-1")
+    a = DeploymentConfig(environment="dev", account="111111111111", **REQUIRED)
+    b = DeploymentConfig(environment="prod", account="111111111111", **REQUIRED)
+    c = DeploymentConfig(environment="dev", account="222222222222", **REQUIRED)
     names = {cfg.landing_bucket_name for cfg in (a, b, c)}
     assert len(names) == 3
     for cfg in (a, b, c):

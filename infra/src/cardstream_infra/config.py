@@ -7,6 +7,7 @@ image digests CI proved) is a field here, so the stacks themselves hold no envir
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -59,6 +60,16 @@ class DeploymentConfig:
         ingest_max_tasks: ingest-api autoscaling ceiling.
         loader_max_tasks: db-loader autoscaling ceiling.
         loader_backlog_per_task: SQS messages per db-loader task the scaling tracks.
+        api_domain_name: the merchant API's custom domain (its only address).
+        dashboard_domain_name: the dashboard's host name on the operators' network.
+        certificate_arn: ACM certificate in ``region`` covering both domain names; the API's
+            custom domain and the internal load balancer's HTTPS listeners present it.
+        operator_cidrs: networks operators reach the dashboard from (the bank's network,
+            connected to the VPC); empty: nobody can reach it.
+        max_body_bytes: the largest request body the ingest-api accepts; the web
+            application firewall refuses larger ones before they reach the VPC.
+        waf_requests_per_source_per_5_minutes: requests one client address may make in
+            five minutes before the firewall answers 429.
     """
 
     environment: str = "dev"
@@ -86,6 +97,12 @@ class DeploymentConfig:
     ingest_max_tasks: int = 10
     loader_max_tasks: int = 8
     loader_backlog_per_task: int = 20
+    api_domain_name: str = ""
+    dashboard_domain_name: str = ""
+    certificate_arn: str = ""
+    operator_cidrs: tuple[str, ...] = ()
+    max_body_bytes: int = 8 * 1024 * 1024
+    waf_requests_per_source_per_5_minutes: int = 30_000
 
     def __post_init__(self) -> None:
         if self.stream_mode not in ("on_demand", "provisioned"):
@@ -101,6 +118,21 @@ class DeploymentConfig:
         for image, digest in self.image_digests.items():
             if not DIGEST.fullmatch(digest):
                 raise ValueError(f"image_digests: {image} is not a sha256:<64 hex> digest")
+        for name in ("api_domain_name", "dashboard_domain_name"):
+            if "." not in getattr(self, name):
+                raise ValueError(f"{name} must be a DNS name, e.g. api.cardstream.example.com")
+        if not self.certificate_arn.startswith("arn:") or ":acm:" not in self.certificate_arn:
+            raise ValueError("certificate_arn must be the ARN of an ACM certificate")
+        for cidr in self.operator_cidrs:
+            try:
+                ipaddress.IPv4Network(cidr)
+            except ValueError as error:
+                raise ValueError(f"operator_cidrs: {cidr!r} is not an IPv4 network") from error
+        if not 1024 <= self.max_body_bytes <= 10 * 1024 * 1024:
+            # API Gateway refuses payloads over 10 MB whatever the service accepts.
+            raise ValueError("max_body_bytes must be between 1024 and 10485760")
+        if not 10 <= self.waf_requests_per_source_per_5_minutes <= 2_000_000_000:
+            raise ValueError("waf_requests_per_source_per_5_minutes must be at least 10")
 
     @property
     def prefix(self) -> str:
@@ -145,7 +177,10 @@ class DeploymentConfig:
         for name, value in values.items():
             # `cdk -c cardstream.x=...` style overrides arrive as strings.
             default = known[name].default
-            if isinstance(default, bool) and isinstance(value, str):
+            if isinstance(default, tuple):
+                parts = value.split(",") if isinstance(value, str) else value
+                converted[name] = tuple(str(part).strip() for part in parts if str(part).strip())
+            elif isinstance(default, bool) and isinstance(value, str):
                 converted[name] = value.lower() in ("1", "true", "yes")
             elif isinstance(default, int) and isinstance(value, str):
                 converted[name] = int(value)

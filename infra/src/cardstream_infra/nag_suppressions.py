@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aws_cdk import Acknowledgment, Validations
 from constructs import IConstruct
 
+from cardstream_infra.components.public_api import DOC_ROUTES
 from cardstream_infra.config import DeploymentConfig
 from cardstream_shared import resource_names as names
 
@@ -161,39 +162,42 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "The loader reads whichever raw/ object a notification names, and nothing else.",
     )
 
-    ingress = services.ingress
-    for listener in (ingress.api_listener, ingress.dashboard_listener):
-        for rule in (
-            "PCI.DSS.321-ALBHttpToHttpsRedirection",
-            "PCI.DSS.321-ELBv2ACMCertificateRequired",
-        ):
-            _ack(
-                listener,
-                rule,
-                "Internal ALB in isolated subnets, reachable only from the API Gateway VPC "
-                "link's security group; callers' TLS terminates at API Gateway. No certificate "
-                "or domain is assumed by this deployment (docs/deploy.md, hardening).",
-            )
-    _ack(
-        ingress.alb,
-        "PCI.DSS.321-ALBWAFEnabled",
-        "The ALB has no internet face (internal, VPC link only); the public edge is the "
-        "HTTP API with JWT authorization and throttling, which AWS WAF does not attach to.",
-    )
-
     public_api = stacks.api.public_api
-    for route in public_api.doc_routes:
-        _ack(
-            route,
-            "AwsSolutions-APIG4",
-            "Swagger UI and the OpenAPI document describe the API and carry no data; "
-            "merchants need them before they hold a token.",
-        )
-    for route in public_api.dashboard_routes:
-        _ack(
-            route,
-            "AwsSolutions-APIG4",
-            "The dashboard verifies the operator's Cognito token itself (a browser opens it "
-            "with ?token= and it keeps the token in an HttpOnly cookie); API Gateway's JWT "
-            "authorizer reads only the Authorization header, which a browser cannot send.",
-        )
+    _ack(
+        public_api.api,
+        "AwsSolutions-APIG2",
+        "The gateway validates path parameters; bodies are validated by the ingest-api, "
+        "which answers each refused field in problem+json. A gateway model would refuse "
+        "without field detail and become a second contract to keep in step.",
+    )
+    _ack(
+        public_api.api.node.find_child("CloudWatchRole"),
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonAPIGatewayPushToCloudWatchLogs]",
+        "The account-level role API Gateway writes execution logs with; the AWS-managed "
+        "policy is the documented one and allows only log delivery.",
+    )
+    _ack(
+        public_api.stage,
+        "PCI.DSS.321-APIGWCacheEnabledAndEncrypted",
+        "No response cache: answers are per merchant and carry transaction data; caching "
+        "them at the gateway would keep card-holder data in one more place.",
+    )
+    _ack(
+        public_api.stage,
+        "PCI.DSS.321-APIGWSSLEnabled",
+        "The hop to the backend is HTTPS through the VPC link, the load balancer's "
+        "certificate verified against the API's domain; API Gateway client certificates "
+        "authenticate to backends that check them, and the ALB is reachable only from the "
+        "VPC link's security group.",
+    )
+    for path in DOC_ROUTES:
+        method = public_api.methods[("GET", path)]
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            _ack(
+                method,
+                rule,
+                "Swagger UI, ReDoc and the OpenAPI document describe the API and carry no "
+                "data; merchants need them before they hold a token. The firewall still "
+                "applies.",
+            )

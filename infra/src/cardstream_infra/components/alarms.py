@@ -36,8 +36,8 @@ class PipelineAlarmsProps:
         max_connections: its ``max_connections`` (connection threshold is 80 %).
         stream: the Kinesis stream.
         dead_letter_queue: the loader's DLQ.
-        api_id: id of the HTTP API.
-        api_stage: stage name of the HTTP API.
+        api_name: name of the REST API.
+        api_stage: its stage name.
         loader_log_group: db-loader log group (JSON lines with a ``level`` field).
         topic_key: KMS key of the alarm topic.
         alarm_email: optional subscriber.
@@ -48,7 +48,7 @@ class PipelineAlarmsProps:
     max_connections: int
     stream: kinesis.IStream
     dead_letter_queue: sqs.IQueue
-    api_id: str
+    api_name: str
     api_stage: str
     loader_log_group: logs.ILogGroup
     topic_key: kms.IKey
@@ -113,13 +113,13 @@ class PipelineAlarms(Construct):
             description="a landed object failed to load five times and is in the DLQ",
             evaluation_periods=1,
         )
-        dimensions = {"ApiId": props.api_id, "Stage": props.api_stage}
+        dimensions = {"ApiName": props.api_name, "Stage": props.api_stage}
         api_5xx = cloudwatch.MathExpression(
             expression="IF(requests > 0, 100 * errors / requests, 0)",
             using_metrics={
                 "errors": cloudwatch.Metric(
                     namespace="AWS/ApiGateway",
-                    metric_name="5xx",
+                    metric_name="5XXError",
                     dimensions_map=dimensions,
                     statistic="Sum",
                     period=five_minutes,

@@ -1,4 +1,6 @@
-"""The internal Application Load Balancer the API Gateway VPC link forwards to."""
+"""The internal Application Load Balancer: the API Gateway VPC link forwards merchants'
+requests to one HTTPS listener, operators on the bank's network reach the dashboard on
+another. Nothing reaches it from the internet."""
 
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-API_LISTENER_PORT = 80
-DASHBOARD_LISTENER_PORT = 8080
+from cardstream_infra.service_ports import API_LISTENER_PORT, DASHBOARD_LISTENER_PORT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,12 +24,15 @@ class InternalLoadBalancerProps:
         subnets: subnets of the load balancer (isolated: it has no internet face).
         security_group: its security group (rules set by the network).
         access_log_bucket: bucket (SSE-S3) receiving ALB access logs.
+        certificate_arn: ACM certificate of both listeners (the API's and the dashboard's
+            domain names).
     """
 
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     security_group: ec2.ISecurityGroup
     access_log_bucket: s3.IBucket
+    certificate_arn: str
 
 
 class InternalLoadBalancer(Construct):
@@ -49,17 +53,22 @@ class InternalLoadBalancer(Construct):
             idle_timeout=Duration.seconds(60),
         )
         self.alb.log_access_logs(props.access_log_bucket, prefix="alb")
-        # Plain HTTP on an internal hop: API Gateway terminates TLS for callers and reaches
-        # this ALB only through the VPC link; nothing outside the VPC can route here.
+        certificate = elbv2.ListenerCertificate.from_arn(props.certificate_arn)
+        # TLS 1.3, or TLS 1.2 with forward-secret AES-GCM suites only.
+        ssl_policy = elbv2.SslPolicy.TLS13_RES
         self.api_listener = self.alb.add_listener(
             "Api",
             port=API_LISTENER_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            certificates=[certificate],
+            ssl_policy=ssl_policy,
             open=False,
         )
         self.dashboard_listener = self.alb.add_listener(
             "Dashboard",
             port=DASHBOARD_LISTENER_PORT,
-            protocol=elbv2.ApplicationProtocol.HTTP,
+            protocol=elbv2.ApplicationProtocol.HTTPS,
+            certificates=[certificate],
+            ssl_policy=ssl_policy,
             open=False,
         )

@@ -3,6 +3,7 @@ one security group per workload with only the rules that workload uses."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import RemovalPolicy
@@ -11,6 +12,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from cardstream_infra.service_ports import API_LISTENER_PORT, DASHBOARD_LISTENER_PORT
 
 APP_SUBNETS = "app"
 DATA_SUBNETS = "data"
@@ -41,6 +44,7 @@ class NetworkProps:
         max_azs: availability zones to spread subnets over (two for RDS Multi-AZ).
         api_port: port the ingest-api container listens on.
         dashboard_port: port the dashboard container listens on.
+        operator_cidrs: networks operators reach the dashboard listener from.
         database_port: PostgreSQL port.
         log_key: KMS key that encrypts the flow-log group.
         log_retention: retention of the flow-log group.
@@ -50,6 +54,7 @@ class NetworkProps:
     max_azs: int = 2
     api_port: int
     dashboard_port: int
+    operator_cidrs: Sequence[str]
     database_port: int = 5432
     log_key: kms.IKey
     log_retention: logs.RetentionDays
@@ -125,19 +130,20 @@ class Network(Construct):
         self.rotation_sg = self._group("SecretRotation", "Secrets Manager rotation functions")
         self.database_sg = self._group("Database", "RDS PostgreSQL")
 
-        self.vpc_link_sg.add_egress_rule(self.alb_sg, ec2.Port.tcp(80), "to the internal ALB")
-        self.alb_sg.add_ingress_rule(self.vpc_link_sg, ec2.Port.tcp(80), "from the VPC link")
+        api_listener = ec2.Port.tcp(API_LISTENER_PORT)
+        self.vpc_link_sg.add_egress_rule(self.alb_sg, api_listener, "to the API listener")
+        self.alb_sg.add_ingress_rule(self.vpc_link_sg, api_listener, "API from the VPC link")
+        for cidr in props.operator_cidrs:
+            self.alb_sg.add_ingress_rule(
+                ec2.Peer.ipv4(cidr),
+                ec2.Port.tcp(DASHBOARD_LISTENER_PORT),
+                "dashboard from the operators' network",
+            )
         self.alb_sg.add_egress_rule(
             self.ingest_sg, ec2.Port.tcp(props.api_port), "to ingest-api tasks"
         )
         self.alb_sg.add_egress_rule(
             self.dashboard_sg, ec2.Port.tcp(props.dashboard_port), "to dashboard tasks"
-        )
-        self.alb_sg.add_ingress_rule(
-            self.vpc_link_sg, ec2.Port.tcp(8080), "dashboard listener from the VPC link"
-        )
-        self.vpc_link_sg.add_egress_rule(
-            self.alb_sg, ec2.Port.tcp(8080), "to the dashboard listener"
         )
         self.ingest_sg.add_ingress_rule(self.alb_sg, ec2.Port.tcp(props.api_port), "from the ALB")
         self.dashboard_sg.add_ingress_rule(

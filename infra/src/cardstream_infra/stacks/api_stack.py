@@ -1,4 +1,4 @@
-"""API stack: the public HTTP API in front of the internal ALB."""
+"""API stack: the public REST API in front of the internal ALB, behind AWS WAF."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from cardstream_infra.components.http_api import PublicApi, PublicApiProps
+from cardstream_infra.components.public_api import PublicApi, PublicApiProps
+from cardstream_infra.components.web_firewall import WebFirewall, WebFirewallProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.stacks.data_stack import DataStack
 from cardstream_infra.stacks.network_stack import NetworkStack
@@ -15,7 +16,7 @@ from cardstream_infra.stacks.services_stack import ServicesStack
 
 
 class ApiStack(Stack):
-    """API Gateway HTTP API, VPC link, Cognito JWT authorizer, throttling, access logs."""
+    """API Gateway REST API, VPC link, Cognito authorizer, throttling, access logs, WAF."""
 
     def __init__(
         self,
@@ -34,11 +35,13 @@ class ApiStack(Stack):
             self,
             "PublicApi",
             props=PublicApiProps(
+                name=f"{config.prefix}-api",
+                domain_name=config.api_domain_name,
+                certificate_arn=config.certificate_arn,
                 vpc=net.vpc,
                 subnets=net.app_subnets,
                 vpc_link_security_group=net.vpc_link_sg,
-                api_listener=services.ingress.api_listener,
-                dashboard_listener=services.ingress.dashboard_listener,
+                load_balancer=services.ingress.alb,
                 identity=data.identity,
                 rate_limit=config.api_rate_limit,
                 burst_limit=config.api_burst_limit,
@@ -46,5 +49,24 @@ class ApiStack(Stack):
                 log_retention=network_stack.log_retention,
             ),
         )
-        CfnOutput(self, "ApiUrl", value=self.public_api.api.api_endpoint)
-        CfnOutput(self, "DashboardUrl", value=self.public_api.dashboard_api.api_endpoint)
+        # At the stage, the firewall sees each caller's own address.
+        self.firewall = WebFirewall(
+            self,
+            "Firewall",
+            props=WebFirewallProps(
+                name=f"{config.prefix}-api",
+                max_body_bytes=config.max_body_bytes,
+                requests_per_source_per_5_minutes=config.waf_requests_per_source_per_5_minutes,
+                ip_reputation=True,
+                api_gateway_body_inspection=True,
+                redacted_headers=("authorization",),
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        self.firewall.protect("Stage", self.public_api.stage.stage_arn)
+        CfnOutput(self, "ApiUrl", value=self.public_api.url)
+        # The DNS name to point the API's domain at (CNAME, or a Route 53 alias).
+        CfnOutput(
+            self, "ApiDomainTarget", value=self.public_api.domain.domain_name_alias_domain_name
+        )

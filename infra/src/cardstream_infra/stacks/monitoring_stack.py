@@ -55,7 +55,7 @@ class MonitoringStack(Stack):
                 max_connections=config.db_max_connections,
                 stream=data.stream.stream,
                 dead_letter_queue=data.landing.dlq,
-                api_id=api.public_api.api.api_id,
+                api_name=api.public_api.api.rest_api_name,
                 api_stage=api.public_api.stage.stage_name,
                 loader_log_group=services.loader.log_group,
                 topic_key=topic_key,

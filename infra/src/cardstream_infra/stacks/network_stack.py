@@ -35,6 +35,7 @@ class NetworkStack(Stack):
             props=NetworkProps(
                 api_port=API_PORT,
                 dashboard_port=DASHBOARD_PORT,
+                operator_cidrs=config.operator_cidrs,
                 log_key=self.log_key,
                 log_retention=self.log_retention,
             ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Duration, Fn, Stack
+from aws_cdk import CfnOutput, Duration, Fn, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ecs as ecs
@@ -19,6 +19,7 @@ from cardstream_infra.components.fargate_service import (
 )
 from cardstream_infra.components.fargate_task import TaskLogging
 from cardstream_infra.components.ingress import InternalLoadBalancer, InternalLoadBalancerProps
+from cardstream_infra.components.web_firewall import WebFirewall, WebFirewallProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.service_ports import (
     API_PORT,
@@ -65,8 +66,30 @@ class ServicesStack(Stack):
                 subnets=net.app_subnets,
                 security_group=net.alb_sg,
                 access_log_bucket=data.landing.log_bucket,
+                certificate_arn=config.certificate_arn,
             ),
         )
+        # Behind the VPC link the ALB sees the link's addresses, not the callers': no rate
+        # or reputation rule here (the API stage's firewall has them); the rules that read
+        # requests still apply to both listeners.
+        self.firewall = WebFirewall(
+            self,
+            "Firewall",
+            props=WebFirewallProps(
+                name=f"{config.prefix}-alb",
+                max_body_bytes=config.max_body_bytes,
+                requests_per_source_per_5_minutes=None,
+                ip_reputation=False,
+                api_gateway_body_inspection=False,
+                # The dashboard's session travels in a cookie.
+                redacted_headers=("authorization", "cookie"),
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        self.firewall.protect("Alb", self.ingress.alb.load_balancer_arn)
+        # The dashboard's name resolves to this, in the operators' DNS (docs/deploy.md).
+        CfnOutput(self, "LoadBalancerDnsName", value=self.ingress.alb.load_balancer_dns_name)
         repos = data.registry.repositories
         secrets_key = data.secrets.key
         role_secrets = data.database.role_secrets
@@ -116,6 +139,8 @@ class ServicesStack(Stack):
                     # Inside the task's own network namespace: the ALB must reach it.
                     "INGEST_HOST": "0.0.0.0",  # noqa: S104
                     "INGEST_PORT": str(API_PORT),
+                    # The web application firewall refuses the same sizes at the edge.
+                    "INGEST_MAX_BODY_BYTES": str(config.max_body_bytes),
                     "INGEST_STREAM_NAME": names.STREAM_NAME,
                     "INGEST_PAN_KEY_SECRET_ID": data.secrets.pan_key.secret_arn,
                     # Merchants post and read; operators (the dashboard's client) read and
