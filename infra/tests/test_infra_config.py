@@ -73,7 +73,7 @@ def test_unknown_context_keys_are_refused() -> None:
         ("shard_count", 0),
         ("stream_retention_hours", 12),
         ("db_max_allocated_storage_gib", 10),
-        ("api_domain_name", ""),
+        ("api_domain_name", "localhost"),
         ("dashboard_domain_name", "localhost"),
         ("certificate_arn", "my-certificate"),
         ("operator_cidrs", "10.0.0.0/33"),
@@ -84,6 +84,15 @@ def test_unknown_context_keys_are_refused() -> None:
 def test_impossible_values_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         DeploymentConfig.from_context({**REQUIRED, field: value})
+
+
+@pytest.mark.parametrize("field", ["api_domain_name", "dashboard_domain_name", "certificate_arn"])
+def test_stacks_are_not_built_without_the_domains_and_certificate(field: str) -> None:
+    from cardstream_infra.deployment import build
+
+    config = DeploymentConfig.from_context({**REQUIRED, field: ""})
+    with pytest.raises(ValueError, match=field):
+        build(App(), config, nag=False)
 
 
 def test_bucket_names_are_unique_per_environment_account_and_region() -> None:

@@ -119,9 +119,12 @@ class DeploymentConfig:
             if not DIGEST.fullmatch(digest):
                 raise ValueError(f"image_digests: {image} is not a sha256:<64 hex> digest")
         for name in ("api_domain_name", "dashboard_domain_name"):
-            if "." not in getattr(self, name):
+            value = getattr(self, name)
+            if value and "." not in value:
                 raise ValueError(f"{name} must be a DNS name, e.g. api.cardstream.example.com")
-        if not self.certificate_arn.startswith("arn:") or ":acm:" not in self.certificate_arn:
+        if self.certificate_arn and (
+            not self.certificate_arn.startswith("arn:") or ":acm:" not in self.certificate_arn
+        ):
             raise ValueError("certificate_arn must be the ARN of an ACM certificate")
         for cidr in self.operator_cidrs:
             try:
@@ -133,6 +136,13 @@ class DeploymentConfig:
             raise ValueError("max_body_bytes must be between 1024 and 10485760")
         if not 10 <= self.waf_requests_per_source_per_5_minutes <= 2_000_000_000:
             raise ValueError("waf_requests_per_source_per_5_minutes must be at least 10")
+
+    def require_edge(self) -> None:
+        """Refuse to build stacks without the domains and certificate every environment
+        names (the capacity model reads a config without them)."""
+        for name in ("api_domain_name", "dashboard_domain_name", "certificate_arn"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is not set (cdk.json or -c cardstream.{name}=...)")
 
     @property
     def prefix(self) -> str:

@@ -35,6 +35,7 @@ class CardstreamStacks:
 
 def build(app: App, config: DeploymentConfig, *, nag: bool = True) -> CardstreamStacks:
     """Add every stack of ``config``'s environment to ``app``."""
+    config.require_edge()
     env = Environment(account=config.account, region=config.region)
     prefix = config.prefix
     network = NetworkStack(app, f"{prefix}-network", config=config, env=env)
