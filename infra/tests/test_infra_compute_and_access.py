@@ -346,3 +346,22 @@ def test_jwks_copy_is_readable_only_through_the_vpc_s3_endpoint(synth: Any) -> N
     assert json.dumps(statement["Resource"]).endswith('/jwks.json"]]}')
     source = statement["Condition"]["StringEquals"]["aws:SourceVpce"]
     assert "NetworkVpcS3" in json.dumps(source)
+
+
+def test_every_hop_through_the_load_balancer_is_https(synth: Any) -> None:
+    listeners = synth.resources("AWS::ElasticLoadBalancingV2::Listener", "services")
+    assert {listener["Properties"]["Port"] for listener in listeners.values()} == {443, 8443}
+    for listener in listeners.values():
+        props = listener["Properties"]
+        assert props["Protocol"] == "HTTPS"
+        assert props["Certificates"] == [{"CertificateArn": synth.config.certificate_arn}]
+        assert props["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-Res-2021-06"
+    groups = synth.resources("AWS::ElasticLoadBalancingV2::TargetGroup", "services")
+    assert len(groups) == 2
+    for group in groups.values():
+        assert group["Properties"]["Protocol"] == "HTTPS"
+        assert group["Properties"]["HealthCheckProtocol"] == "HTTPS"
+    for service, prefix in (("ingest-api", "INGEST_"), ("dashboard", "DASHBOARD_")):
+        assert _environment(synth, service)[f"{prefix}TLS_SELF_SIGNED"] == "true"
+        container = _task_definition(synth, service)["ContainerDefinitions"][0]
+        assert "https://127.0.0.1:" in container["HealthCheck"]["Command"][-1]

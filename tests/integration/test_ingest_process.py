@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from cardstream.local.ports import free_port, wait_for_port
+from cardstream_infra.components.fargate_task import health_check_command
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import StreamEnvelope, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
@@ -161,6 +162,27 @@ def test_missing_pan_key_refuses_to_start(
     )
     assert result.returncode == 3
     assert "cardstream/absent" in result.stderr.decode()
+
+
+def test_serves_https_with_a_certificate_of_its_own(
+    own_moto: tuple[str, subprocess.Popen[bytes]], tmp_path: Path, jwks: Path
+) -> None:
+    # In AWS the ALB forwards over HTTPS; the task makes its certificate when it starts.
+    endpoint, _ = own_moto
+    port = free_port()
+    api = _run_api(_env(endpoint, jwks, port, INGEST_TLS_SELF_SIGNED="true"), tmp_path / "api.log")
+    try:
+        wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: api.poll() is None)
+        answer = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=10)
+        assert answer.status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        # The container health check of the task definition passes against it.
+        command = health_check_command(port, tls=True)
+        assert command[:2] == ["CMD", "python"]
+        assert subprocess.run([sys.executable, *command[2:]], timeout=60).returncode == 0
+    finally:
+        _stop(api)
 
 
 def _in_progress(url: str) -> float:

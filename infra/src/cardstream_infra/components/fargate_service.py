@@ -89,9 +89,17 @@ class FargateWorkload(FargateTask):
             self.target_group = props.target.listener.add_targets(
                 construct_id,
                 port=props.health_port,
-                protocol=elbv2.ApplicationProtocol.HTTP,
+                protocol=(
+                    elbv2.ApplicationProtocol.HTTPS
+                    if props.serves_tls
+                    else elbv2.ApplicationProtocol.HTTP
+                ),
                 targets=[self.service],
-                health_check=elbv2.HealthCheck(path="/healthz", healthy_http_codes="200"),
+                health_check=elbv2.HealthCheck(
+                    path="/healthz",
+                    healthy_http_codes="200",
+                    protocol=elbv2.Protocol.HTTPS if props.serves_tls else elbv2.Protocol.HTTP,
+                ),
                 deregistration_delay=Duration.seconds(props.target.deregistration_delay_s),
             )
 

@@ -18,12 +18,20 @@ from constructs import Construct
 CONTAINER_USER = "10001"
 
 
-def health_check_command(port: int) -> list[str]:
-    """ECS ignores the image's HEALTHCHECK, so the task definition repeats it."""
-    probe = (
-        "import urllib.request;"
-        f"urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=3)"
-    )
+def health_check_command(port: int, *, tls: bool) -> list[str]:
+    """ECS ignores the image's HEALTHCHECK, so the task definition repeats it. Over TLS the
+    probe accepts the task's own self-signed certificate: it talks to itself on loopback."""
+    if tls:
+        probe = (
+            "import ssl,urllib.request;"
+            "c=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE;"
+            f"urllib.request.urlopen('https://127.0.0.1:{port}/healthz',timeout=3,context=c)"
+        )
+    else:
+        probe = (
+            "import urllib.request;"
+            f"urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=3)"
+        )
     return ["CMD", "python", "-c", probe]
 
 
@@ -54,6 +62,8 @@ class FargateTaskProps:
         command: container command (``None``: the image's own).
         health_port: port of the container's ``/healthz`` (``None``: a one-off task, no
             port and no health check).
+        serves_tls: the container serves HTTPS on ``health_port`` (a certificate it makes
+            at start-up); the health check and the load balancer use HTTPS.
         cpu: task CPU units.
         memory_mib: task memory.
         family: task definition family (``None``: generated).
@@ -68,6 +78,7 @@ class FargateTaskProps:
     secrets: Mapping[str, ecs.Secret] = field(default_factory=dict)
     command: Sequence[str] | None = None
     health_port: int | None = None
+    serves_tls: bool = False
     cpu: int = 512
     memory_mib: int = 1024
     family: str | None = None
@@ -130,7 +141,7 @@ class FargateTask(Construct):
             ),
             health_check=(
                 ecs.HealthCheck(
-                    command=health_check_command(props.health_port),
+                    command=health_check_command(props.health_port, tls=props.serves_tls),
                     interval=Duration.seconds(15),
                     timeout=Duration.seconds(5),
                     retries=3,

@@ -130,6 +130,7 @@ class ServicesStack(Stack):
                 placement=placement,
                 logging=logging,
                 health_port=API_PORT,
+                serves_tls=True,
                 target=LoadBalancedTarget(
                     listener=self.ingress.api_listener, deregistration_delay_s=30
                 ),
@@ -139,6 +140,8 @@ class ServicesStack(Stack):
                     # Inside the task's own network namespace: the ALB must reach it.
                     "INGEST_HOST": "0.0.0.0",  # noqa: S104
                     "INGEST_PORT": str(API_PORT),
+                    # The ALB forwards over HTTPS: the task makes its certificate at start.
+                    "INGEST_TLS_SELF_SIGNED": "true",
                     # The web application firewall refuses the same sizes at the edge.
                     "INGEST_MAX_BODY_BYTES": str(config.max_body_bytes),
                     "INGEST_STREAM_NAME": names.STREAM_NAME,
@@ -303,6 +306,7 @@ class ServicesStack(Stack):
                 placement=placement,
                 logging=logging,
                 health_port=DASHBOARD_PORT,
+                serves_tls=True,
                 target=LoadBalancedTarget(
                     listener=self.ingress.dashboard_listener, deregistration_delay_s=15
                 ),
@@ -311,6 +315,7 @@ class ServicesStack(Stack):
                     **base_env("DASHBOARD_"),
                     "DASHBOARD_HOST": "0.0.0.0",  # noqa: S104
                     "DASHBOARD_PORT": str(DASHBOARD_PORT),
+                    "DASHBOARD_TLS_SELF_SIGNED": "true",
                     "DASHBOARD_DATABASE_SECRET_ID": role_secrets[names.DB_ANALYST_ROLE].secret_arn,
                     "DASHBOARD_DATABASE_SSLMODE": "require",
                     **token_env("DASHBOARD_", identity.operator_client.user_pool_client_id),

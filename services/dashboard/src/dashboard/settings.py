@@ -20,6 +20,8 @@ class DashboardSettings(TokenVerifierSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8050, ge=0, le=65535)
+    # HTTPS with a certificate made at start-up (behind the ALB in AWS); plain HTTP locally.
+    tls_self_signed: bool = False
 
     # The analyst role: SELECT on the views only (docs/data-model.md).
     database_secret_id: str | None = names.DB_ANALYST_SECRET

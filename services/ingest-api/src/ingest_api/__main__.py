@@ -12,6 +12,7 @@ import sys
 import uvicorn
 
 from cardstream_shared.json_logging import configure_logging
+from cardstream_shared.self_signed_tls import write_self_signed_certificate
 from cardstream_shared.settings import load_settings
 from ingest_api.app import create_app
 from ingest_api.settings import IngestSettings
@@ -24,6 +25,7 @@ def main() -> int:
     """Run the service; the exit status is 2 for bad settings, 3 for a failed start-up."""
     settings = load_settings(IngestSettings)
     configure_logging("ingest-api", settings.log_level)
+    tls = write_self_signed_certificate() if settings.tls_self_signed else None
     config = uvicorn.Config(
         create_app(settings, freeze_heap=True),
         host=settings.host,
@@ -35,6 +37,8 @@ def main() -> int:
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
+        ssl_certfile=tls.certfile if tls else None,
+        ssl_keyfile=tls.keyfile if tls else None,
     )
     server = uvicorn.Server(config)
     server.run()

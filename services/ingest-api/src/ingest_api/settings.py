@@ -25,6 +25,8 @@ class IngestSettings(TokenVerifierSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # HTTPS with a certificate made at start-up (behind the ALB in AWS); plain HTTP locally.
+    tls_self_signed: bool = False
     stream_name: str = Field(default=names.STREAM_NAME, min_length=1)
     pan_key_secret_id: str = Field(default=names.PAN_KEY_SECRET, min_length=1)
 
