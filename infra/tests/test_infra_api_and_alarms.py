@@ -230,7 +230,86 @@ def test_alarm_thresholds(synth: Any) -> None:
 
 def test_every_alarm_notifies_the_encrypted_topic(synth: Any) -> None:
     alarms = _alarms(synth)
-    assert len(alarms) == 7
+    assert len(alarms) == 21
     for name, alarm in alarms.items():
         assert alarm["AlarmActions"], name
         assert "AlarmsTopic" in json.dumps(alarm["AlarmActions"])
+        assert "AlarmsTopic" in json.dumps(alarm["OKActions"])
+
+
+def test_a_dead_stream_writer_alarms(synth: Any) -> None:
+    # No writer, no GetRecords calls, no iterator age at all: that must alarm too.
+    age = _alarm(_alarms(synth), "IteratorAge")
+    assert age["TreatMissingData"] == "breaching"
+
+
+def test_kinesis_throughput_and_call_failures_alarm(synth: Any) -> None:
+    alarms = _alarms(synth)
+    for prefix, metric in (
+        ("WriteThroughputExceeded", "WriteProvisionedThroughputExceeded"),
+        ("ReadThroughputExceeded", "ReadProvisionedThroughputExceeded"),
+    ):
+        alarm = _alarm(alarms, prefix)
+        assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == (metric, "Sum", 1)
+    for prefix, metric in (
+        ("PutRecordsSuccess", "PutRecords.Success"),
+        ("GetRecordsSuccess", "GetRecords.Success"),
+    ):
+        alarm = _alarm(alarms, prefix)
+        assert (alarm["MetricName"], alarm["Statistic"]) == (metric, "Average")
+        assert alarm["ComparisonOperator"] == "LessThanThreshold"
+        assert alarm["Threshold"] == 0.99
+
+
+@pytest.mark.parametrize("service", ["IngestApi", "StreamWriter", "DbLoader", "Dashboard"])
+def test_every_service_alarms_when_tasks_are_missing(synth: Any, service: str) -> None:
+    alarm = _alarm(_alarms(synth), f"TasksBelowDesired{service}")
+    rendered = json.dumps(alarm["Metrics"])
+    assert "desired - FILL(running, 0)" in rendered
+    assert "DesiredTaskCount" in rendered
+    assert "RunningTaskCount" in rendered
+    assert alarm["Threshold"] == 1
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+@pytest.mark.parametrize("service", ["IngestApi", "Dashboard"])
+def test_load_balancer_targets_alarm_when_unhealthy_or_gone(synth: Any, service: str) -> None:
+    alarms = _alarms(synth)
+    unhealthy = _alarm(alarms, f"UnhealthyTargets{service}")
+    assert (unhealthy["MetricName"], unhealthy["Threshold"]) == ("UnHealthyHostCount", 1)
+    none = _alarm(alarms, f"NoHealthyTarget{service}")
+    assert none["MetricName"] == "HealthyHostCount"
+    assert none["ComparisonOperator"] == "LessThanThreshold"
+    assert none["TreatMissingData"] == "breaching"
+
+
+def test_load_balancer_5xx_and_queue_age_alarm(synth: Any) -> None:
+    alarms = _alarms(synth)
+    alb = json.dumps(_alarm(alarms, "Alb5xxRate")["Metrics"])
+    assert "HTTPCode_ELB_5XX_Count" in alb
+    assert "HTTPCode_Target_5XX_Count" in alb
+    assert "RequestCount" in alb
+    age = _alarm(alarms, "OldestLandedObject")
+    assert age["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert "LandingLanded" in json.dumps(age["Dimensions"])
+    assert age["Threshold"] == 600
+
+
+def test_one_dashboard_shows_the_whole_pipeline(synth: Any) -> None:
+    (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard", "monitoring").values()
+    props = dashboard["Properties"]
+    assert props["DashboardName"] == f"{synth.config.prefix}-pipeline"
+    body = json.dumps(props["DashboardBody"])
+    for metric in (
+        "5XXError",
+        "IncomingRecords",
+        "GetRecords.IteratorAgeMilliseconds",
+        "RunningTaskCount",
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+        "CPUUtilization",
+        "BlockedRequests",
+        "UnHealthyHostCount",
+    ):
+        assert metric in body, metric
+    assert "alarm" in body

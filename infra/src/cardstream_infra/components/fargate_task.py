@@ -90,6 +90,7 @@ class FargateTask(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: FargateTaskProps) -> None:
         super().__init__(scope, construct_id)
+        self.name = props.name
         self.log_group = logs.LogGroup(
             self,
             "Logs",

@@ -121,6 +121,7 @@ class WebFirewall(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WebFirewallProps) -> None:
         super().__init__(scope, construct_id)
+        self.name = props.name
         rules: list[dict[str, Any]] = []
         if props.ip_reputation:
             rules.append(_managed(IP_REPUTATION, len(rules)))

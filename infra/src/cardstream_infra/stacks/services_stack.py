@@ -341,3 +341,9 @@ class ServicesStack(Stack):
         self.dashboard.scaling.scale_on_cpu_utilization(
             "Cpu", target_utilization_percent=DASHBOARD_CPU_TARGET
         )
+        self.workloads = [self.ingest, self.writer, self.loader, self.dashboard]
+        self.target_groups = {
+            workload.name: workload.target_group
+            for workload in self.workloads
+            if workload.target_group is not None
+        }
