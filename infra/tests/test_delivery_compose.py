@@ -217,7 +217,7 @@ def test_shared_values_agree_across_services(compose: dict[str, Any]) -> None:
     assert env["ingest-api"]["INGEST_PAN_KEY_SECRET_ID"] == names.PAN_KEY_SECRET
     assert env["ingest-api"]["INGEST_DATABASE_SECRET_ID"] == names.DB_API_SECRET
     assert env["db-loader"]["LOADER_DATABASE_SECRET_ID"] == names.DB_LOADER_SECRET
-    assert env["dashboard"]["DASHBOARD_DATABASE_SECRET_ID"] == names.DB_ANALYST_SECRET
+    assert env["dashboard"]["DASHBOARD_DATABASE_SECRET_ID"] == names.DB_DASHBOARD_SECRET
     for service, prefix in (("ingest-api", "INGEST_"), ("dashboard", "DASHBOARD_")):
         assert env[service][f"{prefix}JWKS_URL"] == "file:///jwks/jwks.json"
         assert "jwks:/jwks:ro" in compose["services"][service]["volumes"]

@@ -172,13 +172,14 @@ def test_credentials_are_rotated_secrets_with_the_shared_names(synth: Any) -> No
         names.DB_LOADER_SECRET,
         names.DB_API_SECRET,
         names.DB_ANALYST_SECRET,
+        names.DB_DASHBOARD_SECRET,
         names.PAN_KEY_SECRET,
     } <= named
     for secret in secrets.values():
         assert "KmsKeyId" in secret["Properties"]
     schedules = synth.resources("AWS::SecretsManager::RotationSchedule", "data")
-    # The master secret and the four role secrets rotate.
-    assert len(schedules) == 5
+    # The master secret and every role's secret rotate.
+    assert len(schedules) == 1 + len(names.DB_ROLE_SECRETS)
     for schedule in schedules.values():
         assert schedule["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
 

@@ -141,14 +141,14 @@ async def test_unreachable_sources_degrade_the_feed_instead_of_failing_it(
     assert 'cardstream_dashboard_source_errors_total{source="stream_lag"} 1.0' in metrics
 
 
-async def test_the_feed_reads_the_views_as_the_analyst(
+async def test_the_feed_reads_the_views_as_the_dashboard_role(
     jwks_url: str, signing_key: SigningKey, empty_database: str
 ) -> None:
     password = uuid.uuid4().hex
-    bootstrap(empty_database, role_passwords={names.DB_ANALYST_ROLE: password})
+    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
     settings = _settings(
         jwks_url,
-        database_url=with_credentials(empty_database, names.DB_ANALYST_ROLE, password),
+        database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
     )
     token = _token(signing_key, names.SCOPE_READ, names.SCOPE_WRITE)
     async with serving(settings) as client:
@@ -178,10 +178,10 @@ async def test_a_lost_database_keeps_the_last_panels_and_says_so(
     jwks_url: str, signing_key: SigningKey, empty_database: str
 ) -> None:
     password = uuid.uuid4().hex
-    bootstrap(empty_database, role_passwords={names.DB_ANALYST_ROLE: password})
+    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
     settings = _settings(
         jwks_url,
-        database_url=with_credentials(empty_database, names.DB_ANALYST_ROLE, password),
+        database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
         snapshot_ttl_s=0,
         snapshot_hold_factor=0,
     )
@@ -189,24 +189,24 @@ async def test_a_lost_database_keeps_the_last_panels_and_says_so(
     database = empty_database.rsplit("/", 1)[1]
     async with serving(settings) as client:
         first = (await client.get("/api/dashboard", headers=headers)).json()
-        # The fault: the analyst may no longer connect, and its sessions are cut.
+        # The fault: the dashboard role may no longer connect, and its sessions are cut.
         with psycopg.connect(empty_database, autocommit=True) as admin:
             admin.execute(
                 sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC, {}").format(
-                    sql.Identifier(database), sql.Identifier(names.DB_ANALYST_ROLE)
+                    sql.Identifier(database), sql.Identifier(names.DB_DASHBOARD_ROLE)
                 )
             )
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE usename = %s AND datname = %s",
-                (names.DB_ANALYST_ROLE, database),
+                (names.DB_DASHBOARD_ROLE, database),
             )
         second = (await client.get("/api/dashboard", headers=headers)).json()
         health = await client.get("/healthz")
         with psycopg.connect(empty_database, autocommit=True) as admin:
             admin.execute(
                 sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(database), sql.Identifier(names.DB_ANALYST_ROLE)
+                    sql.Identifier(database), sql.Identifier(names.DB_DASHBOARD_ROLE)
                 )
             )
         third = (await client.get("/api/dashboard", headers=headers)).json()

@@ -1,8 +1,8 @@
 """The dashboard's analytics views (cardstream.dash_*) on crafted rows in real PostgreSQL.
 
 Rows are inserted as the superuser straight into the normalized tables, so each test knows
-exactly what the views must answer; the views are then read as the analyst role, the way
-the dashboard and BI tools read them.
+exactly what the views must answer; the views are then read as the dashboard role, the
+way the dashboard reads them (the analyst role, for BI tools, reads them too).
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ class Txn:
 
 
 class Db:
-    """Superuser connection for crafting rows; analyst connection for reading views."""
+    """Superuser connection for crafting rows; dashboard connection for reading views."""
 
-    def __init__(self, admin: psycopg.Connection[Any], analyst_dsn: str) -> None:
+    def __init__(self, admin: psycopg.Connection[Any], dashboard_dsn: str) -> None:
         self.admin = admin
-        self.analyst_dsn = analyst_dsn
+        self.dashboard_dsn = dashboard_dsn
         self._object_id: int | None = None
 
     def object_id(self) -> int:
@@ -132,19 +132,17 @@ class Db:
             )
 
     def view(self, sql: str) -> list[dict[str, Any]]:
-        with psycopg.connect(self.analyst_dsn, row_factory=dict_row) as conn:
+        with psycopg.connect(self.dashboard_dsn, row_factory=dict_row) as conn:
             return conn.execute(sql).fetchall()
 
 
 @pytest.fixture
 def db(empty_database: str) -> Iterator[Db]:
-    passwords = {role: uuid.uuid4().hex for role in (names.DB_ANALYST_ROLE, names.DB_API_ROLE)}
-    bootstrap(empty_database, role_passwords=passwords)
-    analyst = with_credentials(
-        empty_database, names.DB_ANALYST_ROLE, passwords[names.DB_ANALYST_ROLE]
-    )
+    password = uuid.uuid4().hex
+    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
+    dashboard = with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password)
     with psycopg.connect(empty_database, autocommit=True) as admin:
-        yield Db(admin, analyst)
+        yield Db(admin, dashboard)
 
 
 T0 = dt.datetime(2026, 3, 14, 9, 30, 0)
@@ -407,9 +405,11 @@ def test_fraud_transactions_show_the_card_masked_and_nothing_personal(db: Db) ->
     }
 
 
-def test_views_are_for_the_analyst_only_and_tables_stay_closed(db: Db) -> None:
+def test_views_are_for_the_dashboard_and_the_analyst_only_and_tables_stay_closed(
+    db: Db,
+) -> None:
     with (
-        psycopg.connect(db.analyst_dsn) as conn,
+        psycopg.connect(db.dashboard_dsn) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute("SELECT count(*) FROM cardstream.transaction")
@@ -420,5 +420,7 @@ def test_views_are_for_the_analyst_only_and_tables_stay_closed(db: Db) -> None:
         (list(names.DASHBOARD_VIEWS), names.DB_OWNER_ROLE),
     ).fetchall()
     assert sorted(granted) == sorted(
-        (view, names.DB_ANALYST_ROLE) for view in names.DASHBOARD_VIEWS
+        (view, role)
+        for view in names.DASHBOARD_VIEWS
+        for role in (names.DB_ANALYST_ROLE, names.DB_DASHBOARD_ROLE)
     )

@@ -25,12 +25,7 @@ from cardstream_infra.components.migration import MIGRATE_PROGRAM
 
 pytestmark = pytest.mark.integration
 
-ROLE_SECRETS = {
-    names.DB_OWNER_ROLE: names.DB_OWNER_SECRET,
-    names.DB_LOADER_ROLE: names.DB_LOADER_SECRET,
-    names.DB_API_ROLE: names.DB_API_SECRET,
-    names.DB_ANALYST_ROLE: names.DB_ANALYST_SECRET,
-}
+ROLE_SECRETS = names.DB_ROLE_SECRETS
 
 
 def test_migration_task_creates_roles_from_their_secrets_and_the_schema(

@@ -115,13 +115,17 @@ async def running_api(
                 yield http
 
 
-def auth(signing_key: SigningKey, subject: str) -> dict[str, str]:
+def auth(
+    signing_key: SigningKey,
+    subject: str,
+    scopes: tuple[str, ...] = (names.SCOPE_WRITE, names.SCOPE_READ),
+) -> dict[str, str]:
     token = issue_token(
         signing_key,
         issuer="cardstream-local",
         audience="cardstream",
         subject=subject,
-        scopes=[names.SCOPE_WRITE, names.SCOPE_READ],
+        scopes=scopes,
     )
     return {"Authorization": f"Bearer {token}"}
 
@@ -154,6 +158,7 @@ async def test_get_returns_the_loaded_transaction_masked_with_lineage(
     mine = kaggle_example()
     theirs = kaggle_example() | {"trans_num": "other-merchants-transaction"}
     me, other = auth(signing_key, "merchant-1"), auth(signing_key, "merchant-2")
+    operator = auth(signing_key, "operator-1", (names.SCOPE_READ, names.SCOPE_ALL_TENANTS))
     async with running_api(
         aws, tmp_path, signing_key, database["api"], lose_first_ack=False
     ) as api:
@@ -164,6 +169,8 @@ async def test_get_returns_the_loaded_transaction_masked_with_lineage(
         found = await api.get(f"/v1/transactions/{mine['trans_num']}", headers=me)
         foreign = await api.get(f"/v1/transactions/{theirs['trans_num']}", headers=me)
         absent = await api.get("/v1/transactions/never-sent", headers=me)
+        as_owner = await api.get(f"/v1/transactions/{theirs['trans_num']}", headers=other)
+        as_operator = await api.get(f"/v1/transactions/{theirs['trans_num']}", headers=operator)
     assert before.status_code == 404  # accepted, not loaded yet
     assert found.status_code == 200, found.text
     body = found.json()
@@ -179,7 +186,12 @@ async def test_get_returns_the_loaded_transaction_masked_with_lineage(
     )
     # Another client's transaction is indistinguishable from a missing one (OWASP API1).
     assert foreign.status_code == absent.status_code == 404
-    assert foreign.json()["type"] == absent.json()["type"]
+    assert foreign.content == absent.content
+    assert foreign.headers == absent.headers
+    assert as_owner.status_code == 200
+    # An operator (tenants:all) reads every client's transactions.
+    assert as_operator.status_code == 200
+    assert as_operator.json()["lineage"]["client_id"] == "merchant-2"
 
 
 async def test_f2_a_lost_ack_duplicate_ends_as_one_row(

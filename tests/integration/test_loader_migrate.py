@@ -23,15 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def passwords() -> dict[str, str]:
-    return {
-        role: secrets.token_urlsafe(16)
-        for role in (
-            names.DB_OWNER_ROLE,
-            names.DB_LOADER_ROLE,
-            names.DB_API_ROLE,
-            names.DB_ANALYST_ROLE,
-        )
-    }
+    return {role: secrets.token_urlsafe(16) for role in names.DB_ROLE_SECRETS}
 
 
 def _relations(dsn: str) -> dict[str, str]:
@@ -104,6 +96,15 @@ def test_migrated_schema_matches_the_sqlmodel_tables(
     assert diff == []
 
 
+# Cardholder details: only the api role reads them (its tenant's own transactions).
+CARDHOLDER_COLUMNS = {"first", "last", "street", "dob"}
+
+
+def _columns(conn: psycopg.Connection[Any], view: str) -> set[str]:
+    cursor = conn.execute(f"SELECT * FROM cardstream.{view} LIMIT 0")
+    return {column.name for column in cursor.description or ()}
+
+
 def test_roles_see_only_what_they_need(empty_database: str, passwords: dict[str, str]) -> None:
     bootstrap(empty_database, role_passwords=passwords)
 
@@ -112,6 +113,11 @@ def test_roles_see_only_what_they_need(empty_database: str, passwords: dict[str,
             with_credentials(empty_database, role, passwords[role]), autocommit=True
         )
 
+    def refused(conn: psycopg.Connection[Any], *relations: str) -> None:
+        for relation in relations:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"SELECT count(*) FROM cardstream.{relation}")
+
     with connect(names.DB_LOADER_ROLE) as conn:
         partition = conn.execute(
             "SELECT cardstream.ensure_transaction_partition('2019-01-17')"
@@ -119,14 +125,63 @@ def test_roles_see_only_what_they_need(empty_database: str, passwords: dict[str,
         assert partition == ("transaction_y2019m01",)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE TABLE cardstream.intruder (x int)")
+        refused(conn, "transaction_detail", "tenant_transaction_detail", "source_row")
     with connect(names.DB_API_ROLE) as conn:
-        assert conn.execute("SELECT count(*) FROM cardstream.transaction_detail").fetchone() == (0,)
+        # Row-level security: a session naming no tenant reads no row.
+        assert conn.execute(
+            "SELECT count(*) FROM cardstream.tenant_transaction_detail"
+        ).fetchone() == (0,)
+        assert _columns(conn, "tenant_transaction_detail") >= CARDHOLDER_COLUMNS
+        refused(
+            conn,
+            "transaction_detail",
+            "transaction_masked",
+            "source_row",
+            "customer",
+            "transaction",
+            "alert_detail",
+            "dash_totals",
+        )
+        # The tenant reader owns the api's views; nobody but the owner may act as it.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT count(*) FROM cardstream.source_row")
+            conn.execute(f"SET ROLE {names.DB_TENANT_READER_ROLE}")
     with connect(names.DB_ANALYST_ROLE) as conn:
-        assert conn.execute("SELECT count(*) FROM cardstream.source_row").fetchone() == (0,)
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT count(*) FROM cardstream.customer")
+        assert conn.execute("SELECT count(*) FROM cardstream.transaction_masked").fetchone() == (0,)
+        assert not CARDHOLDER_COLUMNS & _columns(conn, "transaction_masked")
+        assert conn.execute("SELECT count(*) FROM cardstream.dash_totals").fetchone() == (1,)
+        refused(
+            conn,
+            "transaction_detail",
+            "source_row",
+            "tenant_transaction_detail",
+            "tenant_alert_detail",
+            "alert_detail",
+            "customer",
+        )
         # No role needs temporary tables; PostgreSQL grants them to PUBLIC unless revoked.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE TEMPORARY TABLE scratch (x int)")
+    with connect(names.DB_DASHBOARD_ROLE) as conn:
+        dashboard_views = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'cardstream'"
+            " AND has_any_column_privilege(c.oid, 'SELECT')"
+        ).fetchall()
+        assert dashboard_views
+        assert all(name.startswith("dash_") for (name,) in dashboard_views)
+        assert conn.execute("SELECT count(*) FROM cardstream.dash_alerts_open").fetchone() == (0,)
+        refused(
+            conn,
+            "transaction_masked",
+            "transaction_detail",
+            "source_row",
+            "tenant_transaction_detail",
+            "alert",
+            "customer",
+        )
+    # The tenant reader cannot log in at all.
+    with psycopg.connect(empty_database) as admin:
+        login = admin.execute(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (names.DB_TENANT_READER_ROLE,)
+        ).fetchone()
+    assert login == (False,)

@@ -31,9 +31,9 @@ def test_writer_metrics_urls_are_split_and_trimmed(env: pytest.MonkeyPatch) -> N
     ]
 
 
-def test_defaults_read_the_analyst_secret_and_listen_on_loopback(env: pytest.MonkeyPatch) -> None:
+def test_defaults_read_the_dashboard_secret_and_listen_on_loopback(env: pytest.MonkeyPatch) -> None:
     settings = DashboardSettings()
-    assert settings.database_secret_id == "cardstream/db/analyst"
+    assert settings.database_secret_id == "cardstream/db/dashboard"
     assert (settings.host, settings.port) == ("127.0.0.1", 8050)
     assert settings.writer_metrics_url_list == []
 

@@ -1,9 +1,13 @@
 """Reading alerts and moving them along their case states: what ``/v1/alerts`` serves.
 
-Alerts are read through ``cardstream.alert_detail`` (card masked). A status change is one
-``UPDATE`` of the status columns, which the api role alone may write; the database stamps
-the time and appends the change to the alert's audit trail (see the ``alerts_0001``
-migration), so who and when cannot be left out or rewritten here.
+Alerts are read through ``cardstream.tenant_alert_detail`` (card masked; evidence without
+other merchants' transactions and amounts unless the session reads every tenant). Each
+function takes the tenant whose alerts it may touch (None: every tenant) and filters on
+it; the database's row-level security filters on the session's tenant as well (the
+caller opens the connection's transaction with it). A status change is one ``UPDATE`` of
+the case columns, which the api role alone may write; the database stamps the time and
+appends the change to the alert's audit trail (migrations ``alerts_0001`` and
+``alerts_0002``), so who and when cannot be left out or rewritten here.
 
 The statements are fixed, with optional filters as NULL-able parameters: nothing from a
 request becomes SQL text (OWASP API8).
@@ -39,16 +43,17 @@ ALLOWED_FROM: Final[dict[str, tuple[str, ...]]] = {
 # alert_id is a PostgreSQL bigint: a larger id cannot exist.
 MAX_ALERT_ID: Final = 2**63 - 1
 MAX_NOTE_LENGTH: Final = 1000
+MAX_NAME_LENGTH: Final = 256
 
 _COLUMNS: Final = """
 alert_id, rule, severity, score, evidence, trans_num, trans_date_trans_time, amt, category,
-merchant, card_masked, card_last4, status, status_changed_by, status_changed_at, status_note,
-created_at
+merchant, card_masked, card_last4, status, status_changed_by, status_changed_by_name,
+status_changed_at, status_note, created_at
 """
-# $1 is the client whose alerts the caller may see, or NULL for every client.
+# $1 is the tenant whose alerts the caller may see, or NULL for every tenant.
 _LIST: Final = f"""
 SELECT {_COLUMNS}
-FROM cardstream.alert_detail
+FROM cardstream.tenant_alert_detail
 WHERE ($1::text IS NULL OR client_id = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR rule = $3)
@@ -60,22 +65,24 @@ LIMIT $7
 """  # noqa: S608 - only the constant column list is interpolated
 _ONE: Final = f"""
 SELECT {_COLUMNS}
-FROM cardstream.alert_detail
+FROM cardstream.tenant_alert_detail
 WHERE alert_id = $1 AND ($2::text IS NULL OR client_id = $2)
 """  # noqa: S608 - only the constant column list is interpolated
 _HISTORY: Final = """
-SELECT from_status, to_status, changed_by, changed_at, note
+SELECT from_status, to_status, changed_by, changed_by_name, changed_at, note
 FROM cardstream.alert_status_change
-WHERE alert_id = $1
+WHERE alert_id = $1 AND ($2::text IS NULL OR client_id = $2)
 ORDER BY change_id
 """
 _TRANSITION: Final = """
 UPDATE cardstream.alert
-SET status = $2, status_changed_by = $3, status_note = $4
-WHERE alert_id = $1 AND status = ANY($5::text[])
+SET status = $2, status_changed_by = $3, status_changed_by_name = $4, status_note = $5
+WHERE alert_id = $1 AND status = ANY($6::text[]) AND ($7::text IS NULL OR client_id = $7)
 RETURNING alert_id
 """
-_CURRENT_STATUS: Final = "SELECT status FROM cardstream.alert WHERE alert_id = $1"
+_CURRENT_STATUS: Final = """
+SELECT status FROM cardstream.alert WHERE alert_id = $1 AND ($2::text IS NULL OR client_id = $2)
+"""
 
 
 class StatusChange(BaseModel):
@@ -83,7 +90,10 @@ class StatusChange(BaseModel):
 
     from_status: AlertStatus
     to_status: AlertStatus
-    changed_by: str
+    changed_by: str = Field(description="The token's subject.")
+    changed_by_name: str | None = Field(
+        default=None, description="The person's name (user tokens; none for a client's)."
+    )
     changed_at: dt.datetime
     note: str | None = None
 
@@ -95,7 +105,11 @@ class AlertOut(BaseModel):
     rule: str
     severity: AlertSeverity
     score: Decimal = Field(description="How far past its threshold the rule was (1 = at it).")
-    evidence: dict[str, Any] = Field(description="The figures that tripped the rule.")
+    evidence: dict[str, Any] = Field(
+        description="The figures that tripped the rule. For a caller reading one tenant,"
+        " without what belongs to other merchants of the card: no transaction of another"
+        " client, no amount summed or taken over its other purchases."
+    )
     trans_num: str
     # The contract's form, as GET /v1/transactions/{trans_num} answers it.
     trans_date_trans_time: Timestamp = Field(examples=["2019-01-01 00:00:18"])
@@ -106,6 +120,7 @@ class AlertOut(BaseModel):
     card_last4: str
     status: AlertStatus
     status_changed_by: str | None = None
+    status_changed_by_name: str | None = None
     status_changed_at: dt.datetime | None = None
     status_note: str | None = None
     created_at: dt.datetime
@@ -176,17 +191,24 @@ async def list_alerts(
 
 async def read_alert(conn: Connection, alert_id: int, *, client_id: str | None) -> AlertOut:
     """The alert with its audit trail; :class:`AlertNotFoundError` when the caller (of
-    ``client_id``, None: every client) may not see it or it does not exist."""
+    tenant ``client_id``, None: every tenant) may not see it or it does not exist."""
     row = await conn.fetchrow(_ONE, alert_id, client_id)
     if row is None:
         raise AlertNotFoundError(alert_id)
-    return _alert(row, await conn.fetch(_HISTORY, alert_id))
+    return _alert(row, await conn.fetch(_HISTORY, alert_id, client_id))
 
 
 async def change_status(
-    conn: Connection, alert_id: int, change: AlertPatch, *, changed_by: str
+    conn: Connection,
+    alert_id: int,
+    change: AlertPatch,
+    *,
+    client_id: str | None,
+    changed_by: str,
+    changed_by_name: str | None,
 ) -> None:
-    """Move the alert to ``change.status`` in the name of ``changed_by``.
+    """Move the alert (of tenant ``client_id``, None: any) to ``change.status`` in the
+    name of ``changed_by`` (the token's subject) and ``changed_by_name`` (the person).
 
     Raises :class:`AlertNotFoundError` or :class:`TransitionRefusedError`.
     """
@@ -197,11 +219,13 @@ async def change_status(
         alert_id,
         change.status,
         changed_by,
+        changed_by_name[:MAX_NAME_LENGTH] if changed_by_name else None,
         change.note,
         list(ALLOWED_FROM[change.status]),
+        client_id,
     )
     if updated is None:
-        current = await conn.fetchval(_CURRENT_STATUS, alert_id)
+        current = await conn.fetchval(_CURRENT_STATUS, alert_id, client_id)
         if current is None:
             raise AlertNotFoundError(alert_id)
         raise TransitionRefusedError(current, change.status)

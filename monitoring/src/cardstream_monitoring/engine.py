@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 # row of the months involved, a cost that grows with the table instead of the load.
 _NEW: Final = """
 new AS MATERIALIZED (
-    SELECT t.trans_num, t.trans_date_trans_time AS ts, t.card_token, t.amt, t.category,
-           t.merchant_id, t.merch_lat, t.merch_long, z.lat AS home_lat, z.long AS home_long
+    SELECT t.trans_num, t.trans_date_trans_time AS ts, t.card_token, t.client_id, t.amt,
+           t.category, t.merchant_id, t.merch_lat, t.merch_long, z.lat AS home_lat,
+           z.long AS home_long
     FROM cardstream.transaction_key k
     CROSS JOIN LATERAL (
         SELECT * FROM cardstream.transaction x
@@ -57,14 +58,16 @@ new AS MATERIALIZED (
     WHERE k.trans_num = ANY($1::text[])
 )"""
 
-# What every rule's SELECT yields, in this order.
-_COLUMNS: Final = "trans_num, card_token, rule, severity, score, evidence"
+# What every rule's SELECT yields, in this order: the alerted transaction, its card and its
+# tenant (the client that posted it), then the alert.
+_COLUMNS: Final = "trans_num, card_token, client_id, rule, severity, score, evidence"
 
 _INSERT: Final = """
 inserted AS (
-    INSERT INTO cardstream.alert (trans_num, card_token, rule, severity, score, evidence)
+    INSERT INTO cardstream.alert
+        (trans_num, card_token, client_id, rule, severity, score, evidence)
     SELECT DISTINCT ON (trans_num, rule)
-           trans_num, card_token, rule, severity, least(score, 99999999.99), evidence
+           trans_num, card_token, client_id, rule, severity, least(score, 99999999.99), evidence
     FROM candidates
     -- Key order: concurrent loaders alerting the same earlier transaction wait for each
     -- other on the unique index instead of deadlocking.
@@ -99,7 +102,8 @@ def _amount_spike(rules: Rules, p: _Params) -> str:
     mult = p.add(r.multiple, "float8")
     days = p.add(r.history_days, "int")
     return f"""
-SELECT n.trans_num, n.card_token, 'amount_spike' AS rule, {p.add(r.severity, "text")} AS severity,
+SELECT n.trans_num, n.card_token, n.client_id, 'amount_spike' AS rule,
+       {p.add(r.severity, "text")} AS severity,
        round((n.amt / greatest({mult} * h.median, 0.01))::numeric, 2) AS score,
        jsonb_build_object('amount', n.amt, 'card_median', round(h.median::numeric, 2),
                           'history_count', h.n, 'history_days', {days}, 'multiple', {mult})
@@ -144,7 +148,8 @@ def _burst(
     # Most rows start no burst: a bounded count (it stops at min_count) screens them before
     # the full aggregate and the join to the burst's members run.
     return f"""
-SELECT m.trans_num, n.card_token, '{rule}' AS rule, {p.add(severity, "text")} AS severity,
+SELECT m.trans_num, n.card_token, m.client_id, '{rule}' AS rule,
+       {p.add(severity, "text")} AS severity,
        round(w.n::numeric / {count_p}, 2) AS score,
        jsonb_build_object('count', w.n, 'merchants', w.merchants, 'total_amount', w.total,
                           'window_start', n.ts - {window_p}, 'window_end', n.ts,
@@ -220,7 +225,7 @@ def _night_high_value(rules: Rules, p: _Params) -> str:
     categories = p.add(list(r.min_amount), "text[]")
     amounts = p.add(list(r.min_amount.values()), "numeric[]")
     return f"""
-SELECT n.trans_num, n.card_token, 'night_high_value' AS rule,
+SELECT n.trans_num, n.card_token, n.client_id, 'night_high_value' AS rule,
        {p.add(r.severity, "text")} AS severity,
        round(n.amt / greatest(l.min_amount, 0.01), 2) AS score,
        jsonb_build_object('amount', n.amt, 'category', n.category,
@@ -239,7 +244,8 @@ def _far_from_home(rules: Rules, p: _Params) -> str:
     # The card's habit is measured from the cardholder's current home, so a move does not
     # make every purchase near the new home look far.
     return f"""
-SELECT n.trans_num, n.card_token, 'far_from_home' AS rule, {p.add(r.severity, "text")} AS severity,
+SELECT n.trans_num, n.card_token, n.client_id, 'far_from_home' AS rule,
+       {p.add(r.severity, "text")} AS severity,
        round((d.km / greatest({min_km}, {habit} * coalesce(h.median_km, 0)))::numeric, 2),
        jsonb_build_object('distance_km', round(d.km::numeric, 1),
                           'card_median_km', round(h.median_km::numeric, 1),
@@ -270,7 +276,7 @@ def _impossible_travel(rules: Rules, p: _Params) -> str:
     # home (closer than min_km) is presumed genuine, so the purchase back home after a
     # fraudulent one far away is not alerted, while a chain of far jumps is.
     return f"""
-SELECT n.trans_num, n.card_token, 'impossible_travel' AS rule,
+SELECT n.trans_num, n.card_token, n.client_id, 'impossible_travel' AS rule,
        {p.add(r.severity, "text")} AS severity,
        round((j.speed / {max_speed})::numeric, 2),
        jsonb_build_object('distance_km', round(j.km::numeric, 1),

@@ -43,6 +43,8 @@ class Principal:
     token_id: str | None = None
     # The token's ``exp`` (Unix time): lets a caller cache the verification until then.
     expires_at: float | None = None
+    # The person signed in (the ``username`` claim of a user's token); None for a client.
+    name: str | None = None
 
     def require(self, scope: str) -> None:
         """Raise :class:`ScopeError` unless the token carries ``scope``."""
@@ -200,6 +202,7 @@ class TokenVerifier:
             client_id=str(claims.get("client_id") or subject),
             token_id=str(claims["jti"]) if "jti" in claims else None,
             expires_at=float(claims["exp"]),
+            name=str(claims["username"]) if claims.get("username") else None,
         )
 
     def _scopes(self, claims: dict[str, Any]) -> Iterable[str]:

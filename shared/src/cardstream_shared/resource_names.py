@@ -27,6 +27,7 @@ DB_OWNER_SECRET: Final = "cardstream/db/owner"  # noqa: S105
 DB_LOADER_SECRET: Final = "cardstream/db/loader"  # noqa: S105
 DB_API_SECRET: Final = "cardstream/db/api"  # noqa: S105
 DB_ANALYST_SECRET: Final = "cardstream/db/analyst"  # noqa: S105
+DB_DASHBOARD_SECRET: Final = "cardstream/db/dashboard"  # noqa: S105
 
 # Database roles (least privilege, see docs/data-model.md).
 DB_NAME: Final = "cardstream"
@@ -34,9 +35,22 @@ DB_OWNER_ROLE: Final = "cardstream_owner"
 DB_LOADER_ROLE: Final = "cardstream_loader"
 DB_API_ROLE: Final = "cardstream_api"
 DB_ANALYST_ROLE: Final = "cardstream_analyst"
+DB_DASHBOARD_ROLE: Final = "cardstream_dashboard"
+# Cannot log in: owns the views the api role reads, so that row-level security applies to
+# them (a view reads its tables with its owner's rights, and a table's owner bypasses RLS).
+DB_TENANT_READER_ROLE: Final = "cardstream_tenant_reader"
+# Every role that logs in -> the secret holding its credentials (RDS secret format).
+DB_ROLE_SECRETS: Final = {
+    DB_OWNER_ROLE: DB_OWNER_SECRET,
+    DB_LOADER_ROLE: DB_LOADER_SECRET,
+    DB_API_ROLE: DB_API_SECRET,
+    DB_ANALYST_ROLE: DB_ANALYST_SECRET,
+    DB_DASHBOARD_ROLE: DB_DASHBOARD_SECRET,
+}
 
-# The dashboard's views (schema cardstream): aggregates and masked cases only, the one
-# thing the analyst role may read. The migration that creates them grants exactly these.
+# The dashboard's views (schema cardstream): aggregates and masked cases only, read by the
+# dashboard and analyst roles. The migrations grant exactly these (with the alert tables'
+# own dash_alerts_* views).
 DASHBOARD_VIEWS: Final = (
     "dash_totals",
     "dash_fraud_by_location",
@@ -52,7 +66,9 @@ DASHBOARD_VIEWS: Final = (
     "dash_fraud_transactions",
 )
 
-# OAuth scopes carried by merchant and reader tokens.
+# OAuth scopes carried by merchant and reader tokens. A caller reads only its own tenant's
+# transactions and alerts unless it holds SCOPE_ALL_TENANTS (operators).
 SCOPE_WRITE: Final = "transactions:write"
 SCOPE_READ: Final = "transactions:read"
 SCOPE_ALERTS_REVIEW: Final = "alerts:review"
+SCOPE_ALL_TENANTS: Final = "tenants:all"

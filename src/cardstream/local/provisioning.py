@@ -16,14 +16,6 @@ from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key
 from cardstream_shared.pan import PanKeyring
 
-# Role -> the secret the service using it reads (RDS secret format).
-ROLE_SECRETS: dict[str, str] = {
-    names.DB_OWNER_ROLE: names.DB_OWNER_SECRET,
-    names.DB_LOADER_ROLE: names.DB_LOADER_SECRET,
-    names.DB_API_ROLE: names.DB_API_SECRET,
-    names.DB_ANALYST_ROLE: names.DB_ANALYST_SECRET,
-}
-
 
 @dataclass(frozen=True)
 class Provisioned:
@@ -62,7 +54,7 @@ def provision(
     else:
         signing_key = SigningKey.from_secret_string(json.dumps(existing_key))
     passwords: dict[str, str] = {}
-    for role, secret_name in ROLE_SECRETS.items():
+    for role, secret_name in names.DB_ROLE_SECRETS.items():
         current = _secret_json(sm, secret_name)
         password = str(current["password"]) if current else secrets.token_urlsafe(24)
         passwords[role] = password

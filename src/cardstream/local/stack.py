@@ -228,7 +228,7 @@ def _plan_services(
                     endpoint,
                     host="127.0.0.1",
                     port=port,
-                    database_secret_id=names.DB_ANALYST_SECRET,
+                    database_secret_id=names.DB_DASHBOARD_SECRET,
                     **token_settings,
                     queue_url=made.resources.queue_url,
                     dlq_url=made.resources.dlq_url,

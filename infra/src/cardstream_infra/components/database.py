@@ -14,14 +14,6 @@ from constructs import Construct
 
 from cardstream_shared import resource_names as names
 
-# Role -> secret name; the services find their credentials under these names.
-ROLE_SECRETS: dict[str, str] = {
-    names.DB_OWNER_ROLE: names.DB_OWNER_SECRET,
-    names.DB_LOADER_ROLE: names.DB_LOADER_SECRET,
-    names.DB_API_ROLE: names.DB_API_SECRET,
-    names.DB_ANALYST_ROLE: names.DB_ANALYST_SECRET,
-}
-
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseProps:
@@ -156,7 +148,8 @@ class Database(Construct):
             automatically_after=Duration.days(30),
         )
         self.role_secrets: dict[str, secretsmanager.ISecret] = {}
-        for role, secret_name in ROLE_SECRETS.items():
+        # Role -> secret name; the services find their credentials under these names.
+        for role, secret_name in names.DB_ROLE_SECRETS.items():
             secret = rds.DatabaseSecret(
                 self,
                 f"Role{role.title().replace('_', '')}",

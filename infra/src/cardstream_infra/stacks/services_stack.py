@@ -316,7 +316,9 @@ class ServicesStack(Stack):
                     "DASHBOARD_HOST": "0.0.0.0",  # noqa: S104
                     "DASHBOARD_PORT": str(DASHBOARD_PORT),
                     "DASHBOARD_TLS_SELF_SIGNED": "true",
-                    "DASHBOARD_DATABASE_SECRET_ID": role_secrets[names.DB_ANALYST_ROLE].secret_arn,
+                    "DASHBOARD_DATABASE_SECRET_ID": role_secrets[
+                        names.DB_DASHBOARD_ROLE
+                    ].secret_arn,
                     "DASHBOARD_DATABASE_SSLMODE": "require",
                     **token_env("DASHBOARD_", identity.operator_client.user_pool_client_id),
                     "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
@@ -326,7 +328,7 @@ class ServicesStack(Stack):
                 },
                 statements=[
                     *permissions.read_secrets(
-                        [role_secrets[names.DB_ANALYST_ROLE]], secrets_key, region
+                        [role_secrets[names.DB_DASHBOARD_ROLE]], secrets_key, region
                     ),
                     *permissions.observe_pipeline(
                         queues=[data.landing.queue, data.landing.dlq],

@@ -1,4 +1,4 @@
-"""The read-only connection pool on the analyst role."""
+"""The read-only connection pool on the dashboard role."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dashboard.settings import DashboardSettings
 
 
 async def resolve_dsn(settings: DashboardSettings) -> str:
-    """The analyst role's URL: DASHBOARD_DATABASE_URL, or the RDS-style secret."""
+    """The dashboard role's URL: DASHBOARD_DATABASE_URL, or the RDS-style secret."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     async with aio_client("secretsmanager", settings) as client:

@@ -23,8 +23,8 @@ class DashboardSettings(TokenVerifierSettings):
     # HTTPS with a certificate made at start-up (behind the ALB in AWS); plain HTTP locally.
     tls_self_signed: bool = False
 
-    # The analyst role: SELECT on the views only (docs/data-model.md).
-    database_secret_id: str | None = names.DB_ANALYST_SECRET
+    # The dashboard role: SELECT on the dashboard views only (docs/data-model.md).
+    database_secret_id: str | None = names.DB_DASHBOARD_SECRET
     database_url: SecretStr | None = None
     database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = (
         None

@@ -26,18 +26,8 @@ from sqlalchemy.pool import NullPool
 from cardstream_shared import resource_names as names
 from db_loader.models import SCHEMA
 
-ROLES: Final = (
-    names.DB_OWNER_ROLE,
-    names.DB_LOADER_ROLE,
-    names.DB_API_ROLE,
-    names.DB_ANALYST_ROLE,
-)
-SECRET_OF_ROLE: Final = {
-    names.DB_OWNER_ROLE: names.DB_OWNER_SECRET,
-    names.DB_LOADER_ROLE: names.DB_LOADER_SECRET,
-    names.DB_API_ROLE: names.DB_API_SECRET,
-    names.DB_ANALYST_ROLE: names.DB_ANALYST_SECRET,
-}
+# The roles that log in, each with its secret.
+ROLES: Final = tuple(names.DB_ROLE_SECRETS)
 # Maintenance databases: an admin URL naming one of these means "use the cardstream database".
 _MAINTENANCE_DATABASES: Final = frozenset({"", "postgres", "template1"})
 # Any constant works; it only has to be the same in every process that migrates.
@@ -67,13 +57,21 @@ def with_credentials(dsn: str, user: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _ensure_role(conn: psycopg.Connection[Any], role: str, *, login: bool) -> None:
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if not exists:
+        # Another bootstrap may create it between our check and our CREATE.
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
+            conn.execute(
+                sql.SQL("CREATE ROLE {} " + ("LOGIN" if login else "NOLOGIN")).format(
+                    sql.Identifier(role)
+                )
+            )
+
+
 def _ensure_roles(conn: psycopg.Connection[Any], role_passwords: dict[str, str]) -> None:
     for role in ROLES:
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        if not exists:
-            # Another bootstrap may create it between our check and our CREATE.
-            with contextlib.suppress(psycopg.errors.DuplicateObject):
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        _ensure_role(conn, role, login=True)
         password = role_passwords.get(role)
         if password is not None:
             conn.execute(
@@ -81,6 +79,19 @@ def _ensure_roles(conn: psycopg.Connection[Any], role_passwords: dict[str, str])
                     sql.Identifier(role), sql.Literal(password)
                 )
             )
+    _ensure_role(conn, names.DB_TENANT_READER_ROLE, login=False)
+    # The owner hands the tenant-scoped views to the tenant reader (ALTER VIEW ... OWNER TO
+    # needs membership). No role that logs in, other than the owner, is a member.
+    member = conn.execute(
+        "SELECT pg_has_role(%s, %s, 'MEMBER')",
+        (names.DB_OWNER_ROLE, names.DB_TENANT_READER_ROLE),
+    ).fetchone()
+    if not (member and member[0]):
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(names.DB_TENANT_READER_ROLE), sql.Identifier(names.DB_OWNER_ROLE)
+            )
+        )
 
 
 def _ensure_database(conn: psycopg.Connection[Any], database: str) -> None:
@@ -136,12 +147,8 @@ def bootstrap(admin_dsn: str, *, role_passwords: dict[str, str]) -> None:
             sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database))
         )
         conn.execute(
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}, {}, {}").format(
-                sql.Identifier(database),
-                sql.Identifier(names.DB_OWNER_ROLE),
-                sql.Identifier(names.DB_LOADER_ROLE),
-                sql.Identifier(names.DB_API_ROLE),
-                sql.Identifier(names.DB_ANALYST_ROLE),
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.SQL(", ").join(map(sql.Identifier, ROLES))
             )
         )
     engine = create_engine(
@@ -171,7 +178,7 @@ def _role_password_from_secrets(
     secrets_client: Any, role: str, admin_dsn: str, database: str
 ) -> str:
     """The role's password from its secret, or a new one stored as an RDS-style secret."""
-    name = SECRET_OF_ROLE[role]
+    name = names.DB_ROLE_SECRETS[role]
     try:
         value = secrets_client.get_secret_value(SecretId=name)["SecretString"]
         return str(json.loads(value)["password"])

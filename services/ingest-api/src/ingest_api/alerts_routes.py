@@ -1,15 +1,20 @@
 """``/v1/alerts``: the monitoring alerts the db-loader raises, and their case handling.
 
 * ``GET /v1/alerts`` and ``GET /v1/alerts/{id}`` need ``transactions:read``. A caller sees
-  the alerts on its own transactions (OWASP API1, as for transaction reads); a caller that
-  also holds ``alerts:review`` is a case handler of the institution and sees every alert.
-* ``PATCH /v1/alerts/{id}`` needs ``alerts:review`` and moves the alert along its case
-  states; who comes from the token's subject, when from the database clock, and the
-  database appends every change to the alert's audit trail (a trigger the api role cannot
-  bypass: it may update only the status columns and cannot write the trail itself).
+  the alerts on its own tenant's transactions (OWASP API1, as for transaction reads), with
+  evidence that names no other merchant's transactions or amounts; a caller holding
+  ``tenants:all`` (an operator) sees every alert, evidence whole. Another tenant's alert
+  answers exactly like a missing one.
+* ``PATCH /v1/alerts/{id}`` needs ``alerts:review`` and a person's token (reviewers are
+  people), and moves the alert along its case states, within the caller's tenant scope
+  like the reads; who comes from the token (subject and name), when from the database
+  clock, and the database appends every change to the alert's audit trail (a trigger the
+  api role cannot bypass: it may update only the case columns and cannot write the trail).
+* Every route is rate limited per caller (the token's subject): 429 with ``Retry-After``.
 
-The reading and the status change are :mod:`cardstream_monitoring.alerts`; this module is
-the HTTP side: scopes, problems, the pool. Writes need a pool of their own: the
+The reading and the status change are :mod:`cardstream_monitoring.alerts`, in a database
+transaction scoped to the caller's tenant (:mod:`ingest_api.tenancy`); this module is the
+HTTP side: scopes, limits, problems, the pool. Writes need a pool of their own: the
 transaction reader's sessions are read-only by design.
 """
 
@@ -34,10 +39,13 @@ from cardstream_monitoring.alerts import (
 )
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import Principal
+from ingest_api import rate_limit
 from ingest_api.auth import BearerAuth
 from ingest_api.database import DATABASE_ERRORS, DatabaseUnavailableError, LazyPool
 from ingest_api.models import Problem
 from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from ingest_api.runtime import Runtime
+from ingest_api.tenancy import TenantScope, scoped
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +93,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing or invalid bearer token."),
     403: _problem("The token lacks the required scope."),
     422: _problem("The input is not valid; `errors` names each field."),
+    429: _problem("Too many requests from this caller; retry after `Retry-After` seconds."),
     503: _problem("The database is unreachable; retry after `Retry-After` seconds."),
 }
 _DB_ERRORS: Final = (*DATABASE_ERRORS, DatabaseUnavailableError)
 
 
-def _scope_client(principal: Principal) -> str | None:
-    """The client whose alerts the caller may see; None: every alert (a case handler)."""
-    return None if names.SCOPE_ALERTS_REVIEW in principal.scopes else principal.client_id
+def _admit(request: Request, principal: Principal) -> TenantScope:
+    """Charge the caller's request to its bucket; the tenant scope it reads with."""
+    runtime: Runtime = request.app.state.runtime
+    rate_limit.enforce(
+        runtime.alert_limiter,
+        principal.subject,
+        1,
+        metrics=runtime.metrics,
+        detail="too many alert requests from this caller; slow down",
+    )
+    return TenantScope.of(principal)
 
 
 def _not_found() -> ProblemError:
@@ -118,14 +135,18 @@ async def list_alerts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> AlertPage:
-    """Alerts filtered by status, rule, severity and creation time, a page at a time."""
+    """Alerts filtered by status, rule, severity and creation time, a page at a time.
+
+    A caller sees the alerts on its own transactions; with `tenants:all`, every alert.
+    """
+    scope = _admit(request, principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
-        async with pool.acquire() as conn:
+        async with scoped(pool, scope) as conn:
             return await alerts.list_alerts(
                 conn,
-                client_id=_scope_client(principal),
+                client_id=scope.only,
                 status=status,
                 rule=rule,
                 severity=severity,
@@ -143,7 +164,10 @@ async def list_alerts(
     response_model=AlertOut,
     response_model_exclude_none=True,
     summary="One alert with its audit trail",
-    responses={**_ERRORS, 404: _problem("No such alert (or not yours).")},
+    responses={
+        **_ERRORS,
+        404: _problem("No such alert, or one on another client's transaction (same answer)."),
+    },
 )
 async def get_alert(
     request: Request,
@@ -151,11 +175,12 @@ async def get_alert(
     alert_id: Annotated[int, Path(ge=1, le=MAX_ALERT_ID)],
 ) -> AlertOut:
     """The alert, its evidence and every status change so far."""
+    scope = _admit(request, principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
-        async with pool.acquire() as conn:
-            return await alerts.read_alert(conn, alert_id, client_id=_scope_client(principal))
+        async with scoped(pool, scope) as conn:
+            return await alerts.read_alert(conn, alert_id, client_id=scope.only)
     except alerts.AlertNotFoundError:
         raise _not_found() from None
     except _DB_ERRORS as exc:
@@ -170,7 +195,8 @@ async def get_alert(
     summary="Change an alert's status (case handling)",
     responses={
         **_ERRORS,
-        404: _problem("No such alert."),
+        403: _problem("The token lacks `alerts:review`, or is not a person's."),
+        404: _problem("No such alert, or one on another client's transaction (same answer)."),
         409: _problem("The alert cannot move from its current status to the one asked."),
     },
 )
@@ -180,12 +206,25 @@ async def patch_alert(
     alert_id: Annotated[int, Path(ge=1, le=MAX_ALERT_ID)],
     change: AlertPatch,
 ) -> AlertOut:
-    """Move the alert to ``status``; the change is recorded with the caller and the time."""
+    """Move the alert to `status`; the change is recorded with the person (the token's
+    subject and name) and the time, in the alert's append-only audit trail."""
+    scope = _admit(request, principal)
+    if principal.name is None:
+        raise ProblemError(
+            403, "forbidden", "alerts are reviewed by people: sign in as a user to review"
+        )
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
-        async with pool.acquire() as conn:
-            await alerts.change_status(conn, alert_id, change, changed_by=principal.subject)
+        async with scoped(pool, scope) as conn:
+            await alerts.change_status(
+                conn,
+                alert_id,
+                change,
+                client_id=scope.only,
+                changed_by=principal.subject,
+                changed_by_name=principal.name,
+            )
             logger.info(
                 "alert status changed",
                 extra={
@@ -195,7 +234,7 @@ async def patch_alert(
                     "subject": principal.subject,
                 },
             )
-            return await alerts.read_alert(conn, alert_id, client_id=None)
+            return await alerts.read_alert(conn, alert_id, client_id=scope.only)
     except alerts.AlertNotFoundError:
         raise _not_found() from None
     except alerts.TransitionRefusedError as exc:

@@ -27,7 +27,10 @@ Fraud Detection" schema). Card numbers are tokenized at this edge and never stor
 echoed. A record is acknowledged only once Kinesis stored it.
 
 Authenticate with a bearer JWT (button **Authorize**): scope `transactions:write` to post,
-`transactions:read` to read. Errors are RFC 9457 `application/problem+json`.
+`transactions:read` to read, `alerts:review` to review alerts (a person's token). A caller
+reads the transactions and alerts of its own client only (another client's answer 404,
+like missing ones); the operator scope `tenants:all` reads every client's. Errors are
+RFC 9457 `application/problem+json`.
 """
 
 

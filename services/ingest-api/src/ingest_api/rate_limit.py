@@ -1,9 +1,10 @@
-"""Per-client rate limiting: one token bucket per client id, refilled continuously.
+"""Per-caller rate limiting: one token bucket per caller, refilled continuously.
 
-A request costs as many tokens as it carries records, so one batch of 5,000 records and
-5,000 single-record requests weigh the same against Kinesis's per-shard write limits.
-Buckets of the least recently seen clients are dropped beyond ``max_clients``; a dropped
-bucket comes back full, which errs towards letting an idle client through.
+The write routes charge a request as many tokens as it carries records, so one batch of
+5,000 records and 5,000 single-record requests weigh the same against Kinesis's per-shard
+write limits; the alert routes have a bucket of their own, one token a request.
+Buckets of the least recently seen callers are dropped beyond ``max_clients``; a dropped
+bucket comes back full, which errs towards letting an idle caller through.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from ingest_api.metrics import IngestMetrics
+from ingest_api.problems import ProblemError
 
 
 class TokenBucketLimiter:
@@ -54,3 +58,18 @@ class TokenBucketLimiter:
     def retry_after_header(wait_s: float) -> str:
         """``Retry-After`` in whole seconds (RFC 9110 10.2.3), at least 1."""
         return str(max(1, math.ceil(wait_s)))
+
+
+def enforce(
+    limiter: TokenBucketLimiter, key: str, cost: int, *, metrics: IngestMetrics, detail: str
+) -> None:
+    """Charge ``key``'s bucket; a 429 problem with ``Retry-After`` when it cannot pay."""
+    wait = limiter.acquire(key, cost)
+    if wait:
+        metrics.rate_limited.inc()
+        raise ProblemError(
+            429,
+            "rate-limited",
+            detail,
+            headers={"Retry-After": TokenBucketLimiter.retry_after_header(wait)},
+        )

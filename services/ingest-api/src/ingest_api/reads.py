@@ -1,7 +1,10 @@
 """Reads of loaded transactions through the read-only api role.
 
-The api role may only SELECT from ``cardstream.transaction_detail`` (one row per
+The api role may only SELECT from ``cardstream.tenant_transaction_detail`` (one row per
 transaction, card already masked), so even a bug here cannot write or see a card token.
+A caller reads only its own tenant's transactions (OWASP API1, object-level
+authorization), by the query's filter and by the database's row-level security
+(:mod:`ingest_api.tenancy`); someone else's trans_num answers exactly like a missing one.
 The pool is created on first use: ingestion must keep working while the database is down.
 """
 
@@ -12,21 +15,21 @@ from typing import Any, Final
 
 from ingest_api.database import DATABASE_ERRORS, DatabaseUnavailableError, LazyPool
 from ingest_api.settings import IngestSettings
+from ingest_api.tenancy import TenantScope, scoped
 
 __all__ = ["DatabaseUnavailableError", "TransactionReader"]
 
 logger = logging.getLogger(__name__)
 
 # Parameterised, columns fixed here: no SQL is built from request input (OWASP API8).
-# A client reads only its own transactions (OWASP API1, object-level authorization);
-# someone else's trans_num answers 404 exactly like a missing one.
+# $2 is the caller's tenant, NULL for an operator.
 _SELECT: Final = """
 SELECT trans_num, trans_date_trans_time, unix_time, amt, category, merchant,
        merch_lat, merch_long, card_masked, card_last4, "first", "last", gender, street,
        city, state, "zip", lat, "long", city_pop, job, dob, is_fraud, client_id,
        received_at, s3_bucket, s3_key, loaded_at
-FROM cardstream.transaction_detail
-WHERE trans_num = $1 AND client_id = $2
+FROM cardstream.tenant_transaction_detail
+WHERE trans_num = $1 AND ($2::text IS NULL OR client_id = $2)
 """
 
 
@@ -42,11 +45,12 @@ class TransactionReader:
             min_size=settings.pool_min_size,
         )
 
-    async def find(self, trans_num: str, *, client_id: str) -> dict[str, Any] | None:
-        """The transaction's row, or None when it is absent or belongs to another client."""
+    async def find(self, trans_num: str, scope: TenantScope) -> dict[str, Any] | None:
+        """The transaction's row, or None when it is absent or ``scope`` may not read it."""
         try:
             pool = await self._pool.get()
-            row = await pool.fetchrow(_SELECT, trans_num, client_id)
+            async with scoped(pool, scope) as conn:
+                row = await conn.fetchrow(_SELECT, trans_num, scope.only)
         except DatabaseUnavailableError:
             raise
         except DATABASE_ERRORS as exc:

@@ -1,4 +1,4 @@
-"""What a running ingest-api holds: clients, keyring, producer, limiter, reader.
+"""What a running ingest-api holds: clients, keyring, producer, limiters, reader.
 
 Built once per process in the app's lifespan and torn down in reverse order on shutdown,
 so the producer is flushed before the Kinesis client closes.
@@ -48,6 +48,7 @@ class Runtime:
     producer: KinesisProducer
     ingestor: Ingestor
     limiter: TokenBucketLimiter
+    alert_limiter: TokenBucketLimiter
     reader: TransactionReader
     readiness: Readiness
 
@@ -185,6 +186,11 @@ async def open_runtime(
             limiter=TokenBucketLimiter(
                 rate_per_s=settings.rate_limit_records_per_s,
                 burst=settings.rate_limit_burst,
+                max_clients=settings.rate_limit_max_clients,
+            ),
+            alert_limiter=TokenBucketLimiter(
+                rate_per_s=settings.alerts_rate_limit_per_s,
+                burst=settings.alerts_rate_limit_burst,
                 max_clients=settings.rate_limit_max_clients,
             ),
             reader=reader,

@@ -49,6 +49,9 @@ class IngestSettings(TokenVerifierSettings):
     rate_limit_records_per_s: float = Field(default=20_000.0, gt=0)
     rate_limit_burst: int = Field(default=40_000, ge=1)
     rate_limit_max_clients: int = Field(default=100_000, ge=1)
+    # The alert routes: requests per second per caller (its token's subject), and burst.
+    alerts_rate_limit_per_s: float = Field(default=20.0, gt=0)
+    alerts_rate_limit_burst: int = Field(default=40, ge=1)
 
     # Kinesis producer (docs/architecture.md, hop 1).
     put_deadline_s: float = Field(default=5.0, gt=0, le=60)

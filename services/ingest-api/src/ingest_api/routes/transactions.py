@@ -21,6 +21,7 @@ from cardstream_shared.transaction_input import (
     read_batch,
     read_transaction,
 )
+from ingest_api import rate_limit
 from ingest_api.auth import BearerAuth
 from ingest_api.body import BATCH_FORMATS, JSON, media_type, read_body
 from ingest_api.models import (
@@ -30,9 +31,9 @@ from ingest_api.models import (
     TransactionOut,
 )
 from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
-from ingest_api.rate_limit import TokenBucketLimiter
 from ingest_api.reads import DatabaseUnavailableError
 from ingest_api.runtime import Runtime
+from ingest_api.tenancy import TenantScope
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
 
@@ -68,15 +69,13 @@ def _unreadable(error: BodyError) -> ProblemError:
 
 
 def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
-    wait = runtime.limiter.acquire(client_id, cost)
-    if wait:
-        runtime.metrics.rate_limited.inc()
-        raise ProblemError(
-            429,
-            "rate-limited",
-            "too many records for this client; slow down",
-            headers={"Retry-After": TokenBucketLimiter.retry_after_header(wait)},
-        )
+    rate_limit.enforce(
+        runtime.limiter,
+        client_id,
+        cost,
+        metrics=runtime.metrics,
+        detail="too many records for this client; slow down",
+    )
 
 
 async def post_transaction(request: Request) -> Response:
@@ -224,7 +223,10 @@ def _transaction_out(row: dict[str, Any]) -> TransactionOut:
     response_model=TransactionOut,
     responses={
         **_COMMON_ERRORS,
-        404: _problem("No loaded transaction with this trans_num for this client."),
+        404: _problem(
+            "No loaded transaction with this trans_num that this client posted (or, with"
+            " `tenants:all`, at all)."
+        ),
         422: _problem("trans_num is not a valid id."),
         503: _problem("The database is unavailable."),
     },
@@ -237,12 +239,13 @@ async def get_transaction(
     """The transaction as loaded in PostgreSQL, read through the read-only api role.
 
     Transactions appear here once the pipeline loaded them (seconds to minutes after they
-    were accepted); until then, and for other clients' transactions, the answer is 404.
+    were accepted); until then, and for transactions another client posted, the answer is
+    the same 404. A token with the operator scope `tenants:all` reads every client's.
     """
     runtime = _runtime(request)
     _rate_limit(runtime, principal.client_id, 1)
     try:
-        row = await runtime.reader.find(trans_num, client_id=principal.client_id)
+        row = await runtime.reader.find(trans_num, TenantScope.of(principal))
     except DatabaseUnavailableError:
         raise ProblemError(
             503,
