@@ -78,7 +78,7 @@ MAP_BOUNDS = (-125.5, -66.0, 24.0, 49.8)  # west, east, south, north: as in dash
 @dataclass
 class Dashboard:
     url: str
-    analyst_dsn: str
+    dashboard_dsn: str
     read_token: str
     write_only_token: str
     queue_url: str
@@ -162,28 +162,28 @@ def dashboard(
     for i in range(3):
         sqs.send_message(QueueUrl=resources.queue_url, MessageBody=json.dumps({"demo": i}))
 
-    passwords = {role: uuid.uuid4().hex for role in (names.DB_LOADER_ROLE, names.DB_ANALYST_ROLE)}
+    passwords = {role: uuid.uuid4().hex for role in (names.DB_LOADER_ROLE, names.DB_DASHBOARD_ROLE)}
     bootstrap(empty_database, role_passwords=passwords)
     loader_dsn = with_credentials(
         empty_database, names.DB_LOADER_ROLE, passwords[names.DB_LOADER_ROLE]
     )
-    analyst_dsn = with_credentials(
-        empty_database, names.DB_ANALYST_ROLE, passwords[names.DB_ANALYST_ROLE]
+    dashboard_dsn = with_credentials(
+        empty_database, names.DB_DASHBOARD_ROLE, passwords[names.DB_DASHBOARD_ROLE]
     )
     demo = tmp_path / "demo.csv"
     _demo_csv(demo)
     asyncio.run(_load(demo, loader_dsn))
 
-    database = analyst_dsn.rsplit("/", 1)[1]
-    parts = psycopg.conninfo.conninfo_to_dict(analyst_dsn)
+    database = dashboard_dsn.rsplit("/", 1)[1]
+    parts = psycopg.conninfo.conninfo_to_dict(dashboard_dsn)
     put_secret(
         clients["secretsmanager"],
-        names.DB_ANALYST_SECRET,
+        names.DB_DASHBOARD_SECRET,
         json.dumps(
             {
                 "engine": "postgres",
-                "username": names.DB_ANALYST_ROLE,
-                "password": passwords[names.DB_ANALYST_ROLE],
+                "username": names.DB_DASHBOARD_ROLE,
+                "password": passwords[names.DB_DASHBOARD_ROLE],
                 "host": parts["host"],
                 "port": int(parts["port"]),
                 "dbname": database,
@@ -208,7 +208,7 @@ def dashboard(
         "DASHBOARD_HOST": "127.0.0.1",
         "DASHBOARD_PORT": str(port),
         "DASHBOARD_AWS_ENDPOINT_URL": moto_reset,
-        "DASHBOARD_DATABASE_SECRET_ID": names.DB_ANALYST_SECRET,
+        "DASHBOARD_DATABASE_SECRET_ID": names.DB_DASHBOARD_SECRET,
         "DASHBOARD_JWT_ISSUER": ISSUER,
         "DASHBOARD_JWT_AUDIENCE": AUDIENCE,
         "DASHBOARD_JWKS_URL": f"file://{jwks}",
@@ -237,7 +237,7 @@ def dashboard(
             time.sleep(0.2)
         yield Dashboard(
             url=url,
-            analyst_dsn=analyst_dsn,
+            dashboard_dsn=dashboard_dsn,
             read_token=read_token,
             write_only_token=write_only,
             queue_url=resources.queue_url,
@@ -316,7 +316,7 @@ def _chromium() -> Any:
 def test_every_panel_matches_the_views_and_the_page_is_saved(
     dashboard: Dashboard, repo_root: Path, tmp_path: Path
 ) -> None:
-    dsn = dashboard.analyst_dsn
+    dsn = dashboard.dashboard_dsn
     (totals,) = _sql(dsn, "SELECT * FROM cardstream.dash_totals")
     assert totals["transactions"] == DEMO_ROWS
     assert totals["fraud_transactions"] > 0
@@ -552,7 +552,7 @@ def _check_pipeline(page: Any, dashboard: Dashboard) -> None:
     assert page.text_content("#pipe-dlq") == "0"
     assert page.text_content("#pipe-lag") == f"{max(WRITER_LAGS.values()) / 1000:.1f} s"
     assert page.text_content("#pipe-lag-sub") == "2 shards · 1/1 writers"
-    (loads,) = _sql(dashboard.analyst_dsn, "SELECT * FROM cardstream.dash_pipeline")
+    (loads,) = _sql(dashboard.dashboard_dsn, "SELECT * FROM cardstream.dash_pipeline")
     assert loads["rows_quarantined"] == 1
     assert page.text_content("#pipe-quarantined") == "1"
     last_load = page.text_content("#pipe-last-load")
