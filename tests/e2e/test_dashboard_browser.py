@@ -490,7 +490,7 @@ def _check_charts(page: Any, dsn: str, totals: dict[str, Any]) -> None:
     hourly = _sql(
         dsn,
         "SELECT transactions, fraud_transactions FROM cardstream.dash_volume_hourly"
-        " WHERE hour > (SELECT max(trans_date_trans_time) FROM cardstream.transaction_detail)"
+        " WHERE hour > (SELECT last_transaction_at FROM cardstream.dash_totals)"
         " - interval '48 hours' ORDER BY hour",
     )
     chart = _chart(page, "chart-hourly")

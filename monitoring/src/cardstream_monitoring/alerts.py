@@ -50,11 +50,11 @@ alert_id, rule, severity, score, evidence, trans_num, trans_date_trans_time, amt
 merchant, card_masked, card_last4, status, status_changed_by, status_changed_by_name,
 status_changed_at, status_note, created_at
 """
-# $1 is the tenant whose alerts the caller may see, or NULL for every tenant.
-_LIST: Final = f"""
-SELECT {_COLUMNS}
-FROM cardstream.tenant_alert_detail
-WHERE ($1::text IS NULL OR client_id = $1)
+# Optional filters are NULL-able parameters $2-$6, the page size $7. A tenant's page names
+# the tenant as a plain equality ($1), so that it is read from the tenant's own index range
+# and takes as long whatever other tenants hold; an operator's page has no tenant ($1 is
+# NULL and unused).
+_FILTERS: Final = """
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR rule = $3)
   AND ($4::text IS NULL OR severity = $4)
@@ -62,7 +62,13 @@ WHERE ($1::text IS NULL OR client_id = $1)
   AND ($6::bigint IS NULL OR alert_id < $6)
 ORDER BY alert_id DESC
 LIMIT $7
-"""  # noqa: S608 - only the constant column list is interpolated
+"""
+_LIST_TENANT: Final = f"""
+SELECT {_COLUMNS} FROM cardstream.tenant_alert_detail WHERE client_id = $1 {_FILTERS}
+"""  # noqa: S608 - only constant text is interpolated
+_LIST_EVERY: Final = f"""
+SELECT {_COLUMNS} FROM cardstream.tenant_alert_detail WHERE $1::text IS NULL {_FILTERS}
+"""  # noqa: S608 - only constant text is interpolated
 _ONE: Final = f"""
 SELECT {_COLUMNS}
 FROM cardstream.tenant_alert_detail
@@ -183,7 +189,8 @@ async def list_alerts(
     """A page of alerts, newest first, of ``client_id``'s transactions (None: every client)."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
-    rows = await conn.fetch(_LIST, client_id, status, rule, severity, since, cursor, limit)
+    statement = _LIST_EVERY if client_id is None else _LIST_TENANT
+    rows = await conn.fetch(statement, client_id, status, rule, severity, since, cursor, limit)
     items = [_alert(row) for row in rows]
     next_cursor = items[-1].alert_id if len(items) == limit else None
     return AlertPage(items=items, next_cursor=next_cursor)

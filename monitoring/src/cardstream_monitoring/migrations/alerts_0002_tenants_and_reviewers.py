@@ -111,9 +111,10 @@ CREATE POLICY tenant_rows ON cardstream.alert_status_change FOR SELECT TO {api}
 
 _VIEWS = """
 -- The api's alerts: alert_detail for the alerts the session may see, evidence as the
--- session may see it (the key look-up below is filtered by the tenant policy too).
+-- session may see it (the key look-up below is filtered by the tenant policy too). Id and
+-- tenant come from the alert itself, so a tenant's page reads its alert_client range.
 CREATE VIEW cardstream.tenant_alert_detail AS
-SELECT d.alert_id,
+SELECT a.alert_id,
        d.rule,
        d.severity,
        d.score,
@@ -134,7 +135,7 @@ SELECT d.alert_id,
        d.merchant,
        d.card_masked,
        d.card_last4,
-       d.client_id,
+       a.client_id,
        d.status,
        d.status_changed_by,
        a.status_changed_by_name,
