@@ -21,6 +21,7 @@ import pytest
 
 from cardstream.local.embedded_pg import scratch_postgres
 from cardstream.local.ports import free_port, wait_for_port
+from db_loader.migrate import bootstrap
 
 # Never let a test reach a real AWS account: fixed fake credentials, no profile.
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
@@ -100,6 +101,20 @@ def database_factory(pg_admin_dsn: str) -> Iterator[Callable[[], str]]:
 def empty_database(database_factory: Callable[[], str]) -> str:
     """Superuser URL of an empty database of its own."""
     return database_factory()
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_admin_dsn: str) -> Iterator[str]:
+    """Superuser URL of a database with every migration applied, shared by one module's
+    tests (dropped after them)."""
+    name = f"t_module_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(pg_admin_dsn, name)
+    bootstrap(url, role_passwords={})
+    yield url
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -14,22 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import boto3
 import httpx
-import psycopg
 import pytest
 from card_testing_bursts import load, load_burst, probe
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring
-from db_loader.migrate import bootstrap, with_database
 from ingest_api.app import create_app
 from ingest_api.settings import IngestSettings
 
@@ -70,18 +67,6 @@ def token(signing_key: SigningKey) -> Callable[..., str]:
 OPERATOR = (names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS)
 
 
-@pytest.fixture(scope="module")
-def alerts_db(pg_admin_dsn: str) -> Iterator[str]:
-    name = f"t_alerts_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(pg_admin_dsn, name)
-    bootstrap(url, role_passwords={})
-    yield url
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def aws(moto_reset: str) -> str:
     secrets_client = boto3.client(
@@ -120,11 +105,11 @@ def bearer(value: str) -> dict[str, str]:
 
 
 async def test_alert_endpoints_refuse_missing_and_insufficient_tokens(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
     writer = bearer(token(names.SCOPE_WRITE))
     reader = bearer(token(names.SCOPE_READ))
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    async with running_api(aws, jwks_url, module_database) as api:
         assert (await api.get("/v1/alerts")).status_code == 401
         bad = await api.get("/v1/alerts", headers=bearer("not-a-jwt"))
         assert bad.status_code == 401
@@ -139,15 +124,15 @@ async def test_alert_endpoints_refuse_missing_and_insufficient_tokens(
 
 
 async def test_list_filters_pages_and_scopes_alerts_by_tenant(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
-    mine = await load_burst(alerts_db, 11, "merchant-1")
-    theirs = await load_burst(alerts_db, 12, "merchant-2")
+    mine = await load_burst(module_database, 11, "merchant-1")
+    theirs = await load_burst(module_database, 12, "merchant-2")
     reader = bearer(token(names.SCOPE_READ))
     # alerts:review alone does not lift the tenant scope; tenants:all does.
     merchant_reviewer = bearer(token(names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, name="ann"))
     operator = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    async with running_api(aws, jwks_url, module_database) as api:
         own = await api.get("/v1/alerts", params={"rule": "card_testing"}, headers=reader)
         assert own.status_code == 200
         seen = {item["trans_num"] for item in own.json()["items"]}
@@ -197,12 +182,12 @@ async def _alert_ids(api: httpx.AsyncClient, headers: dict[str, str]) -> dict[st
 
 
 async def test_another_tenants_alert_answers_exactly_like_a_missing_one(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
-    theirs = await load_burst(alerts_db, 15, "merchant-2")
+    theirs = await load_burst(module_database, 15, "merchant-2")
     me = bearer(token(names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, name="Mo Merchant"))
     operator = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    async with running_api(aws, jwks_url, module_database) as api:
         their_id = (await _alert_ids(api, operator))[theirs[0]]
         missing_id = 2**62
         foreign = await api.get(f"/v1/alerts/{their_id}", headers=me)
@@ -224,19 +209,19 @@ async def test_another_tenants_alert_answers_exactly_like_a_missing_one(
 
 
 async def test_evidence_shown_to_a_merchant_names_no_other_merchants_transactions(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
     # One card probed at four merchants, two of them posting through merchant-2 with
     # amounts of their own: the burst's evidence is computed over all four.
     probes = [probe(21, i, "1.50" if i < 2 else "2.75") for i in range(4)]
     clients = ["merchant-1", "merchant-1", "merchant-2", "merchant-2"]
-    await load(alerts_db, list(zip(probes, clients, strict=True)))
+    await load(module_database, list(zip(probes, clients, strict=True)))
     ours = [p["trans_num"] for p in probes[:2]]
     theirs = [p["trans_num"] for p in probes[2:]]
     m1 = bearer(token(names.SCOPE_READ, subject="merchant-1"))
     m2 = bearer(token(names.SCOPE_READ, subject="merchant-2"))
     operator = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    async with running_api(aws, jwks_url, module_database) as api:
         ids = await _alert_ids(api, operator)
         as_m1 = [await api.get(f"/v1/alerts/{ids[t]}", headers=m1) for t in ours]
         listed_m1 = await api.get("/v1/alerts", params={"limit": 500}, headers=m1)
@@ -264,10 +249,10 @@ async def test_evidence_shown_to_a_merchant_names_no_other_merchants_transaction
 
 
 async def test_status_transitions_are_recorded_with_the_person_and_when(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
-    trans_nums = await load_burst(alerts_db, 13, "merchant-1")
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    trans_nums = await load_burst(module_database, 13, "merchant-1")
+    async with running_api(aws, jwks_url, module_database) as api:
         reviewer = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
         lead = bearer(token(*OPERATOR, subject="lead-2", name="Lee Lead"))
         alert_id = (await _alert_ids(api, reviewer))[trans_nums[0]]
@@ -315,13 +300,13 @@ async def test_status_transitions_are_recorded_with_the_person_and_when(
 
 
 async def test_reviews_are_made_by_people(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
-    trans_nums = await load_burst(alerts_db, 16, "merchant-1")
+    trans_nums = await load_burst(module_database, 16, "merchant-1")
     # A client-credentials token (no person) with every scope.
     client = bearer(token(*OPERATOR, subject="batch-job"))
     person = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    async with running_api(aws, jwks_url, module_database) as api:
         alert_id = (await _alert_ids(api, person))[trans_nums[0]]
         refused = await api.patch(
             f"/v1/alerts/{alert_id}", json={"status": "dismissed"}, headers=client
@@ -333,12 +318,12 @@ async def test_reviews_are_made_by_people(
 
 
 async def test_alert_routes_are_rate_limited_per_caller(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
     busy = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
     other = bearer(token(names.SCOPE_READ, subject="merchant-2"))
     async with running_api(
-        aws, jwks_url, alerts_db, alerts_rate_limit_burst=3, alerts_rate_limit_per_s=0.001
+        aws, jwks_url, module_database, alerts_rate_limit_burst=3, alerts_rate_limit_per_s=0.001
     ) as api:
         answers = [
             await api.get("/v1/alerts", headers=busy),
@@ -361,9 +346,11 @@ async def test_alert_routes_are_rate_limited_per_caller(
 
 
 @pytest.mark.parametrize("role", [names.DB_DASHBOARD_ROLE, names.DB_ANALYST_ROLE])
-async def test_dashboard_views_show_every_tenants_open_alerts(alerts_db: str, role: str) -> None:
-    await load_burst(alerts_db, 14, "merchant-3")
-    conn = await asyncpg.connect(alerts_db, server_settings={"role": role})
+async def test_dashboard_views_show_every_tenants_open_alerts(
+    module_database: str, role: str
+) -> None:
+    await load_burst(module_database, 14, "merchant-3")
+    conn = await asyncpg.connect(module_database, server_settings={"role": role})
     try:
         open_rows = await conn.fetch(
             "SELECT rule, severity, open_alerts FROM cardstream.dash_alerts_open"
@@ -379,12 +366,12 @@ async def test_dashboard_views_show_every_tenants_open_alerts(alerts_db: str, ro
 
 
 async def test_ids_beyond_the_bigint_range_are_a_client_error_not_a_503(
-    aws: str, jwks_url: str, alerts_db: str, token: Callable[..., str]
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
     # Found by schemathesis: /v1/alerts/1396015984240818651136 answered 503.
     reviewer = bearer(token(*OPERATOR, name="Ann Analyst"))
     huge = str(2**63)
-    async with running_api(aws, jwks_url, alerts_db) as api:
+    async with running_api(aws, jwks_url, module_database) as api:
         for response in (
             await api.get(f"/v1/alerts/{huge}", headers=reviewer),
             await api.patch(f"/v1/alerts/{huge}", json={"status": "reviewed"}, headers=reviewer),

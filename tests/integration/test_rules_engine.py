@@ -10,11 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 from stream_lines import stream_line
@@ -26,7 +25,6 @@ from cardstream_shared.contract import kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
 from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult, PartitionCache, load_batch
-from db_loader.migrate import bootstrap, with_database
 from db_loader.rows import prepare
 
 pytestmark = pytest.mark.integration
@@ -71,24 +69,11 @@ def row(
     return data
 
 
-@pytest.fixture(scope="module")
-def rules_db(pg_admin_dsn: str) -> Iterator[str]:
-    """A migrated database of this module's own (superuser URL)."""
-    name = f"t_rules_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(pg_admin_dsn, name)
-    bootstrap(url, role_passwords={})
-    yield url
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
-async def pool(rules_db: str) -> AsyncIterator[asyncpg.Pool]:
+async def pool(module_database: str) -> AsyncIterator[asyncpg.Pool]:
     # Logged in as superuser, running as the loader role: the load has the service's grants.
     created = await asyncpg.create_pool(
-        rules_db, min_size=1, max_size=2, server_settings={"role": names.DB_LOADER_ROLE}
+        module_database, min_size=1, max_size=2, server_settings={"role": names.DB_LOADER_ROLE}
     )
     assert created is not None
     yield created

@@ -10,8 +10,7 @@ every change of an alert and refuses to be rewritten, by the api role and by the
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +21,6 @@ import pytest
 from card_testing_bursts import load_burst
 
 from cardstream_shared import resource_names as names
-from db_loader.migrate import bootstrap, with_database
 
 pytestmark = pytest.mark.integration
 
@@ -31,22 +29,10 @@ API_READABLE = {"tenant_transaction_detail", "tenant_alert_detail", "alert", "al
 
 
 @pytest.fixture(scope="module")
-def tenants_db(pg_admin_dsn: str) -> Iterator[str]:
-    name = f"t_tenants_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(pg_admin_dsn, name)
-    bootstrap(url, role_passwords={})
-    yield url
-    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def bursts(tenants_db: str) -> dict[str, list[str]]:
+def bursts(module_database: str) -> dict[str, list[str]]:
     """trans_num of each merchant's alerted transactions."""
     return {
-        client: asyncio.run(load_burst(tenants_db, card, client))
+        client: asyncio.run(load_burst(module_database, card, client))
         for card, client in ((31, "merchant-a"), (32, "merchant-b"))
     }
 
@@ -106,8 +92,8 @@ async def _review_everything(dsn: str) -> None:
         await conn.close()
 
 
-async def test_the_api_role_reads_only_relations_filtered_by_tenant(tenants_db: str) -> None:
-    conn = await asyncpg.connect(tenants_db)
+async def test_the_api_role_reads_only_relations_filtered_by_tenant(module_database: str) -> None:
+    conn = await asyncpg.connect(module_database)
     try:
         readable = await conn.fetch(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -121,30 +107,30 @@ async def test_the_api_role_reads_only_relations_filtered_by_tenant(tenants_db: 
 
 
 async def test_a_query_that_forgets_the_filter_reads_only_the_sessions_tenant(
-    tenants_db: str, bursts: dict[str, list[str]]
+    module_database: str, bursts: dict[str, list[str]]
 ) -> None:
-    await _review_everything(tenants_db)
+    await _review_everything(module_database)
     mine = set(bursts["merchant-a"])
-    async with api_session(tenants_db, tenant="merchant-a") as conn:
+    async with api_session(module_database, tenant="merchant-a") as conn:
         for relation in sorted(API_READABLE):
             assert await _tenants(conn, relation) == {"merchant-a"}, relation
         for view in ("tenant_transaction_detail", "tenant_alert_detail"):
             rows = await conn.fetch(f"SELECT trans_num FROM cardstream.{view}")
             assert {r["trans_num"] for r in rows} == mine, view
-    async with api_session(tenants_db, tenant="merchant-a", all_tenants=True) as conn:
+    async with api_session(module_database, tenant="merchant-a", all_tenants=True) as conn:
         for relation in sorted(API_READABLE):
             assert await _tenants(conn, relation) >= {"merchant-a", "merchant-b"}, relation
 
 
 async def test_no_tenant_setting_reads_no_rows(
-    tenants_db: str, bursts: dict[str, list[str]]
+    module_database: str, bursts: dict[str, list[str]]
 ) -> None:
-    await _review_everything(tenants_db)
-    async with api_session(tenants_db) as conn:
+    await _review_everything(module_database)
+    async with api_session(module_database) as conn:
         for relation in sorted(API_READABLE):
             assert await _count(conn, relation) == 0, relation
     # The settings are the transaction's own: the next one on the connection starts bare.
-    conn = await asyncpg.connect(tenants_db, server_settings={"role": names.DB_API_ROLE})
+    conn = await asyncpg.connect(module_database, server_settings={"role": names.DB_API_ROLE})
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('cardstream.all_tenants', 'on', true)")
@@ -156,10 +142,10 @@ async def test_no_tenant_setting_reads_no_rows(
 
 
 async def test_a_tenant_cannot_change_another_tenants_alert(
-    tenants_db: str, bursts: dict[str, list[str]]
+    module_database: str, bursts: dict[str, list[str]]
 ) -> None:
-    theirs = await _alert_ids(tenants_db, bursts["merchant-b"])
-    async with api_session(tenants_db, tenant="merchant-a") as conn:
+    theirs = await _alert_ids(module_database, bursts["merchant-b"])
+    async with api_session(module_database, tenant="merchant-a") as conn:
         changed = await conn.execute(
             "UPDATE cardstream.alert SET status = 'dismissed', status_changed_by = 'x'"
             " WHERE alert_id = ANY($1::bigint[])",
@@ -169,7 +155,7 @@ async def test_a_tenant_cannot_change_another_tenants_alert(
 
 
 async def test_evidence_keeps_only_the_readers_own_transactions_and_figures(
-    tenants_db: str, bursts: dict[str, list[str]]
+    module_database: str, bursts: dict[str, list[str]]
 ) -> None:
     mine, theirs = bursts["merchant-a"], bursts["merchant-b"]
     # Evidence as the amount spike and impossible travel rules write it, crafted by the
@@ -181,7 +167,7 @@ async def test_evidence_keeps_only_the_readers_own_transactions_and_figures(
         "previous_trans_num": theirs[0],
         "trigger_trans_num": mine[1],
     }
-    conn = await asyncpg.connect(tenants_db)
+    conn = await asyncpg.connect(module_database)
     try:
         alert_id = await conn.fetchval(
             "INSERT INTO cardstream.alert (trans_num, card_token, client_id, rule, severity,"
@@ -194,9 +180,9 @@ async def test_evidence_keeps_only_the_readers_own_transactions_and_figures(
     finally:
         await conn.close()
     query = "SELECT evidence FROM cardstream.tenant_alert_detail WHERE alert_id = $1"
-    async with api_session(tenants_db, tenant="merchant-a") as api:
+    async with api_session(module_database, tenant="merchant-a") as api:
         as_tenant = orjson.loads(await api.fetchval(query, alert_id))
-    async with api_session(tenants_db, tenant="merchant-a", all_tenants=True) as api:
+    async with api_session(module_database, tenant="merchant-a", all_tenants=True) as api:
         as_operator = orjson.loads(await api.fetchval(query, alert_id))
     assert as_tenant == {"amount": 812.0, "history_count": 7, "trigger_trans_num": mine[1]}
     assert as_operator == evidence
@@ -212,12 +198,12 @@ def _trail(dsn: str, alert_id: int) -> list[tuple[Any, ...]]:
 
 
 async def test_every_change_of_an_alert_is_appended_to_its_trail(
-    tenants_db: str, bursts: dict[str, list[str]]
+    module_database: str, bursts: dict[str, list[str]]
 ) -> None:
-    await _review_everything(tenants_db)
-    [alert_id] = await _alert_ids(tenants_db, bursts["merchant-a"][2:3])
-    async with api_session(tenants_db, tenant="merchant-a") as api:
-        before = len(_trail(tenants_db, alert_id))
+    await _review_everything(module_database)
+    [alert_id] = await _alert_ids(module_database, bursts["merchant-a"][2:3])
+    async with api_session(module_database, tenant="merchant-a") as api:
+        before = len(_trail(module_database, alert_id))
         # A status change, a note alone, and who alone: each is a change of the case.
         await api.execute(
             "UPDATE cardstream.alert SET status = 'escalated', status_changed_by = 'lead-2',"
@@ -241,7 +227,7 @@ async def test_every_change_of_an_alert_is_appended_to_its_trail(
                     " WHERE alert_id = $1",
                     alert_id,
                 )
-    trail = _trail(tenants_db, alert_id)[before:]
+    trail = _trail(module_database, alert_id)[before:]
     assert trail == [
         ("reviewed", "escalated", "lead-2", "Lee Lead", None, "merchant-a"),
         ("escalated", "escalated", "lead-2", "Lee Lead", "card blocked", "merchant-a"),
@@ -250,10 +236,10 @@ async def test_every_change_of_an_alert_is_appended_to_its_trail(
 
 
 async def test_the_trail_is_append_only_for_the_api_role_and_the_owner(
-    tenants_db: str, bursts: dict[str, list[str]]
+    module_database: str, bursts: dict[str, list[str]]
 ) -> None:
-    await _review_everything(tenants_db)
-    async with api_session(tenants_db, tenant="merchant-a") as api:
+    await _review_everything(module_database)
+    async with api_session(module_database, tenant="merchant-a") as api:
         alert_id = await api.fetchval("SELECT alert_id FROM cardstream.alert_status_change")
         for statement in (
             "UPDATE cardstream.alert_status_change SET changed_by = 'someone else'",
@@ -268,8 +254,8 @@ async def test_the_trail_is_append_only_for_the_api_role_and_the_owner(
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 async with api.transaction():
                     await api.execute(statement)
-    trail = _trail(tenants_db, alert_id)
-    owner = await asyncpg.connect(tenants_db, server_settings={"role": names.DB_OWNER_ROLE})
+    trail = _trail(module_database, alert_id)
+    owner = await asyncpg.connect(module_database, server_settings={"role": names.DB_OWNER_ROLE})
     try:
         for statement in (
             "UPDATE cardstream.alert_status_change SET changed_by = 'someone else'",
@@ -280,4 +266,4 @@ async def test_the_trail_is_append_only_for_the_api_role_and_the_owner(
                 await owner.execute(statement)
     finally:
         await owner.close()
-    assert _trail(tenants_db, alert_id) == trail
+    assert _trail(module_database, alert_id) == trail
