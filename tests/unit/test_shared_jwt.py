@@ -55,6 +55,13 @@ async def test_valid_token_gives_subject_and_scopes(
     principal.require("transactions:write")
     with pytest.raises(ScopeError):
         principal.require("transactions:read")
+    # A client's token names no person.
+    assert principal.person is None
+
+
+async def test_a_users_token_names_the_person(key: SigningKey, verifier: TokenVerifier) -> None:
+    principal = await verifier.verify(_token(key, username="Ann Analyst"))
+    assert (principal.subject, principal.person) == ("merchant-7", "Ann Analyst")
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ class Principal:
     # The token's ``exp`` (Unix time): lets a caller cache the verification until then.
     expires_at: float | None = None
     # The person signed in (the ``username`` claim of a user's token); None for a client.
-    name: str | None = None
+    person: str | None = None
 
     def require(self, scope: str) -> None:
         """Raise :class:`ScopeError` unless the token carries ``scope``."""
@@ -202,7 +202,7 @@ class TokenVerifier:
             client_id=str(claims.get("client_id") or subject),
             token_id=str(claims["jti"]) if "jti" in claims else None,
             expires_at=float(claims["exp"]),
-            name=str(claims["username"]) if claims.get("username") else None,
+            person=str(claims["username"]) if claims.get("username") else None,
         )
 
     def _scopes(self, claims: dict[str, Any]) -> Iterable[str]:

@@ -209,7 +209,7 @@ async def patch_alert(
     """Move the alert to `status`; the change is recorded with the person (the token's
     subject and name) and the time, in the alert's append-only audit trail."""
     scope = _admit(request, principal)
-    if principal.name is None:
+    if principal.person is None:
         raise ProblemError(
             403, "forbidden", "alerts are reviewed by people: sign in as a user to review"
         )
@@ -223,7 +223,7 @@ async def patch_alert(
                 change,
                 client_id=scope.only,
                 changed_by=principal.subject,
-                changed_by_name=principal.name,
+                changed_by_name=principal.person,
             )
             logger.info(
                 "alert status changed",
