@@ -1,4 +1,5 @@
-"""cdk-nag (AwsSolutions, PCI DSS 3.2.1) and cfn-lint over the synthesized templates."""
+"""cdk-nag (AwsSolutions, PCI DSS 3.2.1, NIST 800-53 rev 5) and cfn-lint over the
+synthesized templates."""
 
 from __future__ import annotations
 
@@ -42,22 +43,31 @@ def test_nag_packs_pass_for_production_settings(synth_prod: Any) -> None:
 
 
 def test_nag_packs_do_report_an_unacknowledged_finding(tmp_path: Path) -> None:
-    # The same plugin wiring must fail an app with a plain unencrypted queue, or the
+    # The same plugin wiring must fail an app with a plain queue and bucket, or the
     # passing tests above would prove nothing.
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from aws_cdk import App, Stack, Validations
+    from aws_cdk import aws_s3 as s3
     from aws_cdk import aws_sqs as sqs
-    from cdk_nag import AwsSolutionsChecks, PCIDSS321Checks
+
+    from cardstream_infra.deployment import compliance_packs
 
     app = App(outdir=str(tmp_path))
     stack = Stack(app, "probe")
     sqs.Queue(stack, "Plain", encryption=sqs.QueueEncryption.UNENCRYPTED)
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app), PCIDSS321Checks(app))
+    s3.Bucket(stack, "Unversioned")
+    Validations.of(app).add_plugins(*compliance_packs(app))
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
     report = json.loads((tmp_path / "validation-report.json").read_text())
     rules = {v["ruleName"] for p in report["pluginReports"] for v in p["violations"]}
     assert "AwsSolutions-SQS2" in rules
+    # Each pack reports: AWS Solutions, PCI DSS and NIST 800-53 rev 5.
+    assert {rule.split("-")[0] for rule in rules} == {
+        "AwsSolutions",
+        "PCI.DSS.321",
+        "NIST.800.53.R5",
+    }
 
 
 def test_every_acknowledgement_has_a_reason(synth: Any) -> None:

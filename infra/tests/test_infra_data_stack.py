@@ -243,3 +243,30 @@ def test_resources_carry_owner_environment_and_cost_tags(synth: Any, kind: str) 
             assert keys.get("cost-center") == synth.config.cost_center
             tagged += 1
     assert tagged > 0
+
+
+def test_database_and_lease_table_are_in_a_daily_backup_plan(synth: Any) -> None:
+    plan = _one(synth.resources("AWS::Backup::BackupPlan", "data"))["BackupPlan"]
+    (rule,) = plan["BackupPlanRule"]
+    assert rule["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert rule["Lifecycle"]["DeleteAfterDays"] == synth.config.backup_retention_days
+    selection = _one(synth.resources("AWS::Backup::BackupSelection", "data"))
+    resources = json.dumps(selection["BackupSelection"]["Resources"])
+    assert ":rds:" in resources
+    assert "DatabaseInstance" in resources
+    assert "LeasesTable" in resources
+    vault = _one(synth.resources("AWS::Backup::BackupVault", "data"))
+    assert "Fn::GetAtt" in vault["EncryptionKeyArn"]
+    # Locked: no recovery point is deleted before its retention ends.
+    assert vault["LockConfiguration"]["MinRetentionDays"] == synth.config.backup_retention_days
+    assert "ChangeableForDays" not in vault["LockConfiguration"]
+
+
+def test_production_load_balancer_cannot_be_deleted(synth: Any, synth_prod: Any) -> None:
+    def deletion_protection(variant: Any) -> str:
+        (alb,) = variant.resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+        attributes = {a["Key"]: a["Value"] for a in alb["Properties"]["LoadBalancerAttributes"]}
+        return str(attributes.get("deletion_protection.enabled", "false"))
+
+    assert deletion_protection(synth_prod) == "true"
+    assert deletion_protection(synth) == "false"

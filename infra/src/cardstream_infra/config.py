@@ -48,6 +48,8 @@ class DeploymentConfig:
         db_max_connections: PostgreSQL ``max_connections`` (set explicitly so the 80 %
             connection alarm has a fixed threshold).
         db_backup_retention_days: automated backup retention.
+        backup_retention_days: how long AWS Backup keeps the daily recovery points of the
+            database and the lease table (locked in their vault for that long).
         image_digests: digest of each service image in ECR (``sha256:...``), the images CI
             proved; tasks run them by digest, never by tag. Given as a JSON object on the
             command line (infra/scripts/cdk.sh). The default, all zeros, names no image:
@@ -86,6 +88,7 @@ class DeploymentConfig:
     db_multi_az: bool = True
     db_max_connections: int = 200
     db_backup_retention_days: int = 14
+    backup_retention_days: int = 35
     image_digests: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: dict.fromkeys(IMAGES, PLACEHOLDER_DIGEST)
     )
@@ -113,6 +116,8 @@ class DeploymentConfig:
             raise ValueError("stream_retention_hours must be between 24 and 8760")
         if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
             raise ValueError("db_max_allocated_storage_gib is below db_allocated_storage_gib")
+        if not 1 <= self.backup_retention_days <= 36500:
+            raise ValueError("backup_retention_days must be between 1 and 36500")
         if set(self.image_digests) != set(IMAGES):
             raise ValueError(f"image_digests must name exactly {', '.join(IMAGES)}")
         for image, digest in self.image_digests.items():

@@ -37,12 +37,18 @@ def _ack(scope: IConstruct, rule: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
+def _ack_packs(scope: IConstruct, rule: str, reason: str) -> None:
+    """The same rule of the two compliance packs (PCI DSS 3.2.1, NIST 800-53 rev 5)."""
+    for pack in ("PCI.DSS.321", "NIST.800.53.R5"):
+        _ack(scope, f"{pack}-{rule}", reason)
+
+
 def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> None:
     """Attach the acknowledgements to the constructs they concern."""
     network = stacks.network.network
-    _ack(
+    _ack_packs(
         network.vpc.node.find_child("FlowLog"),
-        "PCI.DSS.321-IAMNoInlinePolicy",
+        "IAMNoInlinePolicy",
         "CDK's flow-log role policy allows only log delivery to the one flow-log group.",
     )
 
@@ -53,23 +59,23 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "A customer-managed key instead of aws/kinesis: its key policy and rotation are ours "
         "and its use is auditable per principal (PCI DSS 3.6).",
     )
-    _ack(
+    _ack_packs(
         data.jwks.bucket,
-        "PCI.DSS.321-S3DefaultEncryptionKMS",
+        "S3DefaultEncryptionKMS",
         "The bucket holds only the user pool's public keys, read by unsigned HTTPS from the "
         "VPC endpoint; SSE-KMS would need credentials to decrypt.",
     )
     for bucket in (data.landing.bucket, data.landing.log_bucket, data.jwks.bucket):
-        _ack(
+        _ack_packs(
             bucket,
-            "PCI.DSS.321-S3BucketReplicationEnabled",
+            "S3BucketReplicationEnabled",
             "Landed objects are a replayable copy (the stream keeps them for its retention "
             "and PostgreSQL holds the loaded rows with backups); versioning protects against "
             "overwrite. Cross-region replication is a disaster-recovery choice per account.",
         )
-    _ack(
+    _ack_packs(
         data.landing.log_bucket,
-        "PCI.DSS.321-S3DefaultEncryptionKMS",
+        "S3DefaultEncryptionKMS",
         "S3 server access logs and ALB access logs can only be delivered to buckets "
         "encrypted with SSE-S3 (S3 and ELB documentation); the bucket holds no card data.",
     )
@@ -84,9 +90,9 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
             "CDK's bucket-notification custom resource runs once per deployment and only "
             "writes its own logs with this policy.",
         )
-    _ack(
+    _ack_packs(
         data.landing.bucket.node.find_child("Notifications"),
-        "PCI.DSS.321-IAMNoInlinePolicy",
+        "IAMNoInlinePolicy",
         "CDK's bucket-notification handler policy allows only PutBucketNotification.",
     )
     _ack(
@@ -103,24 +109,35 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "in isolated subnets, with TLS enforced.",
     )
     if not config.db_multi_az:
+        for rule in ("AwsSolutions-RDS3", "NIST.800.53.R5-RDSMultiAZSupport"):
+            _ack(
+                data.database.instance,
+                rule,
+                f"Multi-AZ is a per-environment parameter; {config.environment} runs a single "
+                "instance with automated and AWS Backup backups to save cost (production "
+                "sets it).",
+            )
+    for rule in ("AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled"):
         _ack(
-            data.database.instance,
-            "AwsSolutions-RDS3",
-            f"Multi-AZ is a per-environment parameter; {config.environment} runs a single "
-            "instance with automated backups to save cost (production sets it).",
+            data.secrets.pan_key,
+            rule,
+            "The PAN keyring rotates by adding a key version and re-tokenizing offline "
+            "(shared/pan.py keeps old versions); an automatic rotation would change tokens "
+            "without that migration.",
         )
-    _ack(
-        data.secrets.pan_key,
-        "AwsSolutions-SMG4",
-        "The PAN keyring rotates by adding a key version and re-tokenizing offline "
-        "(shared/pan.py keeps old versions); an automatic rotation would change tokens "
-        "without that migration.",
-    )
     _ack(
         data.identity.user_pool,
         "AwsSolutions-COG8",
         "The pool issues machine-to-machine tokens only (client credentials, no users); "
         "the Plus plan's threat protection applies to user sign-ins.",
+    )
+
+    _ack(
+        data.backups.selection,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AWSBackupServiceRolePolicyForBackup]",
+        "The AWS-managed policy AWS Backup documents for its service role; the role can be "
+        "assumed by AWS Backup only and is used for this plan's two resources.",
     )
 
     services = stacks.services
@@ -136,7 +153,7 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         execution_role = task_definition.execution_role
         if execution_role is not None:
             _ack(execution_role, "AwsSolutions-IAM5[Resource::*]", _EXECUTION_ROLE_STAR)
-            _ack(execution_role, "PCI.DSS.321-IAMNoInlinePolicy", _INLINE_DEFAULT_POLICY)
+            _ack_packs(execution_role, "IAMNoInlinePolicy", _INLINE_DEFAULT_POLICY)
     # cdk-nag names a wildcard resource by its rendered ARN, the partition as a pseudo ref.
     landing = f"arn:<AWS::Partition>:s3:::{config.landing_bucket_name}"
     _ack(
@@ -162,6 +179,14 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "The loader reads whichever raw/ object a notification names, and nothing else.",
     )
 
+    if config.environment != "prod":
+        _ack(
+            services.ingress.alb,
+            "NIST.800.53.R5-ELBDeletionProtectionEnabled",
+            f"Deletion protection is on in prod; {config.environment} is torn down and "
+            "rebuilt freely (the ALB holds no state).",
+        )
+
     public_api = stacks.api.public_api
     _ack(
         public_api.api,
@@ -177,15 +202,15 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "The account-level role API Gateway writes execution logs with; the AWS-managed "
         "policy is the documented one and allows only log delivery.",
     )
-    _ack(
+    _ack_packs(
         public_api.stage,
-        "PCI.DSS.321-APIGWCacheEnabledAndEncrypted",
+        "APIGWCacheEnabledAndEncrypted",
         "No response cache: answers are per merchant and carry transaction data; caching "
         "them at the gateway would keep card-holder data in one more place.",
     )
-    _ack(
+    _ack_packs(
         public_api.stage,
-        "PCI.DSS.321-APIGWSSLEnabled",
+        "APIGWSSLEnabled",
         "The hop to the backend is HTTPS through the VPC link, the load balancer's "
         "certificate verified against the API's domain; API Gateway client certificates "
         "authenticate to backends that check them, and the ALB is reachable only from the "

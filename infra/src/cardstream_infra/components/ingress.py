@@ -26,6 +26,7 @@ class InternalLoadBalancerProps:
         access_log_bucket: bucket (SSE-S3) receiving ALB access logs.
         certificate_arn: ACM certificate of both listeners (the API's and the dashboard's
             domain names).
+        deletion_protection: refuse to delete the load balancer (production).
     """
 
     vpc: ec2.IVpc
@@ -33,6 +34,7 @@ class InternalLoadBalancerProps:
     security_group: ec2.ISecurityGroup
     access_log_bucket: s3.IBucket
     certificate_arn: str
+    deletion_protection: bool
 
 
 class InternalLoadBalancer(Construct):
@@ -50,6 +52,7 @@ class InternalLoadBalancer(Construct):
             internet_facing=False,
             security_group=props.security_group,
             drop_invalid_header_fields=True,
+            deletion_protection=props.deletion_protection,
             idle_timeout=Duration.seconds(60),
         )
         self.alb.log_access_logs(props.access_log_bucket, prefix="alb")

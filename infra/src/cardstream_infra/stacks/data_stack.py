@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cardstream_infra.components.app_secrets import AppSecrets
+from cardstream_infra.components.backups import Backups, BackupsProps
 from cardstream_infra.components.database import Database, DatabaseProps
 from cardstream_infra.components.fargate_task import TaskLogging
 from cardstream_infra.components.identity import MerchantIdentity, MerchantIdentityProps
@@ -76,6 +78,18 @@ class DataStack(Stack):
                 multi_az=config.db_multi_az,
                 max_connections=config.db_max_connections,
                 backup_retention_days=config.db_backup_retention_days,
+            ),
+        )
+        self.backups = Backups(
+            self,
+            "Backups",
+            props=BackupsProps(
+                name=f"{config.prefix}-backups",
+                resources=[
+                    backup.BackupResource.from_rds_database_instance(self.database.instance),
+                    backup.BackupResource.from_dynamo_db_table(self.leases.table),
+                ],
+                retention_days=config.backup_retention_days,
             ),
         )
         self.identity = MerchantIdentity(

@@ -67,6 +67,7 @@ class ServicesStack(Stack):
                 security_group=net.alb_sg,
                 access_log_bucket=data.landing.log_bucket,
                 certificate_arn=config.certificate_arn,
+                deletion_protection=config.environment == "prod",
             ),
         )
         # Behind the VPC link the ALB sees the link's addresses, not the callers': no rate
