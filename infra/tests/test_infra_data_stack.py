@@ -64,13 +64,13 @@ def test_landing_bucket_is_locked_down(synth: Any) -> None:
 
 def test_every_bucket_blocks_public_access_encrypts_and_denies_plain_http(synth: Any) -> None:
     buckets = synth.resources("AWS::S3::Bucket")
-    assert len(buckets) == 3  # landing, access logs, JWKS copy
+    assert len(buckets) == 4  # landing, access logs, audit logs, JWKS copy
     for bucket in buckets.values():
         props = bucket["Properties"]
         assert all(props["PublicAccessBlockConfiguration"].values())
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     policies = synth.resources("AWS::S3::BucketPolicy")
-    assert len(policies) == 3
+    assert len(policies) == 4
     for policy in policies.values():
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
@@ -270,3 +270,56 @@ def test_production_load_balancer_cannot_be_deleted(synth: Any, synth_prod: Any)
 
     assert deletion_protection(synth_prod) == "true"
     assert deletion_protection(synth) == "false"
+
+
+def _log_groups_by_logical_id(synth: Any) -> dict[str, dict[str, Any]]:
+    return {
+        key.split("/")[-1]: group["Properties"]
+        for key, group in synth.resources("AWS::Logs::LogGroup").items()
+    }
+
+
+def test_lambda_functions_log_to_groups_of_ours(synth: Any) -> None:
+    groups = _log_groups_by_logical_id(synth)
+    functions = synth.resources("AWS::Lambda::Function")
+    assert len(functions) >= 2  # the bucket-notification and default-SG handlers
+    for key, function in functions.items():
+        target = function["Properties"]["LoggingConfig"]["LogGroup"]
+        group = groups[target["Ref"]]
+        assert "KmsKeyId" in group, key
+        assert group["RetentionInDays"] >= 365
+    applications = synth.resources("AWS::Serverless::Application", "data")
+    assert len(applications) == 6  # rotation: the master secret and five roles
+    names_by_id = {logical_id: g.get("LogGroupName") for logical_id, g in groups.items()}
+    for key, application in applications.items():
+        function_name = application["Properties"]["Parameters"]["functionName"]
+        dependencies = application["DependsOn"]
+        assert f"/aws/lambda/{function_name}" in [names_by_id.get(d) for d in dependencies], key
+
+
+def test_database_log_exports_go_to_groups_of_ours(synth: Any) -> None:
+    (instance,) = synth.resources("AWS::RDS::DBInstance").values()
+    identifier = instance["Properties"]["DBInstanceIdentifier"]
+    assert identifier == f"{synth.config.prefix}-postgres"
+    groups = _log_groups_by_logical_id(synth)
+    created = {groups[d].get("LogGroupName") for d in instance["DependsOn"] if d in groups}
+    assert created == {
+        f"/aws/rds/instance/{identifier}/{export}"
+        for export in instance["Properties"]["EnableCloudwatchLogsExports"]
+    }
+
+
+def test_load_balancer_logs_are_locked_in_the_audit_log_bucket(synth: Any, synth_prod: Any) -> None:
+    for variant, mode in ((synth, "GOVERNANCE"), (synth_prod, "COMPLIANCE")):
+        name = variant.config.audit_log_bucket_name
+        bucket = _by_name(variant, "AWS::S3::Bucket", "BucketName", name)
+        assert bucket["ObjectLockEnabled"] is True
+        assert bucket["ObjectLockConfiguration"] == {
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": mode, "Days": variant.config.log_retention_days}},
+        }
+        assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+        (alb,) = variant.resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+        attributes = {a["Key"]: a["Value"] for a in alb["Properties"]["LoadBalancerAttributes"]}
+        assert attributes["access_logs.s3.enabled"] == "true"
+        assert "AuditLogs" in json.dumps(attributes["access_logs.s3.bucket"])

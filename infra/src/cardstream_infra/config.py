@@ -165,6 +165,11 @@ class DeploymentConfig:
         return f"{names.ACCESS_LOG_BUCKET}-{self.environment}-{self.account}-{self.region}"
 
     @property
+    def audit_log_bucket_name(self) -> str:
+        """Bucket of the load balancer's access logs (Object Lock), unique the same way."""
+        return f"cardstream-audit-logs-{self.environment}-{self.account}-{self.region}"
+
+    @property
     def jwks_bucket_name(self) -> str:
         """Bucket of the JWKS copy the services verify tokens with, unique the same way."""
         return f"cardstream-jwks-{self.environment}-{self.account}-{self.region}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, IPolicyValidationPlugin, Tags, Validations
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, PCIDSS321Checks
 
+from cardstream_infra.components.service_log_groups import create_service_log_groups
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.nag_suppressions import acknowledge_findings
 from cardstream_infra.stacks.api_stack import ApiStack
@@ -77,6 +78,7 @@ def build(app: App, config: DeploymentConfig, *, nag: bool = True) -> Cardstream
     )
     stacks = CardstreamStacks(network, data, services, api, monitoring)
     for stack in stacks.in_order():
+        create_service_log_groups(stack, key=network.log_key, retention=network.log_retention)
         Tags.of(stack).add("owner", config.owner)
         Tags.of(stack).add("environment", config.environment)
         Tags.of(stack).add("cost-center", config.cost_center)

@@ -65,20 +65,27 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "The bucket holds only the user pool's public keys, read by unsigned HTTPS from the "
         "VPC endpoint; SSE-KMS would need credentials to decrypt.",
     )
-    for bucket in (data.landing.bucket, data.landing.log_bucket, data.jwks.bucket):
+    for bucket in (
+        data.landing.bucket,
+        data.landing.log_bucket,
+        data.jwks.bucket,
+        data.audit_logs.bucket,
+    ):
         _ack_packs(
             bucket,
             "S3BucketReplicationEnabled",
             "Landed objects are a replayable copy (the stream keeps them for its retention "
-            "and PostgreSQL holds the loaded rows with backups); versioning protects against "
-            "overwrite. Cross-region replication is a disaster-recovery choice per account.",
+            "and PostgreSQL holds the loaded rows with backups); versioning (and the audit "
+            "logs' Object Lock) protects against overwrite. Cross-region replication is a "
+            "disaster-recovery choice per account.",
         )
-    _ack_packs(
-        data.landing.log_bucket,
-        "S3DefaultEncryptionKMS",
-        "S3 server access logs and ALB access logs can only be delivered to buckets "
-        "encrypted with SSE-S3 (S3 and ELB documentation); the bucket holds no card data.",
-    )
+    for bucket in (data.landing.log_bucket, data.audit_logs.bucket):
+        _ack_packs(
+            bucket,
+            "S3DefaultEncryptionKMS",
+            "S3 server access logs and ALB access logs can only be delivered to buckets "
+            "encrypted with SSE-S3 (S3 and ELB documentation); the bucket holds no card data.",
+        )
     notifications = data.node.try_find_child(
         "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
     )

@@ -20,6 +20,8 @@ class DatabaseProps:
     """Props of :class:`Database`.
 
     Attributes:
+        identifier: the instance's identifier (fixed: its exported logs go to log groups
+            named after it, created beforehand).
         vpc: the VPC.
         subnets: isolated subnets for the instance (no route to the internet).
         security_group: the database's security group (ingress rules set by the network).
@@ -35,6 +37,7 @@ class DatabaseProps:
         port: PostgreSQL port.
     """
 
+    identifier: str
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     security_group: ec2.ISecurityGroup
@@ -98,6 +101,7 @@ class Database(Construct):
         self.instance = rds.DatabaseInstance(
             self,
             "Instance",
+            instance_identifier=props.identifier,
             engine=engine,
             instance_type=ec2.InstanceType(props.instance_class),
             vpc=props.vpc,

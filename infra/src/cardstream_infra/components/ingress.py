@@ -23,7 +23,7 @@ class InternalLoadBalancerProps:
         vpc: the VPC.
         subnets: subnets of the load balancer (isolated: it has no internet face).
         security_group: its security group (rules set by the network).
-        access_log_bucket: bucket (SSE-S3) receiving ALB access logs.
+        access_log_bucket: the audit-log bucket (SSE-S3, Object Lock) receiving its access logs.
         certificate_arn: ACM certificate of both listeners (the API's and the dashboard's
             domain names).
         deletion_protection: refuse to delete the load balancer (production).

@@ -13,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cardstream_infra.components.app_secrets import AppSecrets
+from cardstream_infra.components.audit_logs import AuditLogBucket, AuditLogBucketProps
 from cardstream_infra.components.backups import Backups, BackupsProps
 from cardstream_infra.components.database import Database, DatabaseProps
 from cardstream_infra.components.fargate_task import TaskLogging
@@ -60,12 +61,23 @@ class DataStack(Stack):
                 retention_days=config.landing_retention_days,
             ),
         )
+        self.audit_logs = AuditLogBucket(
+            self,
+            "AuditLogs",
+            props=AuditLogBucketProps(
+                bucket_name=config.audit_log_bucket_name,
+                retention_days=config.log_retention_days,
+                compliance_mode=config.environment == "prod",
+                access_log_bucket=self.landing.log_bucket,
+            ),
+        )
         self.leases = LeaseTable(self, "Leases")
         self.secrets = AppSecrets(self, "Secrets")
         self.database = Database(
             self,
             "Database",
             props=DatabaseProps(
+                identifier=f"{config.prefix}-postgres",
                 vpc=network.vpc,
                 subnets=network.data_subnets,
                 security_group=network.database_sg,

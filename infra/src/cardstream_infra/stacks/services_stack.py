@@ -65,7 +65,7 @@ class ServicesStack(Stack):
                 vpc=net.vpc,
                 subnets=net.app_subnets,
                 security_group=net.alb_sg,
-                access_log_bucket=data.landing.log_bucket,
+                access_log_bucket=data.audit_logs.bucket,
                 certificate_arn=config.certificate_arn,
                 deletion_protection=config.environment == "prod",
             ),
