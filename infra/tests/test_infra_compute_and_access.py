@@ -365,3 +365,78 @@ def test_every_hop_through_the_load_balancer_is_https(synth: Any) -> None:
         assert _environment(synth, service)[f"{prefix}TLS_SELF_SIGNED"] == "true"
         container = _task_definition(synth, service)["ContainerDefinitions"][0]
         assert "https://127.0.0.1:" in container["HealthCheck"]["Command"][-1]
+
+
+def test_every_vpc_endpoint_admits_only_this_account(synth: Any) -> None:
+    account = synth.config.account
+    endpoints = synth.resources("AWS::EC2::VPCEndpoint", "network")
+    assert len(endpoints) == 9
+    for key, endpoint in endpoints.items():
+        statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+        for statement in statements:
+            assert statement["Effect"] == "Allow", key
+            if statement["Sid"] == "UnsignedJwksRead":
+                # The one anonymous read: the public keys, one object, nothing else.
+                assert statement["Action"] == "s3:GetObject"
+                assert json.dumps(statement["Resource"]).endswith(
+                    f'{synth.config.jwks_bucket_name}/jwks.json"]]}}'
+                )
+                continue
+            assert statement["Condition"]["StringEquals"]["aws:PrincipalAccount"] == account, key
+    gateways = {
+        key.split("/")[-1]: e["Properties"]["PolicyDocument"]["Statement"]
+        for key, e in endpoints.items()
+        if e["Properties"].get("VpcEndpointType", "Gateway") == "Gateway"
+    }
+    assert len(gateways) == 2
+    for key, statements in gateways.items():
+        broad = [s for s in statements if s["Resource"] == "*"]
+        assert broad, key
+        for statement in broad:
+            assert statement["Condition"]["StringEquals"]["aws:ResourceAccount"] == account
+
+
+def _service_statements(synth: Any) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for resource_type, field in (
+        ("AWS::KMS::Key", "KeyPolicy"),
+        ("AWS::SQS::QueuePolicy", "PolicyDocument"),
+        ("AWS::SNS::TopicPolicy", "PolicyDocument"),
+    ):
+        for key, resource in synth.resources(resource_type).items():
+            for statement in resource["Properties"][field]["Statement"]:
+                principal = statement.get("Principal")
+                allowed = statement["Effect"] == "Allow"
+                if allowed and isinstance(principal, dict) and "Service" in principal:
+                    found.append((key, statement))
+    return found
+
+
+def test_service_principals_act_only_for_this_account(synth: Any) -> None:
+    # No confused deputy: a service is trusted on behalf of this account's resources only.
+    statements = _service_statements(synth)
+    services = {s["Principal"]["Service"] for _, s in statements}
+    assert services == {
+        "s3.amazonaws.com",
+        "cloudwatch.amazonaws.com",
+        f"logs.{synth.config.region}.amazonaws.com",
+    }
+    for key, statement in statements:
+        conditions = json.dumps(statement.get("Condition", {}))
+        if statement["Principal"]["Service"].startswith("logs."):
+            # CloudWatch Logs names the log group in the encryption context.
+            assert "kms:EncryptionContext:aws:logs:arn" in conditions, key
+            assert f":{synth.config.account}:log-group:*" in conditions
+        else:
+            assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == (
+                synth.config.account
+            ), key
+            assert "aws:SourceArn" in conditions, key
+
+
+def test_alarms_may_publish_to_their_topic(synth: Any) -> None:
+    (policy,) = synth.resources("AWS::SNS::TopicPolicy", "monitoring").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    publish = [s for s in statements if s["Effect"] == "Allow"]
+    assert [s["Principal"] for s in publish] == [{"Service": "cloudwatch.amazonaws.com"}]
+    assert publish[0]["Action"] == "sns:Publish"

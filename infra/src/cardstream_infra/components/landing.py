@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+import jsii
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
+from aws_cdk.interfaces import aws_s3 as s3_refs
 from constructs import Construct
 
 from cardstream_shared import resource_names as names
@@ -142,6 +144,50 @@ class LandingStorage(Construct):
         # Only raw/ notifies the loader: quarantine/ holds undecodable stream records.
         self.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
-            s3n.SqsDestination(self.queue),
+            _NotificationQueue(self.queue, self.queue_key),
             s3.NotificationKeyFilter(prefix=names.RAW_PREFIX),
+        )
+
+
+@jsii.implements(s3.IBucketNotificationDestination)
+class _NotificationQueue:
+    """The queue as the bucket's notification destination. S3 may send to the queue and use
+    its key only for this bucket of this account (aws:SourceArn, aws:SourceAccount: no
+    confused deputy); CDK's SqsDestination leaves the key statement unconditioned."""
+
+    def __init__(self, queue: sqs.IQueue, key: kms.IKey) -> None:
+        self._queue = queue
+        self._key = key
+
+    def bind(
+        self, scope: Construct, bucket: s3_refs.IBucketRef
+    ) -> s3.BucketNotificationDestinationConfig:
+        """Allow S3 to notify for ``bucket`` only; the queue policy is a dependency."""
+        s3_service = iam.ServicePrincipal("s3.amazonaws.com")
+        conditions = {
+            "ArnEquals": {"aws:SourceArn": bucket.bucket_ref.bucket_arn},
+            "StringEquals": {"aws:SourceAccount": Stack.of(scope).account},
+        }
+        added = self._queue.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LandingBucketNotifications",
+                principals=[s3_service],
+                actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+                resources=[self._queue.queue_arn],
+                conditions=conditions,
+            )
+        )
+        self._key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LandingBucketNotifications",
+                principals=[s3_service],
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=["*"],
+                conditions=conditions,
+            )
+        )
+        return s3.BucketNotificationDestinationConfig(
+            arn=self._queue.queue_arn,
+            type=s3.BucketNotificationDestinationType.QUEUE,
+            dependencies=[added.policy_dependable] if added.policy_dependable else None,
         )

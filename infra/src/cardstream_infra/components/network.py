@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -24,14 +24,15 @@ DATA_SUBNETS = "data"
 # not here: a user pool with a domain (needed for the client-credentials token endpoint)
 # cannot be reached through PrivateLink (Cognito developer guide, "Access Amazon Cognito
 # using an interface endpoint"), so the services read a JWKS copy from S3 instead.
-INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
-    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-    "Kinesis": ec2.InterfaceVpcEndpointAwsService.KINESIS_STREAMS,
-    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
-    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+# Each with the IAM service prefix its endpoint policy allows.
+INTERFACE_ENDPOINTS: dict[str, tuple[ec2.InterfaceVpcEndpointAwsService, str]] = {
+    "EcrApi": (ec2.InterfaceVpcEndpointAwsService.ECR, "ecr"),
+    "EcrDocker": (ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER, "ecr"),
+    "Logs": (ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS, "logs"),
+    "SecretsManager": (ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER, "secretsmanager"),
+    "Kinesis": (ec2.InterfaceVpcEndpointAwsService.KINESIS_STREAMS, "kinesis"),
+    "Sqs": (ec2.InterfaceVpcEndpointAwsService.SQS, "sqs"),
+    "Monitoring": (ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING, "cloudwatch"),
 }
 
 
@@ -45,6 +46,9 @@ class NetworkProps:
         api_port: port the ingest-api container listens on.
         dashboard_port: port the dashboard container listens on.
         operator_cidrs: networks operators reach the dashboard listener from.
+        account: the deployment's account (endpoint policies admit only it).
+        region: its region.
+        jwks_object: ``<bucket>/<key>`` of the JWKS copy the services read unsigned.
         database_port: PostgreSQL port.
         log_key: KMS key that encrypts the flow-log group.
         log_retention: retention of the flow-log group.
@@ -55,6 +59,9 @@ class NetworkProps:
     api_port: int
     dashboard_port: int
     operator_cidrs: Sequence[str]
+    account: str
+    region: str
+    jwks_object: str
     database_port: int = 5432
     log_key: kms.IKey
     log_retention: logs.RetentionDays
@@ -101,8 +108,13 @@ class Network(Construct):
         self.endpoint_sg.add_ingress_rule(
             ec2.Peer.ipv4(props.cidr), ec2.Port.tcp(443), "HTTPS from the VPC"
         )
-        for name, service in INTERFACE_ENDPOINTS.items():
-            self.vpc.add_interface_endpoint(
+        # Endpoint policies: a data perimeter. Only this account's principals call AWS through
+        # the endpoints, and S3 and DynamoDB only reach this account's buckets and tables, so
+        # credentials of another account (or a task's own, towards a foreign bucket) cannot
+        # carry data out of the VPC.
+        own_principals = {"StringEquals": {"aws:PrincipalAccount": props.account}}
+        for name, (service, prefix) in INTERFACE_ENDPOINTS.items():
+            endpoint = self.vpc.add_interface_endpoint(
                 name,
                 service=service,
                 subnets=self.app_subnets,
@@ -111,13 +123,66 @@ class Network(Construct):
                 # The group already admits HTTPS from the VPC range, as a literal CIDR.
                 open=False,
             )
+            endpoint.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ThisAccountOnly",
+                    principals=[iam.AnyPrincipal()],
+                    actions=[f"{prefix}:*"],
+                    resources=["*"],
+                    conditions=own_principals,
+                )
+            )
+        own_resources = {
+            "StringEquals": {
+                "aws:PrincipalAccount": props.account,
+                "aws:ResourceAccount": props.account,
+            }
+        }
         self.s3_endpoint = self.vpc.add_gateway_endpoint(
             "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.app_subnets]
         )
-        self.vpc.add_gateway_endpoint(
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="ThisAccountsBuckets",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:*"],
+                resources=["*"],
+                conditions=own_resources,
+            )
+        )
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="ImageLayers",
+                # ECR keeps image layers in an AWS-owned bucket per region (ECR user guide,
+                # "Amazon ECR interface VPC endpoints", minimum S3 bucket permissions).
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::prod-{props.region}-starport-layer-bucket/*"],
+                conditions=own_principals,
+            )
+        )
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="UnsignedJwksRead",
+                # The services fetch the user pool's public keys with a plain HTTPS GET.
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::{props.jwks_object}"],
+            )
+        )
+        dynamodb = self.vpc.add_gateway_endpoint(
             "DynamoDb",
             service=ec2.GatewayVpcEndpointAwsService.DYNAMODB,
             subnets=[self.app_subnets],
+        )
+        dynamodb.add_to_policy(
+            iam.PolicyStatement(
+                sid="ThisAccountsTables",
+                principals=[iam.AnyPrincipal()],
+                actions=["dynamodb:*"],
+                resources=["*"],
+                conditions=own_resources,
+            )
         )
 
         self.vpc_link_sg = self._group("VpcLink", "API Gateway VPC link to the internal ALB")
@@ -179,7 +244,7 @@ class Network(Construct):
 class LogEncryptionKey(Construct):
     """The KMS key that encrypts every CloudWatch log group of the deployment."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, region: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, region: str, account: str) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
@@ -189,7 +254,8 @@ class LogEncryptionKey(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         # CloudWatch Logs encrypts with the key itself, so its service principal must be
-        # allowed in the key policy (it cannot use an IAM policy).
+        # allowed in the key policy (it cannot use an IAM policy); only for log groups of
+        # this account and region, which CloudWatch Logs names in the encryption context.
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 actions=[
@@ -203,5 +269,12 @@ class LogEncryptionKey(Construct):
                 ],
                 principals=[iam.ServicePrincipal(f"logs.{region}.amazonaws.com")],
                 resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{Aws.PARTITION}:logs:{region}:{account}:log-group:*"
+                        )
+                    }
+                },
             )
         )

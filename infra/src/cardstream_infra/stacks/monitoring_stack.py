@@ -38,12 +38,20 @@ class MonitoringStack(Stack):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        # CloudWatch publishes alarm notifications to the encrypted topic itself.
+        # CloudWatch publishes alarm notifications to the encrypted topic itself: only for
+        # alarms of this account and region (no confused deputy).
         topic_key.add_to_resource_policy(
             iam.PolicyStatement(
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": self.account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{self.partition}:cloudwatch:{self.region}:"
+                        f"{self.account}:alarm:*"
+                    },
+                },
             )
         )
         self.alarms = PipelineAlarms(

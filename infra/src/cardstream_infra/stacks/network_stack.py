@@ -9,6 +9,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cardstream_infra.components.jwks_mirror import JWKS_KEY
 from cardstream_infra.components.network import (
     APP_SUBNETS,
     LogEncryptionKey,
@@ -27,7 +28,9 @@ class NetworkStack(Stack):
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.log_key = LogEncryptionKey(self, "LogKey", region=config.region).key
+        self.log_key = LogEncryptionKey(
+            self, "LogKey", region=config.region, account=config.account
+        ).key
         self.log_retention = retention_days(config.log_retention_days)
         self.network = Network(
             self,
@@ -36,6 +39,9 @@ class NetworkStack(Stack):
                 api_port=API_PORT,
                 dashboard_port=DASHBOARD_PORT,
                 operator_cidrs=config.operator_cidrs,
+                account=config.account,
+                region=config.region,
+                jwks_object=f"{config.jwks_bucket_name}/{JWKS_KEY}",
                 log_key=self.log_key,
                 log_retention=self.log_retention,
             ),
