@@ -57,6 +57,18 @@ def _open_path_to(path: Path) -> None:
             folder.chmod(wanted)
 
 
+_PORT_ATTEMPTS = 5
+# postmaster.pid's eighth line is the server's status (PostgreSQL's pidfile.h).
+_PID_FILE_STATUS_LINE = 8
+
+
+def _lost_port(log_path: Path, since: int) -> bool:
+    """Whether the server's log, from byte ``since`` on, says its port was taken."""
+    with log_path.open("rb") as log:
+        log.seek(since)
+        return b"could not bind" in log.read()
+
+
 class EmbeddedPostgres:
     """One PostgreSQL server with its data under ``data_dir``, on ``127.0.0.1:port``."""
 
@@ -71,6 +83,9 @@ class EmbeddedPostgres:
         self.data_dir = data_dir.resolve()
         self.host = host
         self.port = port or free_port(host)
+        # A port we picked may be taken by another process before the server binds it (the
+        # kernel hands the same range to outgoing connections): then start() picks another.
+        self._may_change_port = port is None
         self.settings = settings or {}
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -141,9 +156,30 @@ class EmbeddedPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def start(self, *, timeout_s: float = 30.0) -> None:
-        """Start the server in the background and wait until it accepts connections."""
+    def start(self, *, timeout_s: float = 120.0) -> None:
+        """Start the server in the background and wait until it accepts connections.
+
+        ``timeout_s`` only bounds a server that neither listens nor exits; a server that
+        exits is reported at once. A port this object picked itself that another process
+        took meanwhile is replaced by a fresh one, once per attempt, before the first
+        successful start (afterwards clients know the port, so it stays).
+        """
         self.init()
+        log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        for _attempt in range(_PORT_ATTEMPTS):
+            log_start = log_path.stat().st_size if log_path.exists() else 0
+            try:
+                self._start_once(log_path, timeout_s)
+            except RuntimeError:
+                if not (self._may_change_port and _lost_port(log_path, log_start)):
+                    raise
+                self.port = free_port(self.host)
+                continue
+            self._may_change_port = False
+            return
+        raise RuntimeError(f"PostgreSQL found no free port; see {log_path}")
+
+    def _start_once(self, log_path: Path, timeout_s: float) -> None:
         args = [
             str(_bin_dir() / "postgres"),
             "-D",
@@ -159,7 +195,6 @@ class EmbeddedPostgres:
         ]
         for name, value in self.settings.items():
             args += ["-c", f"{name}={value}"]
-        log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             args,
@@ -169,12 +204,32 @@ class EmbeddedPostgres:
             start_new_session=True,
         )
         try:
+            self._wait_ready(timeout_s)
             wait_for_port(self.host, self.port, timeout_s=timeout_s, alive=self._alive)
         except (RuntimeError, TimeoutError) as exc:
             self.stop()
             raise RuntimeError(f"PostgreSQL did not start; see {log_path}") from exc
-        # The port opens a moment before the server accepts logins.
-        time.sleep(0.2)
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Wait until this server says it accepts connections, as ``pg_ctl -w`` does: its
+        ``postmaster.pid`` names its process and ends in the status ``ready``. (An open port
+        is not enough: another process may hold it.)"""
+        assert self.process is not None
+        pid_file = self.data_dir / "postmaster.pid"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._alive():
+                raise RuntimeError("postgres exited")
+            with contextlib.suppress(OSError):
+                lines = pid_file.read_text().splitlines()
+                if (
+                    len(lines) >= _PID_FILE_STATUS_LINE
+                    and lines[0].strip() == str(self.process.pid)
+                    and lines[_PID_FILE_STATUS_LINE - 1].strip() == "ready"
+                ):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"postgres not ready after {timeout_s:.0f}s")
 
     def _alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
