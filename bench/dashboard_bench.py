@@ -5,6 +5,11 @@ db-loader's load path into a fresh embedded PostgreSQL (or ``DATABASE_URL``), th
 ``read_panels`` (all views in one REPEATABLE READ snapshot, as the service runs it) and each
 view on its own. Prints figures; it never fails on time.
 
+Baseline in the same run: each view's query sent as it is written (its definition from
+``pg_get_viewdef``, the SQL a BI tool pointed at the tables would send), without the view.
+The views are plain views, so the two should cost the same; the comparison shows that
+reading through them adds nothing.
+
     .venv/bin/python bench/dashboard_bench.py --rows 200000 --repeat 5
 """
 
@@ -45,14 +50,17 @@ async def load(csv_path: Path, loader_dsn: str) -> float:
     return time.perf_counter() - started
 
 
-async def measure(analyst_dsn: str, repeat: int) -> None:
+async def measure(analyst_dsn: str, owner_dsn: str, repeat: int) -> None:
     conn = await asyncpg.connect(analyst_dsn)
+    # The analyst role reads only the views; both sides of the comparison run as the owner.
+    owner = await asyncpg.connect(owner_dsn)
     limits = Limits(
         map_max_locations=3000,
         hourly_trend_hours=48,
         daily_trend_days=120,
         freshness_window_minutes=60,
     )
+    print(f"load average: {os.getloadavg()}")
     try:
         timings = []
         for _ in range(repeat):
@@ -64,15 +72,23 @@ async def measure(analyst_dsn: str, repeat: int) -> None:
             f" min {min(timings) * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms"
             f" over {repeat} reads"
         )
+        print(f"  {'view':28s} {'through the view':>18s} {'its query inline':>18s}")
         for view in names.DASHBOARD_VIEWS:
-            view_timings = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                await conn.fetch(f"SELECT * FROM cardstream.{view}")
-                view_timings.append(time.perf_counter() - started)
-            print(f"  {view:28s} median {statistics.median(view_timings) * 1000:7.1f} ms")
+            definition = await owner.fetchval(
+                "SELECT pg_get_viewdef($1::regclass, true)", f"cardstream.{view}"
+            )
+            medians = []
+            for query in (f"SELECT * FROM cardstream.{view}", definition.rstrip().rstrip(";")):
+                view_timings = []
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    await owner.fetch(query)
+                    view_timings.append(time.perf_counter() - started)
+                medians.append(statistics.median(view_timings) * 1000)
+            print(f"  {view:28s} {medians[0]:15.1f} ms {medians[1]:15.1f} ms")
     finally:
         await conn.close()
+        await owner.close()
 
 
 def main() -> None:
@@ -115,6 +131,7 @@ def main() -> None:
                     with_credentials(
                         database, names.DB_ANALYST_ROLE, passwords[names.DB_ANALYST_ROLE]
                     ),
+                    database,
                     args.repeat,
                 )
             )

@@ -7,6 +7,12 @@ Prints:
   client's CPU seconds per 10,000 records. This is the most the client can offer; the real
   pipeline's figure is the ingest-api's, measured by ``bench/ingest_api_bench.py``.
 
+Baseline in the same run, for each batch size: the client a merchant would write first, a
+loop that reads the file with ``csv``, posts each batch with a synchronous ``httpx.Client``
+and waits for the answer before the next (no requests in flight together, no pacing, no
+resending). What the replay client adds over it (concurrent requests, streaming, the 503 and
+429 handling) must not cost throughput.
+
 Run: ``.venv/bin/python bench/replay_bench.py [--rows 100000]``.
 """
 
@@ -14,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from cardstream.generator import write_csv
@@ -53,6 +63,35 @@ async def _noop_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def plain_loop(path: Path, url: str, batch: int) -> int:
+    """The baseline: post ``batch`` rows at a time, one request after another."""
+    posted = 0
+    with path.open(newline="", encoding="utf-8") as handle, httpx.Client(base_url=url) as client:
+        reader = csv.reader(handle)
+        header = next(reader)
+        single = batch == 1
+        chunk: list[list[str]] = []
+        for values in reader:
+            chunk.append(values)
+            if len(chunk) < batch:
+                continue
+            if single:
+                body = json.dumps(dict(zip(header[1:], values[1:], strict=True))).encode()
+                kind = "application/json"
+            else:
+                buffer = io.StringIO()
+                csv.writer(buffer, lineterminator="\n").writerows([header, *chunk])
+                body, kind = buffer.getvalue().encode(), "text/csv"
+            client.post(
+                "/v1/transactions" if single else "/v1/transactions/batch",
+                content=body,
+                headers={"Content-Type": kind, "Authorization": "Bearer x"},
+            ).raise_for_status()
+            posted += len(chunk)
+            chunk = []
+    return posted
+
+
 def _serve(port: int) -> None:
     import uvicorn
 
@@ -79,6 +118,7 @@ def main() -> int:
         server = subprocess.Popen([sys.executable, __file__, "--serve", str(port)])
         try:
             wait_for_port("127.0.0.1", port, timeout_s=30, alive=lambda: server.poll() is None)
+            print(f"load average: {os.getloadavg()}")
             me = psutil.Process()
             for batch in (1, 100, 500):
                 rows = min(args.rows, 5_000) if batch == 1 else args.rows
@@ -100,6 +140,14 @@ def main() -> int:
                     f"replay batch={batch:>3}: {summary.accepted:,} records in "
                     f"{summary.elapsed_s:.2f} s = {summary.throughput:,.0f} records/s; client "
                     f"{used / summary.accepted * 10_000:.2f} CPU-s per 10,000 records"
+                )
+                cpu, wall = sum(me.cpu_times()[:2]), time.perf_counter()
+                posted = plain_loop(path, f"http://127.0.0.1:{port}", batch)
+                wall, used = time.perf_counter() - wall, sum(me.cpu_times()[:2]) - cpu
+                print(
+                    f"  baseline loop:   {posted:,} records in {wall:.2f} s = "
+                    f"{posted / wall:,.0f} records/s; client "
+                    f"{used / posted * 10_000:.2f} CPU-s per 10,000 records"
                 )
                 if rows < args.rows:
                     write_csv(path, args.rows, seed=1)

@@ -7,6 +7,12 @@ Prints two figures (it never fails on time):
 * added latency at a fixed rate: for each record, the S3 event time of the object holding it
   minus the record's ApproximateArrivalTimestamp in Kinesis, p50 / p99 / max.
 
+Baseline in the same run: the original design's consumer shape, a Lambda invoked with
+batches of 5 records (the event source mapping's batch size) that decodes each record and
+writes one object per batch. It runs as its own process on an equal backlog in a stream of
+its own; its records per CPU-second count the poller's reads and every invocation (the
+event each would receive, built from the records as Lambda's poller does).
+
     .venv/bin/python bench/stream_writer_bench.py --records 40000 --rate 500 --seconds 20
 """
 
@@ -89,6 +95,60 @@ def wait_written(health_url: str, expected: int, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
+LAMBDA_BATCH = 5
+
+
+def lambda_baseline(endpoint: str, stream: str, bucket: str, expected: int) -> None:
+    """The original consumer: one invocation per 5 records, one object per invocation.
+
+    Prints ``records cpu_seconds`` (this process, from the first read to the last object).
+    """
+    import base64
+
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+
+    def handler(event: dict[str, Any], invocation: int) -> None:
+        lines = [
+            json.dumps(json.loads(base64.b64decode(item["kinesis"]["data"])))
+            for item in event["Records"]
+        ]
+        s3.put_object(
+            Bucket=bucket, Key=f"lambda/{invocation:09d}.json", Body="\n".join(lines).encode()
+        )
+
+    started = time.process_time()
+    done = invocation = 0
+    iterators = [
+        kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for shard in kinesis.list_shards(StreamName=stream)["Shards"]
+    ]
+    while done < expected:
+        for index, iterator in enumerate(iterators):
+            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            iterators[index] = page["NextShardIterator"]
+            records = page["Records"]
+            for start in range(0, len(records), LAMBDA_BATCH):
+                event = {
+                    "Records": [
+                        {
+                            "kinesis": {
+                                "data": base64.b64encode(record["Data"]).decode(),
+                                "partitionKey": record["PartitionKey"],
+                                "sequenceNumber": record["SequenceNumber"],
+                            }
+                        }
+                        for record in records[start : start + LAMBDA_BATCH]
+                    ]
+                }
+                handler(json.loads(json.dumps(event)), invocation)
+                invocation += 1
+            done += len(records)
+    print(done, time.process_time() - started)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -103,7 +163,12 @@ def main() -> None:
     parser.add_argument("--flush-age", type=float, default=2.0)
     parser.add_argument("--poll", type=float, default=0.25)
     parser.add_argument("--gzip-level", type=int, default=3)
+    parser.add_argument("--lambda-baseline", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lambda_baseline:
+        endpoint, stream, bucket, expected = args.lambda_baseline
+        lambda_baseline(endpoint, stream, bucket, int(expected))
+        return
 
     moto_port, health_port = free_port(), free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
@@ -189,6 +254,29 @@ def main() -> None:
         writer.send_signal(signal.SIGTERM)
         exit_codes.append(writer.wait(60))
 
+        # Baseline: the same backlog in a stream of its own, drained by the Lambda shape.
+        baseline_stream, baseline_bucket = "bench-lambda-baseline", "bench-lambda-baseline"
+        clients["kinesis"].create_stream(StreamName=baseline_stream, ShardCount=args.shards)
+        clients["kinesis"].get_waiter("stream_exists").wait(StreamName=baseline_stream)
+        clients["s3"].create_bucket(Bucket=baseline_bucket)
+        put(clients["kinesis"], baseline_stream, burst)
+        baseline = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--lambda-baseline",
+                endpoint,
+                baseline_stream,
+                baseline_bucket,
+                str(args.records),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        baseline_records, baseline_cpu = baseline.stdout.split()
+
         arrivals: dict[str, dt.datetime] = {}
         kinesis = clients["kinesis"]
         for shard in kinesis.list_shards(StreamName=resources.stream_name)["Shards"]:
@@ -234,6 +322,13 @@ def main() -> None:
             f"throughput: {args.records} records in {wall:.1f} s wall, {cpu:.2f} CPU-s "
             f"-> {args.records / cpu:,.0f} records per CPU-second"
         )
+        print(
+            f"baseline (Lambda shape, {LAMBDA_BATCH} records per invocation, one object each): "
+            f"{baseline_records} records, {float(baseline_cpu):.2f} CPU-s -> "
+            f"{int(baseline_records) / float(baseline_cpu):,.0f} records per CPU-second "
+            f"({args.records / cpu / (int(baseline_records) / float(baseline_cpu)):.1f}x)"
+        )
+        print(f"load average: {os.getloadavg()}")
         print(
             f"added latency at {args.rate} records/s over {args.seconds} s "
             f"({len(latencies)} records; flush age {args.flush_age} s, poll {args.poll} s): "
