@@ -67,6 +67,8 @@ PROFILES: dict[str, dict[str, str]] = {
     },
 }
 GOAL_P99_S = 5.0
+# A single-threaded process using this much of a core is what holds the stage.
+SATURATED_PERCENT = 85.0
 ORIGINAL_BUFFER_S = 2.0
 ROWS_QUERY = """
 SELECT t.trans_num,
@@ -311,8 +313,18 @@ def report(
     print(f"  {'(this driver)':<14} {'':>36}  {run.driver_cpu / span * 100:5.0f}")
     hops = {"API answer": api, "stream -> S3": stream, "S3 -> commit": loader}
     slowest = max(hops, key=lambda name: p99(hops[name]) if hops[name] else 0.0)
-    bound = f"{slowest} hop; busiest process {busiest[0]} at {busiest[1]:.0f}% of a core"
-    print(f"  longest hop at p99: {bound}")
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if busiest[1] >= SATURATED_PERCENT:
+        cause = f"the CPU of {busiest[0]} ({busiest[1]:.0f}% of a core)"
+    elif load > cores:
+        cause = (
+            f"the machine's CPU (load average {load:.1f} on {cores} cores; the busiest "
+            f"process, {busiest[0]}, got {busiest[1]:.0f}% of a core)"
+        )
+    else:
+        cause = f"no saturated process (busiest {busiest[0]} at {busiest[1]:.0f}% of a core)"
+    bound = f"{slowest} hop; {cause}"
+    print(f"  longest hop at p99: the {bound}")
     print(f"  load average {os.getloadavg()}")
     intact = loaded == len(accepted) and doubled == 0
     if not intact:

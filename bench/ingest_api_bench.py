@@ -12,8 +12,8 @@ For single-record and batch traffic it prints, for both servers:
 - p50/p99 latency under an open-loop load at a fixed offered rate, measured from each
   request's scheduled send time (so a stalled server cannot hide its queue).
 
-moto's Kinesis write cost grows with the stream's length, so every measurement starts from
-a freshly created stream. Run: ``.venv/bin/python bench/ingest_api_bench.py``.
+Every measurement starts from a freshly created stream, so that each sees the same
+emulator. Run: ``.venv/bin/python bench/ingest_api_bench.py``.
 """
 
 from __future__ import annotations

@@ -226,8 +226,7 @@ def main() -> None:
                 raise TimeoutError("writer did not take every lease")
             time.sleep(0.2)
 
-        # Latency first, on a fresh stream: moto's Kinesis slows down as shards grow, which
-        # would be counted as the writer's latency. One PutRecords every 100 ms.
+        # Latency first, on a fresh stream. One PutRecords every 100 ms.
         per_tick = max(1, args.rate // 10)
         tick_start = time.monotonic()
         for index in range(0, len(paced), per_tick):
