@@ -250,5 +250,5 @@ def test_bake_image_names_match_the_ecr_repositories(synth: Any) -> None:
     repos = {
         r["Properties"]["RepositoryName"] for r in synth.resources("AWS::ECR::Repository").values()
     }
-    # CI sets REGISTRY=<account registry>/cardstream, so images land in cardstream/<name>.
-    assert repos == {f"cardstream/{name}" for name in SERVICES}
+    # The deploy job pushes each image to ${PREFIX}/<name>, the environment's repository.
+    assert repos == {f"{synth.config.prefix}/{name}" for name in SERVICES}

@@ -393,7 +393,8 @@ def test_images_are_pushed_once_by_digest_and_deployed_by_digest() -> None:
         assert deploy["jobs"][job]["env"]["IMAGE_DIGESTS"] == "${{ needs.test.outputs.digests }}"
     push = next(s for s in _steps(deploy, "deploy") if "skopeo copy" in s.get("run", ""))
     assert "--preserve-digests" in push["run"]
-    assert '"docker://${REGISTRY}/cardstream/${name}@${digest}"' in push["run"]
+    # Each environment has its own repositories, cardstream-<env>/<service>.
+    assert '"docker://${REGISTRY}/${PREFIX}/${name}@${digest}"' in push["run"]
     assert "aws ecr describe-images" in push["run"]
     assert '"imageDigest=${digest}"' in push["run"]
     assert "continue" in push["run"]  # what exists is skipped: a re-run pushes nothing again

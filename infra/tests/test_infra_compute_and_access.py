@@ -113,8 +113,8 @@ def test_services_get_the_resource_names_and_cognito_settings(synth: Any) -> Non
     assert ["OperatorClient" in json.dumps(a) for a in audiences[1]] == [False, True]
     writer = _environment(synth, "stream-writer")
     assert writer["WRITER_BUCKET"] == synth.config.landing_bucket_name
-    assert writer["WRITER_STREAM_NAME"] == names.STREAM_NAME
-    assert writer["WRITER_LEASE_TABLE"] == names.LEASE_TABLE
+    assert writer["WRITER_STREAM_NAME"] == synth.config.scoped(names.STREAM_NAME)
+    assert writer["WRITER_LEASE_TABLE"] == synth.config.scoped(names.LEASE_TABLE)
     loader = _environment(synth, "db-loader")
     assert "LOADER_QUEUE_URL" in loader
     assert "LOADER_DATABASE_SECRET_ID" in loader
@@ -125,6 +125,12 @@ def test_migration_task_takes_master_credentials_as_ecs_secrets(synth: Any) -> N
     secrets = {item["Name"] for item in container["Secrets"]}
     assert secrets == {"PGUSER", "PGPASSWORD", "PGHOST", "PGPORT", "PGDATABASE"}
     assert not any("PASSWORD" in item["Name"] for item in container.get("Environment", []))
+    # The environment's own role secrets, by ARN, one per login role.
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    mapping = json.dumps(env["CARDSTREAM_DB_ROLE_SECRETS"])
+    for role in names.DB_ROLE_SECRETS:
+        assert f'\\"{role}\\":' in mapping, role
+    assert mapping.count("DatabaseRole") == len(names.DB_ROLE_SECRETS)
 
 
 def test_containers_run_as_non_root_with_health_checks_and_encrypted_logs(synth: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ def _by_name(synth: Any, resource_type: str, key: str, value: str) -> dict[str, 
 
 
 def test_stream_is_kms_encrypted_on_demand_with_configured_retention(synth: Any) -> None:
-    stream = _by_name(synth, "AWS::Kinesis::Stream", "Name", names.STREAM_NAME)
+    stream = _by_name(synth, "AWS::Kinesis::Stream", "Name", synth.config.scoped(names.STREAM_NAME))
     assert stream["StreamEncryption"]["EncryptionType"] == "KMS"
     assert "Fn::GetAtt" in stream["StreamEncryption"]["KeyId"]  # our key, not aws/kinesis
     # Capacity follows the load: Kinesis adds shards, none are fixed here.
@@ -38,7 +39,9 @@ def test_stream_is_kms_encrypted_on_demand_with_configured_retention(synth: Any)
 
 
 def test_a_provisioned_stream_has_the_configured_shards(synth_prod: Any) -> None:
-    stream = _by_name(synth_prod, "AWS::Kinesis::Stream", "Name", names.STREAM_NAME)
+    stream = _by_name(
+        synth_prod, "AWS::Kinesis::Stream", "Name", synth_prod.config.scoped(names.STREAM_NAME)
+    )
     assert stream["StreamModeDetails"] == {"StreamMode": "PROVISIONED"}
     assert stream["ShardCount"] == 4
 
@@ -92,8 +95,8 @@ def test_raw_prefix_notifies_the_queue(synth: Any) -> None:
 
 
 def test_queue_redrives_to_dlq_after_max_receive_count(synth: Any) -> None:
-    queue = _by_name(synth, "AWS::SQS::Queue", "QueueName", names.LANDED_QUEUE)
-    dlq = _by_name(synth, "AWS::SQS::Queue", "QueueName", names.LANDED_DLQ)
+    queue = _by_name(synth, "AWS::SQS::Queue", "QueueName", synth.config.scoped(names.LANDED_QUEUE))
+    dlq = _by_name(synth, "AWS::SQS::Queue", "QueueName", synth.config.scoped(names.LANDED_DLQ))
     assert queue["RedrivePolicy"]["maxReceiveCount"] == names.MAX_RECEIVE_COUNT
     assert queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].startswith(
         "LandingDeadLetters"
@@ -121,7 +124,9 @@ def test_queue_policies_require_tls(synth: Any) -> None:
 
 
 def test_lease_table_keyed_by_lease_key_with_pitr_and_cmk(synth: Any) -> None:
-    table = _by_name(synth, "AWS::DynamoDB::Table", "TableName", names.LEASE_TABLE)
+    table = _by_name(
+        synth, "AWS::DynamoDB::Table", "TableName", synth.config.scoped(names.LEASE_TABLE)
+    )
     assert table["KeySchema"] == [{"AttributeName": "leaseKey", "KeyType": "HASH"}]
     assert table["AttributeDefinitions"] == [{"AttributeName": "leaseKey", "AttributeType": "S"}]
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
@@ -167,14 +172,9 @@ def test_database_subnets_are_isolated(synth: Any) -> None:
 def test_credentials_are_rotated_secrets_with_the_shared_names(synth: Any) -> None:
     secrets = synth.resources("AWS::SecretsManager::Secret", "data")
     named = {s["Properties"].get("Name") for s in secrets.values()}
-    assert {
-        names.DB_OWNER_SECRET,
-        names.DB_LOADER_SECRET,
-        names.DB_API_SECRET,
-        names.DB_ANALYST_SECRET,
-        names.DB_DASHBOARD_SECRET,
-        names.PAN_KEY_SECRET,
-    } <= named
+    expected = {*names.DB_ROLE_SECRETS.values(), names.PAN_KEY_SECRET}
+    assert {synth.config.scoped(name) for name in expected} <= named
+    assert all(name.startswith("cardstream-dev/") for name in named if name)
     for secret in secrets.values():
         assert "KmsKeyId" in secret["Properties"]
     schedules = synth.resources("AWS::SecretsManager::RotationSchedule", "data")
@@ -202,10 +202,10 @@ def test_every_log_group_is_encrypted_with_retention(synth: Any) -> None:
 def test_image_repositories_scan_and_keep_tags_immutable(synth: Any) -> None:
     repos = synth.resources("AWS::ECR::Repository")
     assert {r["Properties"]["RepositoryName"] for r in repos.values()} == {
-        "cardstream/ingest-api",
-        "cardstream/stream-writer",
-        "cardstream/db-loader",
-        "cardstream/dashboard",
+        "cardstream-dev/ingest-api",
+        "cardstream-dev/stream-writer",
+        "cardstream-dev/db-loader",
+        "cardstream-dev/dashboard",
     }
     for repo in repos.values():
         assert repo["Properties"]["ImageTagMutability"] == "IMMUTABLE"
@@ -323,3 +323,37 @@ def test_load_balancer_logs_are_locked_in_the_audit_log_bucket(synth: Any, synth
         attributes = {a["Key"]: a["Value"] for a in alb["Properties"]["LoadBalancerAttributes"]}
         assert attributes["access_logs.s3.enabled"] == "true"
         assert "AuditLogs" in json.dumps(attributes["access_logs.s3.bucket"])
+
+
+def test_two_environments_can_share_an_account(synth: Any) -> None:
+    # Every name that must be unique in an account and region carries the environment, so a
+    # second environment in the same account (staging beside prod) collides with none.
+    # ECS service names are unique per cluster only, and each environment has its own.
+    named = {
+        "AWS::Kinesis::Stream": "Name",
+        "AWS::SQS::Queue": "QueueName",
+        "AWS::DynamoDB::Table": "TableName",
+        "AWS::SecretsManager::Secret": "Name",
+        "AWS::ECR::Repository": "RepositoryName",
+        "AWS::S3::Bucket": "BucketName",
+        "AWS::ECS::Cluster": "ClusterName",
+        "AWS::ECS::TaskDefinition": "Family",
+        "AWS::RDS::DBInstance": "DBInstanceIdentifier",
+        "AWS::Backup::BackupVault": "BackupVaultName",
+        "AWS::CloudWatch::Dashboard": "DashboardName",
+        "AWS::WAFv2::WebACL": "Name",
+        "AWS::ApiGateway::RestApi": "Name",
+        "AWS::Cognito::UserPoolDomain": "Domain",
+    }
+    for resource_type, field in named.items():
+        values = {
+            key: resource["Properties"].get(field)
+            for key, resource in synth.resources(resource_type).items()
+        }
+        # Unnamed ones (the RDS master secret, services' task definitions) get a unique
+        # name from CloudFormation; at least one of each type is named by us.
+        given = {key: value for key, value in values.items() if value is not None}
+        assert given, resource_type
+        for key, value in given.items():
+            assert isinstance(value, str), (key, value)
+            assert re.search(rf"(^|[-/]){synth.config.environment}([-/]|$)", value), (key, value)

@@ -25,7 +25,11 @@ from cardstream_infra.components.migration import MIGRATE_PROGRAM
 
 pytestmark = pytest.mark.integration
 
-ROLE_SECRETS = names.DB_ROLE_SECRETS
+# In AWS every environment's secrets carry its name; the task is told which are its own.
+ROLE_SECRETS = {
+    role: secret.replace("cardstream/", "cardstream-test/", 1)
+    for role, secret in names.DB_ROLE_SECRETS.items()
+}
 
 
 def test_migration_task_creates_roles_from_their_secrets_and_the_schema(
@@ -57,6 +61,7 @@ def test_migration_task_creates_roles_from_their_secrets_and_the_schema(
         "PGDATABASE": parts.path.lstrip("/"),
         # The task sets require (RDS forces TLS); the test server has no certificate.
         "PGSSLMODE": "disable",
+        "CARDSTREAM_DB_ROLE_SECRETS": json.dumps(ROLE_SECRETS),
     }
     result = subprocess.run(
         [sys.executable, "-c", MIGRATE_PROGRAM],
@@ -66,6 +71,9 @@ def test_migration_task_creates_roles_from_their_secrets_and_the_schema(
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # It read the environment's secrets and created none under the local stack's names.
+    listed = secrets.list_secrets()["SecretList"]
+    assert {secret["Name"] for secret in listed} == set(ROLE_SECRETS.values())
 
     loader_dsn = psycopg.conninfo.make_conninfo(
         empty_database, user=names.DB_LOADER_ROLE, password=passwords[names.DB_LOADER_ROLE]

@@ -149,6 +149,14 @@ class DeploymentConfig:
             if not getattr(self, name):
                 raise ValueError(f"{name} is not set (cdk.json or -c cardstream.{name}=...)")
 
+    def scoped(self, name: str) -> str:
+        """A name of ``resource_names`` for this environment, so that two environments can
+        share an account: ``cardstream-transactions`` -> ``cardstream-dev-transactions``,
+        ``cardstream/db/api`` -> ``cardstream-dev/db/api``."""
+        if not name.startswith(("cardstream-", "cardstream/")):
+            raise ValueError(f"{name!r} is not a cardstream resource name")
+        return self.prefix + name.removeprefix("cardstream")
+
     @property
     def prefix(self) -> str:
         """Stack-name prefix, e.g. ``cardstream-dev``."""

@@ -7,8 +7,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from cardstream_shared import resource_names as names
-
 
 class AppSecrets(Construct):
     """The secrets key (shared with the database secrets) and the PAN keyring secret.
@@ -19,7 +17,7 @@ class AppSecrets(Construct):
     has the one command that stores a real keyring. The service fails closed until then.
     """
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, pan_key_secret_name: str) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
@@ -31,7 +29,7 @@ class AppSecrets(Construct):
         self.pan_key = secretsmanager.Secret(
             self,
             "PanKey",
-            secret_name=names.PAN_KEY_SECRET,
+            secret_name=pan_key_secret_name,
             description="HMAC keyring that tokenizes card numbers (PCI DSS 3.5.1.1)",
             encryption_key=self.key,
             removal_policy=RemovalPolicy.RETAIN,

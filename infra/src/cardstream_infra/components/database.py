@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jsii
@@ -22,6 +23,7 @@ class DatabaseProps:
     Attributes:
         identifier: the instance's identifier (fixed: its exported logs go to log groups
             named after it, created beforehand).
+        role_secret_names: each login role -> the name of its credentials secret.
         vpc: the VPC.
         subnets: isolated subnets for the instance (no route to the internet).
         security_group: the database's security group (ingress rules set by the network).
@@ -38,6 +40,7 @@ class DatabaseProps:
     """
 
     identifier: str
+    role_secret_names: Mapping[str, str]
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     security_group: ec2.ISecurityGroup
@@ -152,8 +155,8 @@ class Database(Construct):
             automatically_after=Duration.days(30),
         )
         self.role_secrets: dict[str, secretsmanager.ISecret] = {}
-        # Role -> secret name; the services find their credentials under these names.
-        for role, secret_name in names.DB_ROLE_SECRETS.items():
+        # The services find their credentials by these secrets' ARNs.
+        for role, secret_name in props.role_secret_names.items():
             secret = rds.DatabaseSecret(
                 self,
                 f"Role{role.title().replace('_', '')}",

@@ -4,6 +4,7 @@ balancer's target group."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from aws_cdk import Duration
@@ -22,10 +23,12 @@ class ServicePlacement:
     Attributes:
         cluster: the ECS cluster.
         subnets: where tasks run.
+        name_prefix: task definition families are ``<name_prefix>-<service>``.
     """
 
     cluster: ecs.ICluster
     subnets: ec2.SubnetSelection
+    name_prefix: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +67,8 @@ class FargateWorkload(FargateTask):
     """Task definition + service; ``scaling`` is where stacks attach scaling policies."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: FargateWorkloadProps) -> None:
+        if props.family is None:
+            props = dataclasses.replace(props, family=f"{props.placement.name_prefix}-{props.name}")
         super().__init__(scope, construct_id, props=props)
         self.service = ecs.FargateService(
             self,

@@ -24,6 +24,8 @@ class LandingStorageProps:
     Attributes:
         bucket_name: landing bucket name (globally unique).
         log_bucket_name: access-log bucket name (globally unique).
+        queue_name: the loader's queue of landed objects.
+        dead_letter_queue_name: its dead-letter queue.
         retention_days: days a landed object (and an access-log object) is kept.
         visibility_timeout_s: SQS visibility timeout; the loader extends it while it works.
         queue_retention_days: how long an unprocessed notification stays in the queue.
@@ -33,6 +35,8 @@ class LandingStorageProps:
 
     bucket_name: str
     log_bucket_name: str
+    queue_name: str
+    dead_letter_queue_name: str
     retention_days: int
     visibility_timeout_s: int = 300
     queue_retention_days: int = 4
@@ -118,7 +122,7 @@ class LandingStorage(Construct):
         self.dlq = sqs.Queue(
             self,
             "DeadLetters",
-            queue_name=names.LANDED_DLQ,
+            queue_name=props.dead_letter_queue_name,
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.queue_key,
             retention_period=Duration.days(props.dlq_retention_days),
@@ -127,7 +131,7 @@ class LandingStorage(Construct):
         self.queue = sqs.Queue(
             self,
             "Landed",
-            queue_name=names.LANDED_QUEUE,
+            queue_name=props.queue_name,
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.queue_key,
             # KMS data keys are reused for 5 minutes, cutting KMS calls per message.

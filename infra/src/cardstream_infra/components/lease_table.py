@@ -7,13 +7,11 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from cardstream_shared import resource_names as names
-
 
 class LeaseTable(Construct):
     """On-demand table keyed by ``leaseKey`` (S), KMS-encrypted, with PITR."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, table_name: str) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
@@ -25,7 +23,7 @@ class LeaseTable(Construct):
         self.table = dynamodb.Table(
             self,
             "Table",
-            table_name=names.LEASE_TABLE,
+            table_name=table_name,
             partition_key=dynamodb.Attribute(name="leaseKey", type=dynamodb.AttributeType.STRING),
             # A handful of items renewed every few seconds: on-demand costs cents.
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aws_cdk import Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -40,7 +41,7 @@ class MigrationTaskProps:
         repository: the db-loader image repository (it ships ``db_loader.migrate``).
         image_digest: digest of the db-loader image to run.
         master_secret: RDS master credentials, injected as ECS secrets.
-        role_secrets: the per-role secrets ``migrate`` reads passwords from.
+        role_secrets: each login role -> the secret ``migrate`` reads its password from.
         secrets_key: KMS key of those secrets.
         region: AWS region.
         logging: log key and retention.
@@ -50,7 +51,7 @@ class MigrationTaskProps:
     repository: ecr.IRepository
     image_digest: str
     master_secret: secretsmanager.ISecret
-    role_secrets: Sequence[secretsmanager.ISecret]
+    role_secrets: Mapping[str, secretsmanager.ISecret]
     secrets_key: kms.IKey
     region: str
     logging: TaskLogging
@@ -77,8 +78,15 @@ class MigrationTask(FargateTask):
                 cpu=256,
                 memory_mib=512,
                 command=["python", "-c", MIGRATE_PROGRAM],
-                # libpq reads PGSSLMODE: RDS refuses unencrypted connections (rds.force_ssl).
-                environment={"AWS_REGION": props.region, "PGSSLMODE": "require"},
+                environment={
+                    "AWS_REGION": props.region,
+                    # libpq reads PGSSLMODE: RDS refuses unencrypted connections.
+                    "PGSSLMODE": "require",
+                    # This environment's role secrets (their names carry the environment).
+                    "CARDSTREAM_DB_ROLE_SECRETS": Stack.of(scope).to_json_string(
+                        {role: secret.secret_arn for role, secret in props.role_secrets.items()}
+                    ),
+                },
                 secrets={
                     "PGUSER": ecs.Secret.from_secrets_manager(master, "username"),
                     "PGPASSWORD": ecs.Secret.from_secrets_manager(master, "password"),
@@ -87,7 +95,9 @@ class MigrationTask(FargateTask):
                     "PGDATABASE": ecs.Secret.from_secrets_manager(master, "dbname"),
                 },
                 statements=[
-                    *permissions.read_secrets(props.role_secrets, props.secrets_key, props.region)
+                    *permissions.read_secrets(
+                        list(props.role_secrets.values()), props.secrets_key, props.region
+                    )
                 ],
             ),
         )

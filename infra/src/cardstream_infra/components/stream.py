@@ -9,14 +9,13 @@ from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from cardstream_shared import resource_names as names
-
 
 @dataclass(frozen=True, kw_only=True)
 class TransactionStreamProps:
     """Props of :class:`TransactionStream`.
 
     Attributes:
+        stream_name: the stream's name (carries the environment).
         on_demand: on-demand capacity mode (Kinesis adds shards as the writes grow);
             otherwise provisioned with ``shard_count`` shards.
         shard_count: provisioned shards (1 MB/s or 1,000 records/s written each); unused
@@ -24,6 +23,7 @@ class TransactionStreamProps:
         retention_hours: how long records stay readable (24 to 8760).
     """
 
+    stream_name: str
     on_demand: bool
     shard_count: int
     retention_hours: int
@@ -53,7 +53,7 @@ class TransactionStream(Construct):
         self.stream = kinesis.Stream(
             self,
             "Stream",
-            stream_name=names.STREAM_NAME,
+            stream_name=props.stream_name,
             stream_mode=(
                 kinesis.StreamMode.ON_DEMAND if props.on_demand else kinesis.StreamMode.PROVISIONED
             ),

@@ -26,6 +26,7 @@ from cardstream_infra.components.network import Network
 from cardstream_infra.components.registry import ImageRepositories
 from cardstream_infra.components.stream import TransactionStream, TransactionStreamProps
 from cardstream_infra.config import IMAGES, DeploymentConfig
+from cardstream_shared import resource_names as names
 
 
 class DataStack(Stack):
@@ -47,6 +48,7 @@ class DataStack(Stack):
             self,
             "Stream",
             props=TransactionStreamProps(
+                stream_name=config.scoped(names.STREAM_NAME),
                 on_demand=config.stream_mode == "on_demand",
                 shard_count=config.shard_count,
                 retention_hours=config.stream_retention_hours,
@@ -56,6 +58,8 @@ class DataStack(Stack):
             self,
             "Landing",
             props=LandingStorageProps(
+                queue_name=config.scoped(names.LANDED_QUEUE),
+                dead_letter_queue_name=config.scoped(names.LANDED_DLQ),
                 bucket_name=config.landing_bucket_name,
                 log_bucket_name=config.access_log_bucket_name,
                 retention_days=config.landing_retention_days,
@@ -71,12 +75,17 @@ class DataStack(Stack):
                 access_log_bucket=self.landing.log_bucket,
             ),
         )
-        self.leases = LeaseTable(self, "Leases")
-        self.secrets = AppSecrets(self, "Secrets")
+        self.leases = LeaseTable(self, "Leases", table_name=config.scoped(names.LEASE_TABLE))
+        self.secrets = AppSecrets(
+            self, "Secrets", pan_key_secret_name=config.scoped(names.PAN_KEY_SECRET)
+        )
         self.database = Database(
             self,
             "Database",
             props=DatabaseProps(
+                role_secret_names={
+                    role: config.scoped(secret) for role, secret in names.DB_ROLE_SECRETS.items()
+                },
                 identifier=f"{config.prefix}-postgres",
                 vpc=network.vpc,
                 subnets=network.data_subnets,
@@ -112,7 +121,7 @@ class DataStack(Stack):
                 region=config.region,
             ),
         )
-        self.registry = ImageRepositories(self, "Images", services=IMAGES)
+        self.registry = ImageRepositories(self, "Images", prefix=config.prefix, services=IMAGES)
         self.jwks = JwksMirror(
             self,
             "Jwks",
@@ -132,7 +141,7 @@ class DataStack(Stack):
                 repository=self.registry.repositories["db-loader"],
                 image_digest=config.image_digests["db-loader"],
                 master_secret=self.database.master_secret,
-                role_secrets=list(self.database.role_secrets.values()),
+                role_secrets=self.database.role_secrets,
                 secrets_key=self.secrets.key,
                 region=config.region,
                 logging=TaskLogging(key=log_key, retention=log_retention),

@@ -95,7 +95,9 @@ class ServicesStack(Stack):
         secrets_key = data.secrets.key
         role_secrets = data.database.role_secrets
         identity = data.identity
-        placement = ServicePlacement(cluster=self.cluster, subnets=net.app_subnets)
+        placement = ServicePlacement(
+            cluster=self.cluster, subnets=net.app_subnets, name_prefix=config.prefix
+        )
         logging = TaskLogging(key=network_stack.log_key, retention=network_stack.log_retention)
 
         def image(service: str) -> ecs.ContainerImage:
@@ -145,7 +147,7 @@ class ServicesStack(Stack):
                     "INGEST_TLS_SELF_SIGNED": "true",
                     # The web application firewall refuses the same sizes at the edge.
                     "INGEST_MAX_BODY_BYTES": str(config.max_body_bytes),
-                    "INGEST_STREAM_NAME": names.STREAM_NAME,
+                    "INGEST_STREAM_NAME": config.scoped(names.STREAM_NAME),
                     "INGEST_PAN_KEY_SECRET_ID": data.secrets.pan_key.secret_arn,
                     # Merchants post and read; operators (the dashboard's client) read and
                     # review alerts. Each client's scopes bound what its tokens may do.
@@ -194,8 +196,8 @@ class ServicesStack(Stack):
                 security_group=net.writer_sg,
                 environment={
                     **base_env("WRITER_"),
-                    "WRITER_STREAM_NAME": names.STREAM_NAME,
-                    "WRITER_LEASE_TABLE": names.LEASE_TABLE,
+                    "WRITER_STREAM_NAME": config.scoped(names.STREAM_NAME),
+                    "WRITER_LEASE_TABLE": config.scoped(names.LEASE_TABLE),
                     "WRITER_BUCKET": config.landing_bucket_name,
                     "WRITER_HEALTH_PORT": str(WRITER_HEALTH_PORT),
                 },
@@ -324,7 +326,7 @@ class ServicesStack(Stack):
                     **token_env("DASHBOARD_", identity.operator_client.user_pool_client_id),
                     "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
                     "DASHBOARD_DLQ_URL": data.landing.dlq.queue_url,
-                    "DASHBOARD_STREAM_NAME": names.STREAM_NAME,
+                    "DASHBOARD_STREAM_NAME": config.scoped(names.STREAM_NAME),
                     "DASHBOARD_BUCKET": config.landing_bucket_name,
                 },
                 statements=[

@@ -175,10 +175,10 @@ def bootstrap(admin_dsn: str, *, role_passwords: dict[str, str]) -> None:
 
 
 def _role_password_from_secrets(
-    secrets_client: Any, role: str, admin_dsn: str, database: str
+    secrets_client: Any, role: str, name: str, admin_dsn: str, database: str
 ) -> str:
-    """The role's password from its secret, or a new one stored as an RDS-style secret."""
-    name = names.DB_ROLE_SECRETS[role]
+    """The role's password from its secret ``name``, or a new one stored there as an
+    RDS-style secret."""
     try:
         value = secrets_client.get_secret_value(SecretId=name)["SecretString"]
         return str(json.loads(value)["password"])
@@ -218,6 +218,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Secrets Manager endpoint override, e.g. the local moto server",
     )
     parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    parser.add_argument(
+        "--role-secrets",
+        type=_role_secrets,
+        default=os.environ.get("CARDSTREAM_DB_ROLE_SECRETS"),
+        help="JSON object: each login role -> its secret's name or ARN (default: "
+        "$CARDSTREAM_DB_ROLE_SECRETS, else the local stack's names; in AWS each "
+        "environment's secrets carry its name)",
+    )
+
+
+def _role_secrets(value: str) -> dict[str, str]:
+    try:
+        mapping = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error.msg}") from None
+    if not isinstance(mapping, dict) or set(mapping) != set(ROLES):
+        raise argparse.ArgumentTypeError(f"must map exactly the roles {', '.join(ROLES)}")
+    return {str(role): str(secret) for role, secret in mapping.items()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,8 +256,12 @@ def run(args: argparse.Namespace) -> int:
         factory: Any = boto3.client
         client = factory("secretsmanager", **kwargs)
         database = target_database(args.admin_url)
+        # A string default (the environment variable) is converted by argparse too.
+        role_secrets = args.role_secrets or names.DB_ROLE_SECRETS
         for role in ROLES:
-            passwords[role] = _role_password_from_secrets(client, role, args.admin_url, database)
+            passwords[role] = _role_password_from_secrets(
+                client, role, role_secrets[role], args.admin_url, database
+            )
     bootstrap(args.admin_url, role_passwords=passwords)
     print(f"database {target_database(args.admin_url)} is at the latest migration")
     return 0
