@@ -1,7 +1,7 @@
 """Synthesize the CDK app once per session, offline, with cdk-nag's packs attached.
 
-Account, region and availability zones are fixed (context from infra/cdk.json plus the AZ
-lookup result), so synthesis never calls AWS. A cdk-nag finding without an acknowledgement
+Account, region and availability zones are fixed (infra/cdk.json and the configuration's
+zones), so synthesis never calls AWS. A cdk-nag finding without an acknowledgement
 makes ``app.synth()`` raise, which fails every test that uses these fixtures.
 """
 
@@ -63,8 +63,6 @@ def synthesize(overrides: dict[str, Any], outdir: Path) -> Synthesized:
 
     context = cdk_context()
     config = DeploymentConfig.from_context({**context.pop("cardstream"), **overrides})
-    zones = [f"{config.region}{suffix}" for suffix in "abc"]
-    context[f"availability-zones:account={config.account}:region={config.region}"] = zones
     app = App(context=context, outdir=str(outdir))
     stacks = build(app, config)
     assembly = app.synth()

@@ -12,11 +12,9 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-# W3010 (hard-coded availability zones): the tests pin the AZs so synthesis needs no AWS
-# lookup; a real `cdk synth` writes the account's zones into cdk.context.json instead.
 # W3005 (DependsOn already implied by a Ref/GetAtt): CDK emits such explicit DependsOn
 # for custom resources and ALB target groups; redundant ordering, not a defect.
-CFN_LINT_IGNORED = ("W3010", "W3005")
+CFN_LINT_IGNORED = ("W3005",)
 
 
 def _acknowledgements(outdir: Path) -> list[dict[str, Any]]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +107,37 @@ def test_bucket_names_are_unique_per_environment_account_and_region() -> None:
     for cfg in (a, b, c):
         assert len(cfg.landing_bucket_name) <= 63
         assert len(cfg.access_log_bucket_name) <= 63
+
+
+def test_the_documented_synth_runs_without_aws_credentials(tmp_path: Path) -> None:
+    # Exactly what `cdk synth -c cardstream.account=... -c cardstream.region=...` (docs/deploy.md,
+    # section 1) does: the CLI runs cdk.json's app with the merged context in CDK_CONTEXT_JSON
+    # and reads the cloud assembly; any context the app could not resolve offline is listed
+    # there as "missing", and the CLI would then need AWS credentials to look it up.
+    infra = Path(__file__).resolve().parents[1]
+    settings = json.loads((infra / "cdk.json").read_text())
+    context = {
+        **settings["context"],
+        "cardstream.account": "123456789012",
+        "cardstream.region": "eu-west-1",
+    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
+    env.update(
+        {
+            "CDK_CONTEXT_JSON": json.dumps(context),
+            "CDK_OUTDIR": str(tmp_path),
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    app = settings["app"].split()
+    result = subprocess.run(
+        [sys.executable, *app[1:]], cwd=infra, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest.get("missing", []) == []
+    assert app[0].endswith("python")
+    stacks = [a for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack"]
+    assert {stack["environment"] for stack in stacks} == {"aws://123456789012/eu-west-1"}

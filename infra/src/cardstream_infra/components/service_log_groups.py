@@ -53,7 +53,7 @@ def create_service_log_groups(
             if not isinstance(function_name, str):
                 raise ValueError(f"{construct.node.path}: no literal functionName parameter")
             log_group = group(f"{Names.unique_id(construct)}Logs", f"/aws/lambda/{function_name}")
-            construct.add_dependency(_resource(log_group))
+            construct.node.add_dependency(log_group)
         elif isinstance(construct, rds.CfnDBInstance):
             exports = construct.enable_cloudwatch_logs_exports or []
             identifier = construct.db_instance_identifier
@@ -64,12 +64,5 @@ def create_service_log_groups(
                     f"{Names.unique_id(construct)}{export.title()}Logs",
                     f"/aws/rds/instance/{identifier}/{export}",
                 )
-                construct.add_dependency(_resource(log_group))
+                construct.node.add_dependency(log_group)
     return created
-
-
-def _resource(log_group: logs.LogGroup) -> CfnResource:
-    resource = log_group.node.default_child
-    if not isinstance(resource, CfnResource):
-        raise TypeError("a LogGroup's default child is its CfnLogGroup")
-    return resource

@@ -64,6 +64,13 @@ class NetworkStack(Stack):
         )
         CfnOutput(self, "MigrationSecurityGroupId", value=self.network.migrate_sg.security_group_id)
 
+    @property
+    def availability_zones(self) -> list[str]:
+        """The region's first two zones, chosen by CloudFormation at deployment
+        (``Fn::GetAZs``): synthesis never looks them up, so it needs no AWS credentials, and
+        no zone name (which differs between accounts) is written into the template."""
+        return [Fn.select(index, Fn.get_azs()) for index in range(2)]
+
 
 # CloudWatch Logs accepts only these retention periods (jsii enums carry no day counts).
 _RETENTIONS: tuple[tuple[int, logs.RetentionDays], ...] = (
