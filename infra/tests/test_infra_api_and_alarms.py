@@ -168,22 +168,73 @@ def test_api_reaches_the_internal_alb_over_https_through_a_vpc_link(synth: Any) 
             assert mapped == f"method.request.path.{parameter}"
 
 
-def test_cognito_resource_server_scopes_and_merchant_client(synth: Any) -> None:
+def _clients(synth: Any) -> dict[str, dict[str, Any]]:
+    return {
+        c["Properties"]["ClientName"]: c["Properties"]
+        for c in synth.resources("AWS::Cognito::UserPoolClient", "data").values()
+    }
+
+
+def test_cognito_resource_server_has_every_scope(synth: Any) -> None:
     servers = synth.resources("AWS::Cognito::UserPoolResourceServer", "data")
     scopes = {s["ScopeName"] for server in servers.values() for s in server["Properties"]["Scopes"]}
-    assert scopes == {names.SCOPE_WRITE, names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW}
-    clients = synth.resources("AWS::Cognito::UserPoolClient", "data")
-    assert len(clients) == 2
-    for client in clients.values():
-        props = client["Properties"]
+    assert scopes == {
+        names.SCOPE_WRITE,
+        names.SCOPE_READ,
+        names.SCOPE_ALERTS_REVIEW,
+        names.SCOPE_ALL_TENANTS,
+    }
+
+
+def test_each_merchant_is_its_own_client_credentials_client(synth: Any) -> None:
+    clients = _clients(synth)
+    merchants = {f"merchant-{m.name}" for m in synth.config.merchants}
+    assert len(merchants) >= 2
+    # The merchants' clients and the operators': no shared merchant or reviewer client.
+    assert set(clients) == merchants | {"operators"}
+    for name in merchants:
+        props = clients[name]
         assert props["AllowedOAuthFlows"] == ["client_credentials"]
         assert props["GenerateSecret"] is True
-    merchant = next(c for key, c in clients.items() if "MerchantClient" in key)
-    rendered = json.dumps(merchant["Properties"]["AllowedOAuthScopes"])
-    assert names.SCOPE_WRITE in rendered
-    assert names.SCOPE_ALERTS_REVIEW not in rendered
-    pool = next(iter(synth.resources("AWS::Cognito::UserPool", "data").values()))
-    assert pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+        scopes = json.dumps(props["AllowedOAuthScopes"])
+        assert names.SCOPE_WRITE in scopes
+        assert names.SCOPE_READ in scopes
+        assert names.SCOPE_ALERTS_REVIEW not in scopes
+        assert names.SCOPE_ALL_TENANTS not in scopes
+        assert props["ExplicitAuthFlows"] == ["ALLOW_REFRESH_TOKEN_AUTH"]
+    outputs = synth.template("data")["Outputs"]
+    for merchant in synth.config.merchants:
+        assert f"MerchantClient{merchant.name.title().replace('-', '')}" in outputs
+
+
+def test_operators_sign_in_with_the_authorization_code_flow(synth: Any) -> None:
+    props = _clients(synth)["operators"]
+    assert props["AllowedOAuthFlows"] == ["code"]
+    assert props["AllowedOAuthFlowsUserPoolClient"] is True
+    # A public client: PKCE, not a secret copied into the dashboard's configuration.
+    assert props.get("GenerateSecret", False) is False
+    assert props["SupportedIdentityProviders"] == ["COGNITO"]
+    dashboard = synth.config.dashboard_url
+    assert props["CallbackURLs"] == [f"{dashboard}/auth/callback"]
+    assert props["LogoutURLs"] == [f"{dashboard}/"]
+    scopes = json.dumps(props["AllowedOAuthScopes"])
+    for scope in (names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS):
+        assert scope in scopes
+    assert names.SCOPE_WRITE not in scopes
+    assert "openid" in props["AllowedOAuthScopes"]
+    assert props["ExplicitAuthFlows"] == ["ALLOW_REFRESH_TOKEN_AUTH"]
+
+
+def test_operators_are_people_with_mfa_and_threat_protection(synth: Any) -> None:
+    pool = next(iter(synth.resources("AWS::Cognito::UserPool", "data").values()))["Properties"]
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    assert pool["MfaConfiguration"] == "ON"
+    assert pool["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    assert pool["Policies"]["PasswordPolicy"]["MinimumLength"] >= 12
+    assert pool["UserPoolTier"] == "PLUS"
+    assert pool["UserPoolAddOns"] == {"AdvancedSecurityMode": "ENFORCED"}
+    (domain,) = synth.resources("AWS::Cognito::UserPoolDomain", "data").values()
+    assert domain["Properties"]["Domain"].startswith(synth.config.prefix)
 
 
 def _alarms(synth: Any) -> dict[str, dict[str, Any]]:

@@ -107,10 +107,18 @@ def test_services_get_the_resource_names_and_cognito_settings(synth: Any) -> Non
     assert ingest["INGEST_JWKS_URL"] == (
         f"https://{config.jwks_bucket_name}.s3.{config.region}.amazonaws.com/jwks.json"
     )
-    audiences = ingest["INGEST_JWT_AUDIENCE"]["Fn::Join"]
-    assert audiences[0] == ","
-    assert ["MerchantClient" in json.dumps(a) for a in audiences[1]] == [True, False]
-    assert ["OperatorClient" in json.dumps(a) for a in audiences[1]] == [False, True]
+    # Every merchant's client and the operators' client; nothing else.
+    separator, audiences = ingest["INGEST_JWT_AUDIENCE"]["Fn::Join"]
+    assert separator == ","
+    merchants = [m.name.title().replace("-", "") for m in synth.config.merchants]
+    assert merchants
+    rendered = [json.dumps(audience) for audience in audiences]
+    expected = [*(f"UserPoolMerchant{m}" for m in merchants), "UserPoolOperatorClient"]
+    assert len(rendered) == len(expected)
+    for audience, client in zip(rendered, expected, strict=True):
+        assert client in audience, (client, audience)
+    dashboard = _environment(synth, "dashboard")
+    assert "OperatorClient" in json.dumps(dashboard["DASHBOARD_JWT_AUDIENCE"])
     writer = _environment(synth, "stream-writer")
     assert writer["WRITER_BUCKET"] == synth.config.landing_bucket_name
     assert writer["WRITER_STREAM_NAME"] == synth.config.scoped(names.STREAM_NAME)

@@ -14,7 +14,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App
 
-from cardstream_infra.config import IMAGES, DeploymentConfig
+from cardstream_infra.config import IMAGES, DeploymentConfig, Merchant
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +41,7 @@ def test_command_line_strings_override_cdk_json_fields() -> None:
             "cardstream.db_multi_az": "true",
             "cardstream.image_digests": json.dumps(DIGESTS),
             "cardstream.operator_cidrs": "10.1.0.0/16, 192.168.4.0/24",
+            "cardstream.merchants": '[{"name": "acme", "records_per_second": 5, "burst": 50}]',
         }
     )
     config = DeploymentConfig.from_node(app.node)
@@ -49,6 +50,7 @@ def test_command_line_strings_override_cdk_json_fields() -> None:
     assert config.image_digests == DIGESTS
     assert config.environment == "dev"
     assert config.operator_cidrs == ("10.1.0.0/16", "192.168.4.0/24")
+    assert config.merchants == (Merchant(name="acme", records_per_second=5, burst=50),)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +84,14 @@ def test_unknown_context_keys_are_refused() -> None:
         ("operator_cidrs", "10.0.0.0/33"),
         ("max_body_bytes", 11 * 1024 * 1024),
         ("waf_requests_per_source_per_5_minutes", 0),
+        ("merchants", '[{"name": "Acme Shop", "records_per_second": 10, "burst": 10}]'),
+        ("merchants", '[{"name": "acme", "records_per_second": 0, "burst": 10}]'),
+        ("merchants", '[{"name": "acme", "rate": 10}]'),
+        (
+            "merchants",
+            '[{"name": "acme", "records_per_second": 1, "burst": 1},'
+            ' {"name": "acme", "records_per_second": 2, "burst": 2}]',
+        ),
     ],
 )
 def test_impossible_values_are_refused(field: str, value: object) -> None:

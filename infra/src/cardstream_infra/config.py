@@ -14,12 +14,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
+from cardstream_infra.service_ports import DASHBOARD_LISTENER_PORT
 from cardstream_shared import resource_names as names
 
 # The service images: one ECR repository each (data stack), run by digest (services stack).
 IMAGES: Final = ("ingest-api", "stream-writer", "db-loader", "dashboard")
 DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
 PLACEHOLDER_DIGEST: Final = "sha256:" + "0" * 64
+
+
+# A merchant's name: it names its Cognito app client and its registry entry.
+MERCHANT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Merchant:
+    """One merchant of the deployment: its own Cognito app client and registry entry.
+
+    Attributes:
+        name: lower-case letters, digits and dashes.
+        records_per_second: its sustained rate limit at the ingest-api.
+        burst: records it may send at once above that rate.
+    """
+
+    name: str
+    records_per_second: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if not MERCHANT_NAME.fullmatch(self.name):
+            raise ValueError(f"merchants: {self.name!r} is not lower-case letters, digits, dashes")
+        if self.records_per_second <= 0 or self.burst < 1:
+            raise ValueError(f"merchants: {self.name} needs a positive rate and burst")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +98,9 @@ class DeploymentConfig:
             application firewall refuses larger ones before they reach the VPC.
         waf_requests_per_source_per_5_minutes: requests one client address may make in
             five minutes before the firewall answers 429.
+        merchants: each merchant's name and rate limit (a JSON list of objects with
+            ``name``, ``records_per_second`` and ``burst``); each gets its own Cognito app
+            client and registry entry.
     """
 
     environment: str = "dev"
@@ -106,6 +135,7 @@ class DeploymentConfig:
     operator_cidrs: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
     waf_requests_per_source_per_5_minutes: int = 30_000
+    merchants: tuple[Merchant, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stream_mode not in ("on_demand", "provisioned"):
@@ -141,6 +171,14 @@ class DeploymentConfig:
             raise ValueError("max_body_bytes must be between 1024 and 10485760")
         if not 10 <= self.waf_requests_per_source_per_5_minutes <= 2_000_000_000:
             raise ValueError("waf_requests_per_source_per_5_minutes must be at least 10")
+        merchant_names = [merchant.name for merchant in self.merchants]
+        if len(set(merchant_names)) != len(merchant_names):
+            raise ValueError("merchants: each name once")
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address on the operators' network (its own ALB listener)."""
+        return f"https://{self.dashboard_domain_name}:{DASHBOARD_LISTENER_PORT}"
 
     def require_edge(self) -> None:
         """Refuse to build stacks without the domains and certificate every environment
@@ -205,7 +243,13 @@ class DeploymentConfig:
         for name, value in values.items():
             # `cdk -c cardstream.x=...` style overrides arrive as strings.
             default = known[name].default
-            if isinstance(default, tuple):
+            if name == "merchants":
+                entries = json.loads(value) if isinstance(value, str) else value
+                try:
+                    converted[name] = tuple(Merchant(**entry) for entry in entries)
+                except TypeError as error:
+                    raise ValueError(f"merchants: {error}") from None
+            elif isinstance(default, tuple):
                 parts = value.split(",") if isinstance(value, str) else value
                 converted[name] = tuple(str(part).strip() for part in parts if str(part).strip())
             elif isinstance(default, bool) and isinstance(value, str):

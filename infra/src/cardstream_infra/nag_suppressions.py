@@ -132,12 +132,6 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
             "(shared/pan.py keeps old versions); an automatic rotation would change tokens "
             "without that migration.",
         )
-    _ack(
-        data.identity.user_pool,
-        "AwsSolutions-COG8",
-        "The pool issues machine-to-machine tokens only (client credentials, no users); "
-        "the Plus plan's threat protection applies to user sign-ins.",
-    )
 
     _ack(
         data.backups.selection,

@@ -22,7 +22,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from cardstream_infra.components.identity import MerchantIdentity
+from cardstream_infra.components.identity import Identity
 from cardstream_shared import resource_names as names
 
 STAGE = "live"
@@ -74,7 +74,7 @@ class PublicApiProps:
     subnets: ec2.SubnetSelection
     vpc_link_security_group: ec2.ISecurityGroup
     load_balancer: elbv2.IApplicationLoadBalancer
-    identity: MerchantIdentity
+    identity: Identity
     rate_limit: int
     burst_limit: int
     log_key: kms.IKey

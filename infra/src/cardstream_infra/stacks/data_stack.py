@@ -17,7 +17,7 @@ from cardstream_infra.components.audit_logs import AuditLogBucket, AuditLogBucke
 from cardstream_infra.components.backups import Backups, BackupsProps
 from cardstream_infra.components.database import Database, DatabaseProps
 from cardstream_infra.components.fargate_task import TaskLogging
-from cardstream_infra.components.identity import MerchantIdentity, MerchantIdentityProps
+from cardstream_infra.components.identity import Identity, IdentityProps
 from cardstream_infra.components.jwks_mirror import JwksMirror, JwksMirrorProps
 from cardstream_infra.components.landing import LandingStorage, LandingStorageProps
 from cardstream_infra.components.lease_table import LeaseTable
@@ -113,12 +113,14 @@ class DataStack(Stack):
                 retention_days=config.backup_retention_days,
             ),
         )
-        self.identity = MerchantIdentity(
+        self.identity = Identity(
             self,
             "Identity",
-            props=MerchantIdentityProps(
+            props=IdentityProps(
                 domain_prefix=f"{config.prefix}-{config.account}",
                 region=config.region,
+                merchants=config.merchants,
+                dashboard_url=config.dashboard_url,
             ),
         )
         self.registry = ImageRepositories(self, "Images", prefix=config.prefix, services=IMAGES)
@@ -162,7 +164,15 @@ class DataStack(Stack):
         CfnOutput(self, "UserPoolId", value=self.identity.user_pool.user_pool_id)
         CfnOutput(self, "JwksBucket", value=config.jwks_bucket_name)
         CfnOutput(self, "CognitoJwksUrl", value=self.identity.jwks_url)
-        CfnOutput(self, "MerchantClientId", value=self.identity.merchant_client.user_pool_client_id)
+        for name, client in self.identity.merchant_clients.items():
+            CfnOutput(
+                self,
+                f"MerchantClient{name.title().replace('-', '')}",
+                description=f"app client id of merchant {name}",
+                value=client.user_pool_client_id,
+            )
+        CfnOutput(self, "OperatorClientId", value=self.identity.operator_client.user_pool_client_id)
+        CfnOutput(self, "HostedUiUrl", value=self.identity.hosted_ui_url)
         CfnOutput(
             self,
             "TokenEndpoint",

@@ -153,13 +153,7 @@ class ServicesStack(Stack):
                     # review alerts. Each client's scopes bound what its tokens may do.
                     **token_env(
                         "INGEST_",
-                        Fn.join(
-                            ",",
-                            [
-                                identity.merchant_client.user_pool_client_id,
-                                identity.operator_client.user_pool_client_id,
-                            ],
-                        ),
+                        Fn.join(",", identity.client_ids),
                     ),
                     "INGEST_DATABASE_SECRET_ID": role_secrets[names.DB_API_ROLE].secret_arn,
                     "INGEST_DATABASE_SSLMODE": "require",
