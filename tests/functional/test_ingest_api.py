@@ -7,13 +7,16 @@ stream back from moto.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
+import gzip
 import hashlib
 import hmac
 import io
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +25,9 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
+from card_number_forms import ascii_digits, written_card_numbers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
@@ -443,6 +449,37 @@ async def test_sensitive_authentication_data_is_refused_and_not_echoed(
     assert stored_trans_nums(aws) == [_row(2)["trans_num"]]
 
 
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cards=st.lists(written_card_numbers, min_size=9, max_size=9))
+async def test_a_card_number_in_any_text_field_is_refused_never_echoed_stored_or_logged(
+    api: httpx.AsyncClient,
+    token: Callable[..., str],
+    aws: str,
+    caplog: pytest.LogCaptureFixture,
+    cards: list[tuple[str, str]],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rows = [
+        _row(n, **{field: text})
+        for n, ((_, text), field) in enumerate(zip(cards, TransactionIn.TEXT_FIELDS, strict=True))
+    ]
+    batch = await api.post("/v1/transactions/batch", json=rows, headers=bearer(token()))
+    single = await api.post("/v1/transactions", json=rows[1], headers=bearer(token()))
+    assert batch.status_code == 200, batch.text
+    assert [r["status"] for r in batch.json()["results"]] == ["rejected"] * len(rows)
+    for result, field in zip(batch.json()["results"], TransactionIn.TEXT_FIELDS, strict=True):
+        assert field in {e["field"] for e in result["errors"]}
+    assert single.status_code == 422
+    assert "merchant" in {e["field"] for e in single.json()["errors"]}
+    seen = ascii_digits(batch.text + single.text + caplog.text)
+    stream = ascii_digits(b"".join(data for _, _, data in stream_envelopes(aws)).decode())
+    for pan, _ in cards:
+        assert pan not in seen
+        assert pan not in stream
+
+
 # --- batches ---------------------------------------------------------------------------------
 
 
@@ -579,10 +616,11 @@ async def test_limits(aws: str, jwks_url: str, token: Callable[..., str]) -> Non
         max_body_bytes=4096,
         max_records_per_request=3,
         rate_limit_records_per_s=0.5,
-        rate_limit_burst=5,
+        rate_limit_burst=7,
     )
     headers = bearer(token())
     async with running_api(settings) as api:
+        # Each of the two refused batches costs the one record charged before a body is read.
         too_big = await api.post(
             "/v1/transactions/batch",
             content=b"[" + b" " * 5000 + b"]",
@@ -599,7 +637,7 @@ async def test_limits(aws: str, jwks_url: str, token: Callable[..., str]) -> Non
             "/v1/transactions", content=b"a=b", headers={**headers, "Content-Type": "text/plain"}
         )
         assert wrong_type.status_code == 415
-        # Burst of 5 records: a batch of 3 and two singles pass, the next is limited.
+        # 5 records left: a batch of 3 and two singles pass, the next is limited.
         ok = await api.post(
             "/v1/transactions/batch", json=[_row(n) for n in range(3)], headers=headers
         )
@@ -637,6 +675,193 @@ async def test_field_lengths_and_ranges_are_enforced(
     response = await api.post("/v1/transactions", json=_row(1, **change), headers=bearer(token()))
     assert response.status_code == 422
     assert field in {e["field"] for e in response.json()["errors"]}
+
+
+# --- bounded work and malformed bodies (OWASP API4) -------------------------------------------
+
+
+def _gzip_bomb() -> bytes:
+    # 8 MiB of zeros compress to about 8 KiB.
+    return gzip.compress(b"0" * (8 << 20))
+
+
+_VALID_ARRAY = json.dumps([_row(1), _row(2)]).encode()
+_DEPTHS = st.sampled_from([2, 3, 64, 1000, 100_000])
+malformed_bodies = st.one_of(
+    st.binary(max_size=400),
+    st.builds(lambda cut: _VALID_ARRAY[:cut], st.integers(0, len(_VALID_ARRAY) - 1)),
+    _DEPTHS.map(lambda n: b"[" * n + b"]" * n),
+    _DEPTHS.map(lambda n: b"[" + b'{"merchant":' * n + b"1" + b"}" * n + b"]"),
+    _DEPTHS.map(lambda n: b"[" * n),
+    st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp1252"]).map(
+        lambda codec: json.dumps([_row(1, merchant="Café Ünïcode")], ensure_ascii=False).encode(
+            codec
+        )
+    ),
+    st.builds(
+        lambda at, junk: _VALID_ARRAY[:at] + junk + _VALID_ARRAY[at:],
+        st.integers(0, len(_VALID_ARRAY)),
+        st.sampled_from(
+            [b"\x00", b"\xff", b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\\ud800", b"\\u0000"]
+        ),
+    ),
+    st.sampled_from(
+        [
+            b"",
+            b"\xef\xbb\xbf" + _VALID_ARRAY,
+            b"[1e400]",
+            b"[NaN]",
+            b'[{"city_pop": 1' + b"0" * 5000 + b"}]",
+            b'[{"amt": "' + b"9" * 5000 + b'"}]',
+            b"[" + b",".join([b"{}"] * 20) + b"]",
+            json.dumps([{f"f{i}": i for i in range(500)}]).encode(),
+            b"cc_num\n" + b"1," * 40_000,
+            b'cc_num\n"' + b"a\n" * 1000,
+        ]
+    ),
+)
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/x-ndjson",
+        "text/csv",
+        "application/json; charset=utf-8",
+        "application/json; charset=utf-16",
+        "text/csv; charset=latin-1",
+        "text/plain",
+        "",
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+    ]
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=malformed_bodies,
+    content_type=content_types,
+    path=st.sampled_from(["/v1/transactions", "/v1/transactions/batch"]),
+    coding=st.sampled_from([None, "gzip", "br", "identity"]),
+)
+async def test_a_malformed_body_is_a_4xx_problem_never_a_5xx(
+    api: httpx.AsyncClient,
+    token: Callable[..., str],
+    body: bytes,
+    content_type: str,
+    path: str,
+    coding: str | None,
+) -> None:
+    headers = {**bearer(token()), "Content-Type": content_type}
+    if coding is not None:
+        headers["Content-Encoding"] = coding
+        if coding == "gzip":
+            body = _gzip_bomb()
+    response = await api.post(path, content=body, headers=headers)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["status"] == response.status_code
+
+
+async def test_compressed_bodies_and_other_charsets_are_refused_before_reading(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    for headers in (
+        {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        {"Content-Type": "application/json; charset=utf-16"},
+        {"Content-Type": "text/csv; charset=iso-8859-1"},
+    ):
+        response = await api.post(
+            "/v1/transactions/batch",
+            content=gzip.compress(_VALID_ARRAY),
+            headers={**bearer(token()), **headers},
+        )
+        assert response.status_code == 415, headers
+    assert stored_trans_nums(aws) == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b"[" + b"{}," * 5 + b'{"broken"'),
+        ("application/x-ndjson", b"{}\n" * 5 + b"\xff broken"),
+        ("text/csv", b"cc_num\n" + b"1\n" * 5 + b'"broken'),
+    ],
+)
+async def test_the_record_limit_applies_while_reading(
+    aws: str, jwks_url: str, token: Callable[..., str], content_type: str, body: bytes
+) -> None:
+    # What follows the first record past the limit is never read: it cannot be seen to be
+    # broken, and the answer is 413, not 400.
+    settings = settings_for(aws, jwks_url, max_records_per_request=4, rate_limit_burst=10)
+    async with running_api(settings) as api:
+        response = await api.post(
+            "/v1/transactions/batch",
+            content=body,
+            headers={**bearer(token()), "Content-Type": content_type},
+        )
+    assert response.status_code == 413
+    assert response.json()["type"].endswith("too-many-records")
+
+
+async def test_the_rate_limit_is_charged_before_the_body_is_read(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    settings = settings_for(
+        aws,
+        jwks_url,
+        max_records_per_request=3,
+        rate_limit_records_per_s=0.001,
+        rate_limit_burst=3,
+    )
+    headers = {**bearer(token()), "Content-Type": "application/json"}
+    async with running_api(settings) as api:
+        ok = await api.post(
+            "/v1/transactions/batch", json=[_row(n) for n in range(3)], headers=headers
+        )
+        assert ok.status_code == 200
+        # The bucket is empty: a body that cannot be read is not read, only refused (429,
+        # where reading it would answer 422 for the missing CSV header).
+        refused = await api.post(
+            "/v1/transactions/batch",
+            content=b"no,header\n1,2\n",
+            headers={**headers, "Content-Type": "text/csv"},
+        )
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+    assert len(stored_trans_nums(aws)) == 3
+
+
+async def test_healthz_is_answered_while_a_batch_is_being_read(
+    aws: str, jwks_url: str, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reading of the batch is held (a fault injected into the door) until /healthz has
+    # answered: were the body read on the event loop, /healthz could not answer meanwhile.
+    from ingest_api.routes import transactions
+
+    reading, release = threading.Event(), threading.Event()
+    real = transactions.read_batch
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        reading.set()
+        assert release.wait(30), "never released"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transactions, "read_batch", held)
+    async with running_api(settings_for(aws, jwks_url)) as api:
+        batch = asyncio.create_task(
+            api.post("/v1/transactions/batch", json=[_row(1)], headers=bearer(token()))
+        )
+        await asyncio.to_thread(reading.wait, 30)
+        health = await api.get("/healthz")
+        assert not batch.done()
+        release.set()
+        response = await batch
+    assert health.status_code == 200
+    assert response.status_code == 200
+    assert stored_trans_nums(aws) == [_row(1)["trans_num"]]
 
 
 # --- F1 and F2: Kinesis failures ----------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -19,10 +20,14 @@ import asyncpg
 import orjson
 import psycopg
 import pytest
+from card_number_forms import ascii_digits, written_card_numbers
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from stream_lines import stream_line
 
 from cardstream.generator import iter_rows
 from cardstream_shared import resource_names as names
+from cardstream_shared.contract import StreamEnvelope
 from cardstream_shared.pan import PanKeyring
 from db_loader.db import create_pool
 from db_loader.ledger import SourceObject
@@ -241,6 +246,33 @@ async def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(
     assert everything is not None
     assert "4111111111111111" not in everything[0]
     assert quarantined[1][2]["trans_num"] == "bad-1"
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(cards=st.lists(written_card_numbers, min_size=12, max_size=12))
+async def test_a_card_number_in_any_field_of_a_landed_line_is_quarantined_never_stored(
+    pool: asyncpg.Pool, admin_dsn: str, cards: list[tuple[str, str]]
+) -> None:
+    """Another producer's lines (never ingest-api's): a card number in any text field, or
+    as a field's name, is quarantined, not loaded, and stored nowhere in clear."""
+    base = orjson.loads(lines_of(source_rows(1))[0])
+    fields = [*StreamEnvelope.TEXT_FIELDS, "note"]
+    lines = []
+    for (_, text), field in zip(cards, fields, strict=False):
+        lines.append(orjson.dumps({**base, "trans_num": f"pan-{len(lines)}", field: text}))
+    _, named = cards[-1]
+    lines.append(orjson.dumps({**base, "trans_num": "pan-key", named: "1"}))
+    result = await load(pool, obj(f"raw/pans-{uuid.uuid4().hex}.jsonl.gz"), lines)
+    assert (result.inserted_count, result.quarantined_count) == (0, len(lines))
+    with psycopg.connect(admin_dsn) as conn:
+        dumped = conn.execute("SELECT string_agg(q::text, '') FROM cardstream.quarantined_row q")
+        stored = dumped.fetchone()
+    assert stored is not None
+    digits = ascii_digits(stored[0])
+    for pan, _ in cards:
+        assert pan not in digits
 
 
 async def _backend_waiting_on_lock(pool: asyncpg.Pool, pid_holder: list[int]) -> bool:

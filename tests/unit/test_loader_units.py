@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
+from cardstream_shared.redaction import redact_data
 from db_loader.object_reader import Limits, UnreadableObjectError, decode_lines
-from db_loader.quarantine import mask_value
 from db_loader.rows import prepare, split_label, with_label
 from db_loader.sqs_poller import PoisonMessageError, parse_message
 
@@ -98,7 +98,7 @@ def test_decompression_error_is_not_a_zlib_error() -> None:
 
 
 def test_masking_removes_card_numbers_and_sensitive_fields() -> None:
-    masked = mask_value(
+    masked = redact_data(
         {
             "cc_num": 4111111111111111,
             "note": "card 4111 1111 1111 1111 declined",

@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import pytest
+from card_number_forms import written_card_numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -48,6 +49,14 @@ def valid_envelopes(count: int, seed: int) -> list[StreamEnvelope]:
 
 
 BASE = [json.loads(e.to_json_bytes()) for e in valid_envelopes(5, 7)]
+
+# Card numbers as written, alone or inside other text.
+card_texts = st.builds(
+    "{}{}{}".format,
+    st.sampled_from(["", "fraud_", "Apt ", "x-"]),
+    written_card_numbers.map(lambda card: card[1]),
+    st.sampled_from(["", " ", " Suite 5", "_1"]),
+)
 
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "trans_date_trans_time": st.sampled_from(
@@ -144,16 +153,16 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "city_pop": st.sampled_from([0, 3495, "3495", 3495.0, 3495.5, -1, 10**9]) | numbers,
     "unix_time": st.sampled_from([0, 1325376018, "1325376018", 1.5, 10**12]) | numbers,
     "schema_version": st.sampled_from([1, 2, "1", 1.0, True, None]),
-    "trans_num": st.sampled_from(["abc_-1", " abc ", "a" * 65, "a b", ""]) | padded,
+    "trans_num": st.sampled_from(["abc_-1", " abc ", "a" * 65, "a b", ""]) | padded | card_texts,
     "card_token": st.sampled_from(["A" * 64, "a" * 63]) | padded,
-    "merchant": padded,
-    "first": padded,
-    "street": padded,
-    "client_id": padded,
-    "card_key_version": padded,
-    "gender": padded,
-    "job": padded,
-    "category": st.sampled_from(["misc_net", "misc net", "misc,net", ""]) | padded,
+    "merchant": padded | card_texts,
+    "first": padded | card_texts,
+    "street": padded | card_texts,
+    "client_id": padded | card_texts,
+    "card_key_version": padded | card_texts,
+    "gender": padded | card_texts,
+    "job": padded | card_texts,
+    "category": st.sampled_from(["misc_net", "misc net", "misc,net", ""]) | padded | card_texts,
 }
 lines = mutated_json(BASE, FIELD_VALUES, ["cvv", "CVV-2", "pin", "note", "cc_num"])
 
@@ -196,6 +205,7 @@ def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:
     assert set(decorators.model_validators) == {
         "_refuse_sensitive_data",
         "_born_before_transaction",
+        "_refuse_card_numbers",
     }
     assert not decorators.field_validators
     assert not decorators.validators

@@ -23,6 +23,7 @@ from typing import Annotated, Final, Literal, TypeVar
 
 import msgspec
 
+from cardstream_shared.card_numbers import find_card_numbers
 from cardstream_shared.contract import (
     CARD_LAST4_PATTERN,
     CARD_TOKEN_PATTERN,
@@ -30,6 +31,7 @@ from cardstream_shared.contract import (
     MAX_NAME_LENGTH,
     MAX_TEXT_LENGTH,
     STATE_PATTERN,
+    TEXT_JOINER,
     TRANS_NUM_PATTERN,
     ZIP_PATTERN,
 )
@@ -139,17 +141,23 @@ def _may_hold_nul(raw: bytes) -> bool:
     return b"\\" in raw and _NUL_ESCAPE in raw
 
 
+# Whitespace at either end of one of the joined text fields.
+_STRIPPABLE: Final = re.compile(rf"(?:\A|{TEXT_JOINER})\s|\s(?:{TEXT_JOINER}|\Z)")
+
+
 def _facts_ok(facts: _CanonicalFacts, *more_text: str) -> bool:
-    """The checks msgspec does not make: nothing to strip, a real calendar time, born
-    before the transaction."""
-    # The contract strips surrounding whitespace (pydantic's strip, a subset of Python's);
-    # a value with none to strip is the same value in both.
-    for text in (
-        facts.merchant, facts.category, facts.first, facts.last, facts.gender, facts.street,
-        facts.city, facts.job, *more_text,
-    ):  # fmt: skip
-        if text.strip() != text:
-            return False
+    """The checks msgspec does not make: nothing to strip, no card number in a text field,
+    a real calendar time, born before the transaction."""
+    texts = TEXT_JOINER.join(
+        (
+            facts.trans_num, facts.merchant, facts.category, facts.first, facts.last,
+            facts.gender, facts.street, facts.city, facts.job, *more_text,
+        )
+    )  # fmt: skip
+    # The contract strips surrounding whitespace (pydantic's strip, a subset of Python's,
+    # which is re's \s); a value with none to strip is the same value in both.
+    if _STRIPPABLE.search(texts) or find_card_numbers(texts):
+        return False
     try:
         when = dt.datetime.fromisoformat(facts.trans_date_trans_time)
     except ValueError:

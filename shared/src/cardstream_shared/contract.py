@@ -13,7 +13,7 @@ import datetime as dt
 import re
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,10 +21,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from cardstream_shared.card_numbers import find_card_numbers
 from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, CardToken, luhn_valid
 
 SCHEMA_VERSION: Final = 1
@@ -102,9 +105,12 @@ CARD_TOKEN_PATTERN: Final = r"^[0-9a-f]{64}$"  # noqa: S105 - a pattern, not a s
 CARD_LAST4_PATTERN: Final = r"^[0-9]{4}$"
 
 
+_NOT_LETTER_OR_DIGIT: Final = re.compile(r"[^a-z0-9]")
+
+
 def normalized_field_name(name: str) -> str:
     """Lower-case letters and digits only: ``CVV-2`` and ``cvv_2`` both become ``cvv2``."""
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+    return _NOT_LETTER_OR_DIGIT.sub("", name.lower())
 
 
 def sensitive_fields(keys: Any) -> list[str]:
@@ -254,6 +260,36 @@ class _TransactionFacts(BaseModel):
             raise ValueError("dob is after the transaction date")
         return self
 
+    # The fields that hold free text (the others are numbers, dates, or patterns of fewer
+    # digits than a card number has).
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "trans_num", "merchant", "category", "first", "last", "gender", "street", "city", "job",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _refuse_card_numbers(self) -> _TransactionFacts:
+        # PCI DSS 3.3-3.5: a card number is accepted in cc_num only, where it is tokenized;
+        # anywhere else it would be stored and shown in clear. One search over every text
+        # field at once; the fields are looked at one by one only when it finds something.
+        texts = [getattr(self, name) for name in self.TEXT_FIELDS]
+        if not find_card_numbers(TEXT_JOINER.join(texts)):
+            return self
+        errors = [
+            InitErrorDetails(type=_CARD_NUMBER_ERROR, loc=(name,), input=None)
+            for name, text in zip(self.TEXT_FIELDS, texts, strict=True)
+            if find_card_numbers(text)
+        ]
+        raise ValidationError.from_exception_data(type(self).__name__, errors)
+
+
+# Joins text fields for one search: not a separator, a letter or a digit, so no card number
+# is seen across two fields.
+TEXT_JOINER: Final = "\x00"
+_CARD_NUMBER_ERROR: Final = PydanticCustomError(
+    "card_number",
+    "holds a card number; card numbers are accepted in cc_num only, where they are tokenized",
+)
+
 
 class TransactionIn(_TransactionFacts):
     """One transaction as a merchant sends it (the Kaggle schema)."""
@@ -289,6 +325,12 @@ class StreamEnvelope(_TransactionFacts):
     card_token: str = Field(pattern=CARD_TOKEN_PATTERN)
     card_last4: str = Field(pattern=CARD_LAST4_PATTERN)
     card_key_version: str = Field(min_length=1, max_length=32)
+
+    TEXT_FIELDS: ClassVar[tuple[str, ...]] = (
+        *_TransactionFacts.TEXT_FIELDS,
+        "client_id",
+        "card_key_version",
+    )
 
     @classmethod
     def from_transaction(

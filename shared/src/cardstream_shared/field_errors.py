@@ -3,13 +3,16 @@
 Both decoding doors (``transaction_input`` for what merchants send, ``stream_records`` for
 what travels through the stream) answer a refused record with these: ingest-api puts them in
 its problem documents, the stream-writer and the db-loader in their quarantine reasons.
-A value may be a card number, so only field names, messages and types are kept.
+A value may be a card number, so only field names (card numbers in them masked), messages
+and types are kept.
 """
 
 from __future__ import annotations
 
 import msgspec
 from pydantic import ValidationError
+
+from cardstream_shared.redaction import mask_card_numbers
 
 
 class FieldError(msgspec.Struct, frozen=True, gc=False):
@@ -37,7 +40,9 @@ def from_validation_error(error: ValidationError) -> list[FieldError]:
         message = item["msg"]
         if message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "extra_forbidden" and loc is not None:
+            # The sender named this field, maybe with a card number: masked as a value is.
+            loc = mask_card_numbers(loc)
             message = "unknown field"
         result.append(FieldError(loc, message, item["type"]))
     return result

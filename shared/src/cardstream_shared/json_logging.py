@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any, Final
 
-from cardstream_shared.redaction import RedactingFilter, redact_text
+from cardstream_shared.redaction import RedactingFilter, redact_data, redact_text
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is emitted.
 _STANDARD_ATTRS: Final = frozenset(
@@ -38,7 +38,13 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return redact_text(json.dumps(payload, default=str, separators=(",", ":")))
+        # Text values are redacted before JSON escapes the separators a card number may be
+        # written with (a tab becomes \t), and characters are written as themselves (not as
+        # \u escapes) so that the whole line can be redacted again as a last defence.
+        line = json.dumps(
+            redact_data(payload), default=str, separators=(",", ":"), ensure_ascii=False
+        )
+        return redact_text(line)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

@@ -1,44 +1,100 @@
-"""Redaction of card numbers and credentials from anything written to logs.
+"""Redaction of card numbers and credentials from anything written to logs or kept for
+diagnosis (quarantined records).
 
-A PAN is any run of 11 to 19 digits (optionally grouped by spaces or dashes) that passes
-the Luhn check: the published sample data has card numbers of 11 to 19 digits. Longer digit
-runs (Kinesis sequence numbers have 56) are not card numbers and are left alone.
+Card numbers are what :func:`cardstream_shared.card_numbers.find_card_numbers` finds, in
+whatever digits and with whatever separators they are written; each is replaced by
+``[REDACTED]`` and its last four digits (PCI DSS 3.4.1 allows those to be shown). Longer
+digit runs (Kinesis sequence numbers have 56) are not card numbers and are left alone.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
-from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, luhn_valid
+import msgspec
+
+from cardstream_shared.card_numbers import find_card_numbers
+from cardstream_shared.contract import sensitive_fields
 
 REDACTED: Final = "[REDACTED]"
-
-_PAN_CANDIDATE = re.compile(
-    rf"(?<![\d])(?:\d[ -]?){{{PAN_MIN_DIGITS - 1},{PAN_MAX_DIGITS - 1}}}\d(?![\d])"
-)
 _AUTH_HEADER = re.compile(
     r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:(?:bearer|basic)\s+)?[^\s\"',;}]+"
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
-def _mask_candidate(match: re.Match[str]) -> str:
-    text = match.group(0)
-    digits = text.replace(" ", "").replace("-", "")
-    # A run of zeros passes the Luhn check but is no card number: shard ids such as
-    # shardId-000000000000 must stay readable in logs.
-    if digits.strip("0") and PAN_MIN_DIGITS <= len(digits) <= PAN_MAX_DIGITS and luhn_valid(digits):
-        return f"{REDACTED}{digits[-4:]}"
-    return text
+def mask_card_numbers(text: str) -> str:
+    """``text`` with every card number replaced by ``[REDACTED]`` and its last four digits."""
+    found = find_card_numbers(text)
+    if not found:
+        return text
+    parts: list[str] = []
+    position = 0
+    for card in found:
+        parts += (text[position : card.start], REDACTED, card.last4)
+        position = card.end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def redact_text(text: str) -> str:
     """Replace card numbers, Authorization header values and bearer tokens in ``text``."""
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _JWT.sub(REDACTED, text)
-    return _PAN_CANDIDATE.sub(_mask_candidate, text)
+    return mask_card_numbers(text)
+
+
+def redact_data(value: Any) -> Any:
+    """``value`` (decoded JSON, a log record's extra fields) with card numbers masked in
+    every text, number and field name, and the values of sensitive authentication fields
+    (CVV, PIN, track data: never kept, PCI DSS 3.3) replaced by ``[REDACTED]``."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        # No card number has more than 19 digits (and str() refuses huge integers).
+        if not -(10**19) < value < 10**19:
+            return value
+        text = str(value)
+        masked = mask_card_numbers(text)
+        return value if masked == text else masked
+    if isinstance(value, dict):
+        sensitive = set(sensitive_fields(value.keys()))
+        return {
+            redact_text(str(key)): REDACTED if str(key) in sensitive else redact_data(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_data(item) for item in value]
+    return redact_text(str(value))
+
+
+# A JSON escape of a character other than a surrogate: written out in text that is not
+# JSON, so that a card number written with escapes is seen as the digits it is.
+_ESCAPE: Final = re.compile(r'\\(?:u(?![dD][89abAB])([0-9a-fA-F]{4})|([bfnrt/\\"]))')
+_SHORT_ESCAPES: Final = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    code, short = match.groups()
+    return chr(int(code, 16)) if code else _SHORT_ESCAPES.get(short, short)
+
+
+def redacted_record(data: bytes, limit: int) -> str:
+    """A record's bytes as text for diagnosis, at most ``limit`` characters, with card
+    numbers and credentials redacted: JSON is decoded, redacted value by value
+    (:func:`redact_data`) and written again; anything else is redacted as text, its JSON
+    escapes written out first."""
+    try:
+        decoded = msgspec.json.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        text = data.decode("utf-8", errors="replace")
+        # Masked before it is cut, so that a card number across the cut is still recognised.
+        return redact_text(_ESCAPE.sub(_unescaped, text))[:limit]
+    return msgspec.json.encode(redact_data(decoded)).decode()[:limit]
 
 
 class RedactingFilter(logging.Filter):

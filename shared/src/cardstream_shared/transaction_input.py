@@ -28,7 +28,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 from pydantic import ValidationError
@@ -38,6 +38,7 @@ from cardstream_shared.canonical_transactions import (
     canonical_transaction_array,
     facts_json,
 )
+from cardstream_shared.card_numbers import find_card_numbers
 from cardstream_shared.contract import (
     KAGGLE_FIELDS,
     TRANS_NUM_PATTERN,
@@ -46,7 +47,7 @@ from cardstream_shared.contract import (
     sensitive_fields,
 )
 from cardstream_shared.field_errors import FieldError, from_validation_error, record_error
-from cardstream_shared.redaction import redact_text
+from cardstream_shared.redaction import mask_card_numbers
 
 BatchFormat = Literal["json", "ndjson", "csv"]
 
@@ -54,7 +55,9 @@ BatchFormat = Literal["json", "ndjson", "csv"]
 # every character escaped; anything much longer is refused without being read.
 MAX_RECORD_BYTES: Final = 64 * 1024
 # A transaction has 22 fields; a record naming many more is refused without naming each.
-MAX_FIELDS: Final = 64
+MAX_FIELDS: Final = 32
+# Unknown fields named in a record's errors (the others are counted).
+_NAMED_UNKNOWN_FIELDS: Final = 5
 # The published files start with an unnamed row-index column; pandas re-exports name it so.
 INDEX_COLUMNS: Final = frozenset({"", "Unnamed: 0"})
 
@@ -82,6 +85,7 @@ class Rejected(msgspec.Struct, frozen=True, gc=False):
 
 
 Outcome = Transaction | Rejected
+_Record = TypeVar("_Record")
 
 
 class BodyError(ValueError):
@@ -126,17 +130,27 @@ def read_batch(body: bytes, form: BatchFormat, *, max_records: int) -> list[Outc
     :class:`BodyError` when the body cannot be read as a whole (not UTF-8, not a JSON
     array, a CSV header that does not name the Kaggle fields, too many lines, ...).
     """
+    # Each reading splits the body into its records first (cheap, and stopped at the first
+    # record past the limit), then decodes and validates them.
     if form == "json":
         return _json_array(body.removeprefix(_UTF8_BOM), max_records)
     if form == "ndjson":
         return [_from_json(line) for line in _ndjson_lines(body, max_records)]
-    return _limited(read_csv(_csv_lines(body, max_lines=4 * max_records + 1)), max_records)
+    lines = _csv_lines(body, max_lines=4 * max_records + 1)
+    rows = _limited(_csv_rows(lines), max_records)
+    return [row if isinstance(row, Rejected) else _from_fields(row) for row in rows]
 
 
 def read_csv(lines: Iterable[str]) -> Iterator[Outcome]:
     """Outcomes of the published CSV, row by row: a header row naming Kaggle fields (an
     unnamed index column optional), quoted fields that may contain commas and line breaks.
     Blank rows are skipped, not counted."""
+    for row in _csv_rows(lines):
+        yield row if isinstance(row, Rejected) else _from_fields(row)
+
+
+def _csv_rows(lines: Iterable[str]) -> Iterator[dict[str, str] | Rejected]:
+    """The rows of a CSV as field mappings (not yet validated), or why a row is unreadable."""
     reader = csv.reader(iter(lines), strict=True)
     try:
         header = next(reader)
@@ -167,7 +181,7 @@ def read_csv(lines: Iterable[str]) -> Iterator[Outcome]:
             message = f"row has {len(row)} columns, the header has {len(header)}"
             yield Rejected(None, record_error(message, "csv_columns"))
         else:
-            yield _from_fields({header[i]: row[i] for i in keep})
+            yield {header[i]: row[i] for i in keep}
 
 
 def echoable_trans_num(data: Any) -> str | None:
@@ -184,7 +198,7 @@ def echoable_trans_num(data: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not _TRANS_NUM.match(value) or redact_text(value) != value:
+    if not _TRANS_NUM.match(value) or find_card_numbers(value):
         return None
     return value
 
@@ -227,26 +241,43 @@ def _from_fields(data: Any) -> Outcome:
     if len(data) > MAX_FIELDS:
         message = f"record has {len(data)} fields; a transaction has {len(KAGGLE_FIELDS)}"
         return Rejected(trans_num, record_error(message, "too_many_fields"))
-    # No field name of the contract is sensitive, so a record naming only contract fields
-    # (every valid record) needs no per-key look-up.
-    found = [] if data.keys() <= _CONTRACT_FIELDS else sensitive_fields(data.keys())
+    unknown = [name for name in data if name not in _CONTRACT_FIELDS]
+    if not unknown:
+        # Every valid record: no field name of the contract is sensitive.
+        return _validated(data, trans_num, [])
+    found = sensitive_fields(unknown)
     if found:
         message = str(SensitiveDataError(found))
         return Rejected(trans_num, [FieldError(name, message, "sensitive_data") for name in found])
+    # Unknown fields are named here (the first few; a name may hold a card number, so it is
+    # masked), the rest of the record is left to the contract, whose errors are reported too.
+    errors = [
+        FieldError(mask_card_numbers(name), "unknown field", "extra_forbidden")
+        for name in unknown[:_NAMED_UNKNOWN_FIELDS]
+    ]
+    if len(unknown) > _NAMED_UNKNOWN_FIELDS:
+        more = f"and {len(unknown) - _NAMED_UNKNOWN_FIELDS} more unknown fields"
+        errors.append(FieldError(None, more, "extra_forbidden"))
+    return _validated({k: v for k, v in data.items() if k in _CONTRACT_FIELDS}, trans_num, errors)
+
+
+def _validated(data: dict[str, Any], trans_num: str | None, errors: list[FieldError]) -> Outcome:
     try:
         txn = TransactionIn.model_validate(data)
     except ValidationError as error:
-        return Rejected(trans_num, from_validation_error(error))
+        return Rejected(trans_num, from_validation_error(error) + errors)
+    if errors:
+        return Rejected(trans_num, errors)
     facts = txn.__pydantic_serializer__.to_json(txn, exclude=_FACTS_EXCLUDE)
     return Transaction(txn.trans_num, txn.cc_num, facts)
 
 
-def _limited(outcomes: Iterable[Outcome], max_records: int) -> list[Outcome]:
-    result: list[Outcome] = []
-    for outcome in outcomes:
+def _limited(records: Iterable[_Record], max_records: int) -> list[_Record]:
+    result: list[_Record] = []
+    for record in records:
         if len(result) == max_records:
             raise TooManyRecordsError(max_records)
-        result.append(outcome)
+        result.append(record)
     return result
 
 
@@ -335,12 +366,8 @@ _NDJSON_LINE: Final = re.compile(rb"[^ \t\n\r\x0b\x0c][^\n]*")
 
 
 def _ndjson_lines(body: bytes, max_records: int) -> list[bytes]:
-    lines: list[bytes] = []
-    for match in _NDJSON_LINE.finditer(body.removeprefix(_UTF8_BOM)):
-        if len(lines) == max_records:
-            raise TooManyRecordsError(max_records)
-        lines.append(match.group())
-    return lines
+    lines = _NDJSON_LINE.finditer(body.removeprefix(_UTF8_BOM))
+    return _limited((line.group() for line in lines), max_records)
 
 
 def _csv_lines(body: bytes, *, max_lines: int) -> Iterator[str]:

@@ -1,8 +1,10 @@
 """Rows that cannot be loaded: kept with their reasons, never with a card number.
 
 A quarantined line may not come from our stream-writer, so it may carry anything, a PAN
-included; what is stored is the line with every PAN-like value masked (the shared redaction
-rule: 11 to 19 digits passing the Luhn check) and sensitive authentication fields dropped.
+included, in any field or field name; what is stored is the line with every card number
+masked (the shared detector, :mod:`cardstream_shared.card_numbers`: 11 to 19 digits in any
+script, with any separators, passing the Luhn check) and sensitive authentication fields
+dropped.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from cardstream_shared.contract import sensitive_fields
 from cardstream_shared.field_errors import FieldError
-from cardstream_shared.redaction import REDACTED, redact_text
+from cardstream_shared.redaction import redact_data, redacted_record
 
 if TYPE_CHECKING:
     from db_loader.db import DbConnection
@@ -34,40 +35,16 @@ class QuarantineEntry:
     raw_masked: str | None
 
 
-def mask_value(value: Any) -> Any:
-    """``value`` with every PAN-like number or string masked, recursively."""
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, bool) or value is None or isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        text = str(value)
-        masked = redact_text(text)
-        return value if masked == text else masked
-    if isinstance(value, list):
-        return [mask_value(item) for item in value]
-    if isinstance(value, dict):
-        sensitive = set(sensitive_fields(value.keys()))
-        return {
-            str(key): REDACTED if str(key) in sensitive else mask_value(item)
-            for key, item in value.items()
-        }
-    return redact_text(str(value))
-
-
 def masked_line(
     line_number: int, line: bytes, data: dict[str, Any] | None, errors: Sequence[FieldError]
 ) -> QuarantineEntry:
     """The quarantine entry of a line that failed validation."""
     reasons = [error.as_dict() for error in errors]
     if data is not None:
-        masked = mask_value(data)
+        masked = redact_data(data)
         if len(orjson.dumps(masked)) <= MAX_STORED_CHARS:
             return QuarantineEntry(line_number, reasons, masked, None)
-    text = line.decode("utf-8", errors="replace")
-    # Redact before cutting, so a card number across the cut is still recognised.
-    raw = redact_text(text)[:MAX_STORED_CHARS]
-    return QuarantineEntry(line_number, reasons, None, raw)
+    return QuarantineEntry(line_number, reasons, None, redacted_record(line, MAX_STORED_CHARS))
 
 
 async def store(conn: DbConnection, object_id: int, entries: Sequence[QuarantineEntry]) -> None:

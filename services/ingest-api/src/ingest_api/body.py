@@ -1,7 +1,8 @@
 """Request bodies: their media type, and reading them within the size limit.
 
 What a body says is read by the shared door (:mod:`cardstream_shared.transaction_input`);
-this module only decides which reading applies and reads the body within its limit.
+this module only decides which reading applies and refuses, before any byte is read, a body
+whose type, character set or content coding the service does not take.
 """
 
 from __future__ import annotations
@@ -25,8 +26,30 @@ BATCH_FORMATS: Final[dict[str, BatchFormat]] = {
 
 
 def media_type(request: Request) -> str:
-    """The request's media type without parameters, lower-cased."""
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    """The request's media type without parameters, lower-cased.
+
+    A ``charset`` other than UTF-8 (JSON has no other, RFC 8259 8.1; the CSV is read as
+    UTF-8) and any content coding (no compressed body is accepted, so no decompression can
+    be made to expand) are refused with 415 here, before the body is read.
+    """
+    header = request.headers.get("content-type", "")
+    kind, _, parameters = header.partition(";")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise ProblemError(415, "unsupported-media-type", "bodies must be UTF-8")
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise ProblemError(
+            415,
+            "unsupported-media-type",
+            "compressed bodies are not accepted; send the body without Content-Encoding",
+            headers={"Accept-Encoding": "identity"},
+        )
+    return kind.strip().lower()
 
 
 def _too_large(limit: int) -> ProblemError:

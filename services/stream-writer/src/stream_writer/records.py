@@ -15,7 +15,7 @@ from typing import Final
 
 import orjson
 
-from cardstream_shared.redaction import redact_text
+from cardstream_shared.redaction import redact_text, redacted_record
 from cardstream_shared.stream_records import read_stream_record
 
 # A quarantined record keeps this much of its (redacted) content: enough to diagnose it.
@@ -61,5 +61,5 @@ def decode(
     )
     if len(outcome) > _MAX_REASONS:
         reason += f"; and {len(outcome) - _MAX_REASONS} more"
-    text = data.decode("utf-8", errors="replace")[:_QUARANTINE_EXCERPT_CHARS]
-    return Quarantined(sequence_number, partition_key, reason, redact_text(text), arrived_at)
+    excerpt = redacted_record(data, _QUARANTINE_EXCERPT_CHARS)
+    return Quarantined(sequence_number, partition_key, reason, excerpt, arrived_at)

@@ -1,0 +1,90 @@
+"""Card numbers written anywhere in a text: the one detector behind every control that keeps
+primary account numbers out of fields, answers, logs and quarantine rows (PCI DSS 3.3-3.5).
+
+The contract refuses a record with a card number in any text field, the canonical fast path
+declines one, log redaction and the db-loader's quarantine mask them: all through
+:func:`find_card_numbers`, so the shape is defined once.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Final, NamedTuple
+
+from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, luhn_valid
+
+# What may stand between the digits of a written card number: any Unicode space, dots,
+# dashes, slashes and underscores (with their full-width and typographic forms), and the
+# invisible characters a copy and paste can leave between digits.
+SEPARATORS: Final = (
+    r"\s\u200b-\u200d\u2060\ufeff"
+    r".\u00b7\u2024\u3002\uff0e"
+    r"\-\u2010-\u2015\u2212\ufe58\ufe63\uff0d"
+    r"/\\\u2044\u2215\uff0f"
+    r"_\uff3f"
+)
+# A run of at least PAN_MIN_DIGITS decimal digits (\d: any script's, str.isdecimal) with
+# separators between them. Runs with fewer digits are skipped inside the pattern, at C
+# speed, so text without a long digit run costs one search.
+_RUN: Final = re.compile(rf"\d(?:[{SEPARATORS}]*\d){{{PAN_MIN_DIGITS - 1},}}")
+_GROUP: Final = re.compile(r"\d+")
+
+
+class CardNumber(NamedTuple):
+    """Where a card number is written in a text, and its last four digits (in ASCII)."""
+
+    start: int
+    end: int
+    last4: str
+
+
+def find_card_numbers(text: str) -> list[CardNumber]:
+    """Every card number written in ``text``, in order.
+
+    A card number here is 11 to 19 decimal digits (the lengths ``cc_num`` accepts; the
+    published data has card numbers of 11 and 12 digits) that pass the Luhn check and are
+    not all zeros, written in any script's digits (full-width, Arabic-Indic, ...), with any
+    of :data:`SEPARATORS` between any two of them. The digits are consecutive groups of a
+    run of digits and separators, so a card number followed by an expiry date or preceded
+    by a count is still found. A run glued to a letter is not read as one: a hexadecimal id
+    such as a ``trans_num`` holds long runs of decimal digits by chance, and about one in
+    two hundred 32-character ids would otherwise hold a "card number".
+    """
+    found: list[CardNumber] = []
+    for run in _RUN.finditer(text):
+        start, end = run.span()
+        if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
+            continue
+        found.extend(_within(run.group(), start))
+    return found
+
+
+def _within(run: str, offset: int) -> list[CardNumber]:
+    """The card numbers among the consecutive digit groups of one run."""
+    groups = [(m.start(), m.end(), _ascii(m.group())) for m in _GROUP.finditer(run)]
+    found: list[CardNumber] = []
+    first = 0
+    while first < len(groups):
+        digits = ""
+        hit: CardNumber | None = None
+        for last in range(first, len(groups)):
+            digits += groups[last][2]
+            if len(digits) > PAN_MAX_DIGITS:
+                break
+            if len(digits) >= PAN_MIN_DIGITS and digits.strip("0") and luhn_valid(digits):
+                # The longest card number starting at this group.
+                hit = CardNumber(offset + groups[first][0], offset + groups[last][1], digits[-4:])
+                next_first = last + 1
+        if hit is None:
+            first += 1
+        else:
+            found.append(hit)
+            first = next_first
+    return found
+
+
+def _ascii(digits: str) -> str:
+    if digits.isascii():
+        return digits
+    return "".join(str(unicodedata.decimal(digit)) for digit in digits)
