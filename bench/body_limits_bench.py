@@ -9,9 +9,9 @@ while the body was being answered (``/healthz`` polled every 20 ms on its own co
 
 The same bodies go, in the same run, to a baseline API process started from another
 source tree: by default a git worktree of ``--baseline-commit`` (the code before reading
-was bounded), whose ``shared/src`` and ``services/ingest-api/src`` go first on its
-``PYTHONPATH``. Goal on the 2-core development machine: every body refused or answered in
-under 1 s, ``/healthz`` under 100 ms meanwhile. Figures: docs/benchmarks.md.
+was bounded), whose ``shared/src``, ``services/ingest-api/src`` and ``monitoring/src`` go
+first on its ``PYTHONPATH``. Goal on the 2-core development machine: every body refused or
+answered in under 1 s, ``/healthz`` under 100 ms meanwhile. Figures: docs/benchmarks.md.
 
     .venv/bin/python bench/body_limits_bench.py [--baseline-commit COMMIT] [--skip-baseline]
 """
@@ -307,7 +307,10 @@ def run(args: argparse.Namespace, baseline_tree: Path | None) -> list[list[str]]
                 port = free_port()
                 process_env = api_env(env, endpoint, port, state)
                 if tree is not None:
+                    # The baseline's own members first: its ingest-api with the shared and
+                    # monitoring code it was written against.
                     source = [tree / "shared/src", tree / "services/ingest-api/src"]
+                    source += [p for p in [tree / "monitoring/src"] if p.is_dir()]
                     process_env["PYTHONPATH"] = os.pathsep.join(map(str, source))
                 processes.append(
                     start(

@@ -5,10 +5,12 @@ by the detector, contract, redaction, quarantine and end-to-end tests).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from hypothesis import strategies as st
 
+from cardstream_shared.card_numbers import SEPARATORS as SEPARATORS_PATTERN
 from cardstream_shared.pan import luhn_valid
 
 # Zero of each digit script tried (ASCII, full-width, Arabic-Indic, Devanagari, Bengali,
@@ -66,3 +68,25 @@ def ascii_digits(text: str) -> str:
     """Every decimal digit of ``text`` in ASCII, everything else dropped: a card number
     written in any form shows as its digits."""
     return "".join(str(unicodedata.decimal(c)) for c in text if c.isdecimal())
+
+
+# A JSON escape (\uXXXX or a short one such as \t), written out before a text is scanned.
+_ESCAPE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|([bfnrt/\\"]))')
+_SHORT = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+# What is neither a digit nor something a card number's digits may be separated by.
+_NOT_WRITTEN_DIGITS = re.compile(rf"[^\d{SEPARATORS_PATTERN}]+")
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    code, short = match.groups()
+    return chr(int(code, 16)) if code else _SHORT.get(short, short)
+
+
+def written_card_numbers_in(text: str, pans: set[str]) -> set[str]:
+    """The members of ``pans`` written anywhere in ``text``, in any digits and with any
+    separators, JSON escapes included (how a scan of stored data looks for them)."""
+    # JSON inside JSON (a record kept as a string in a quarantine line) is escaped twice.
+    for _ in range(3):
+        text = _ESCAPE.sub(_unescaped, text)
+    runs = [ascii_digits(run) for run in _NOT_WRITTEN_DIGITS.split(text)]
+    return {pan for pan in pans if any(pan in run for run in runs)}

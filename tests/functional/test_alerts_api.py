@@ -22,7 +22,9 @@ import asyncpg
 import boto3
 import httpx
 import pytest
+from card_number_forms import ascii_digits, written_card_numbers
 from card_testing_bursts import load, load_burst, probe
+from hypothesis import HealthCheck, given, settings
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
@@ -246,6 +248,36 @@ async def test_evidence_shown_to_a_merchant_names_no_other_merchants_transaction
     # merchant-2's own transaction completed the burst: named to merchant-2.
     assert as_m2["evidence"]["trigger_trans_num"] == theirs[-1]
     assert "total_amount" not in as_m2["evidence"]
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(card=written_card_numbers)
+async def test_a_note_holding_a_card_number_is_refused_never_stored_or_echoed(
+    aws: str,
+    jwks_url: str,
+    module_database: str,
+    token: Callable[..., str],
+    card: tuple[str, str],
+) -> None:
+    pan, text = card
+    trans_nums = await load_burst(module_database, 31, "merchant-1")
+    async with running_api(aws, jwks_url, module_database) as api:
+        reviewer = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
+        alert_id = (await _alert_ids(api, reviewer))[trans_nums[0]]
+        refused = await api.patch(
+            f"/v1/alerts/{alert_id}",
+            json={"status": "reviewed", "note": f"card {text} called back"},
+            headers=reviewer,
+        )
+        detail = (await api.get(f"/v1/alerts/{alert_id}", headers=reviewer)).json()
+    assert refused.status_code == 422
+    assert [(e["field"], e["type"]) for e in refused.json()["errors"]] == [
+        ("body.note", "card_number")
+    ]
+    assert pan not in ascii_digits(refused.text)
+    assert (detail["status"], detail["history"]) == ("open", [])
 
 
 async def test_status_transitions_are_recorded_with_the_person_and_when(

@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cardstream_shared.contract import Timestamp
+from cardstream_shared.contract import Timestamp, refuse_card_numbers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -149,6 +149,12 @@ class AlertPatch(BaseModel):
 
     status: AlertStatus
     note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
+
+    @field_validator("note")
+    @classmethod
+    def _no_card_number(cls, note: str | None) -> str | None:
+        # A note is stored and shown to reviewers: a card number in it would be in clear.
+        return None if note is None else refuse_card_numbers(note)
 
 
 class AlertNotFoundError(LookupError):

@@ -291,6 +291,14 @@ _CARD_NUMBER_ERROR: Final = PydanticCustomError(
 )
 
 
+def refuse_card_numbers(text: str) -> str:
+    """``text`` unchanged; a pydantic ``card_number`` error (naming no value) if it holds a
+    card number. For free text the API takes outside the contract, such as alert notes."""
+    if find_card_numbers(text):
+        raise _CARD_NUMBER_ERROR
+    return text
+
+
 class TransactionIn(_TransactionFacts):
     """One transaction as a merchant sends it (the Kaggle schema)."""
 

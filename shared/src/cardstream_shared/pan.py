@@ -115,7 +115,7 @@ def _hmac_pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
     """SHA-256 states after the padded key blocks of HMAC (RFC 2104, section 2).
 
     Both blocks depend on the key alone, so they are hashed once per key instead of once
-    per PAN; copying a state is far cheaper (0.75 us a token instead of 2.2 us).
+    per PAN; copying a state is far cheaper (figures in docs/benchmarks.md).
     """
     if len(key) > _SHA256_BLOCK_BYTES:
         key = hashlib.sha256(key).digest()

@@ -68,7 +68,7 @@ _DIMENSION_SQL: Final = {
 # gives concurrent loaders the same lock order. Returns how many were new and, only when some
 # were not, which ones (the common all-new case sends no 10,000-row answer back). Keys and
 # times travel as comma-joined text (neither can hold a comma): asyncpg encodes a text[]
-# element by element, ~3 us a row of the loader's CPU, a join costs almost nothing.
+# element by element (docs/benchmarks.md has the cost), a join costs almost nothing.
 _REGISTER: Final = """
 WITH fresh AS (
     INSERT INTO cardstream.transaction_key (trans_num, trans_date_trans_time)

@@ -99,8 +99,9 @@ class IngestApp(FastAPI):
 
     A single-record POST went through nine ASGI layers before its handler (FastAPI's
     telemetry, body-limit, exit-stack and exception middleware, Starlette's error
-    middleware, the router's linear match); the benchmark in bench/ measured them at about
-    a fifth of the request's CPU. A POST to a write route's exact path now runs the same
+    middleware, the router's linear match); the ingest benchmark measured FastAPI's own
+    routing at far more than the handler's cost (docs/ingest-api.md, design notes). A POST
+    to a write route's exact path now runs the same
     middleware the service adds itself (request metrics, then the unexpected-error guard)
     around the handler, with ProblemError answered as the stack would; any other method or
     path takes the full stack, where the routes are also registered (405s, OpenAPI).
@@ -153,9 +154,8 @@ def create_app(
             if freeze_heap:
                 # About 180,000 objects (modules, FastAPI and pydantic schemas, botocore
                 # service models) live for the whole process; every full collection
-                # traversed them all, which cost ~15% of a batch request's CPU (measured:
-                # 51 -> 44 us a record in-process). Frozen, collections see only request
-                # garbage (gc.freeze, Python 3.7+).
+                # traversed them all (figures in docs/benchmarks.md). Frozen, collections
+                # see only request garbage (gc.freeze, Python 3.7+).
                 gc.freeze()
             yield
 

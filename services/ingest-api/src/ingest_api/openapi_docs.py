@@ -124,13 +124,28 @@ def _problem(description: str) -> dict[str, Any]:
 
 def _write_errors() -> dict[str, Any]:
     return {
-        "400": _problem("The body cannot be read."),
+        "400": _problem(
+            "The body cannot be read: not JSON (or not a JSON array of records), not UTF-8, "
+            "nested deeper than a record's fields."
+        ),
         "401": _problem("Missing or invalid bearer token."),
         "403": _problem("The token lacks the scope `transactions:write`."),
-        "413": _problem("Body too large or too many records."),
-        "415": _problem("Unsupported media type."),
-        "422": _problem("The input is not valid; `errors` names each field."),
-        "429": _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
+        "413": _problem(
+            "Body too large, a single record over 64 KiB, or more records than allowed "
+            "(reading stops at the first record past the limit)."
+        ),
+        "415": _problem(
+            "Unsupported media type, a charset other than UTF-8, or a `Content-Encoding` "
+            "(compressed bodies are not accepted)."
+        ),
+        "422": _problem(
+            "The input is not valid; `errors` names each field and never repeats a value. A "
+            "card number anywhere but `cc_num` is refused with `type: card_number`."
+        ),
+        "429": _problem(
+            "Rate limit exceeded (charged before the body is read); retry after `Retry-After` "
+            "seconds."
+        ),
     }
 
 

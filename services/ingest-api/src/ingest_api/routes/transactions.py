@@ -178,10 +178,9 @@ async def post_batch(request: Request) -> Response:
     return _json(payload, 200)
 
 
-# The write path is served by plain Starlette routes: FastAPI's per-request parameter and
-# dependency machinery cost about 40% of a single-record request's CPU (measured with the
-# benchmark in bench/), and these handlers read and validate the body themselves anyway.
-# openapi_docs.write_paths() documents them.
+# The write path is served by plain Starlette routes on a lane of their own (app.IngestApp):
+# FastAPI's routing measured at several times the 5% of a request it would be allowed
+# (docs/ingest-api.md, design notes). openapi_docs.write_paths() documents them.
 WRITE_ROUTES: Final = (
     Route("/v1/transactions", post_transaction, methods=["POST"], name="post_transaction"),
     Route("/v1/transactions/batch", post_batch, methods=["POST"], name="post_batch"),
