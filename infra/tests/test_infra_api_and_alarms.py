@@ -13,9 +13,18 @@ from cardstream_shared import resource_names as names
 pytestmark = pytest.mark.unit
 
 
-def _resource_paths(synth: Any) -> dict[str, str]:
-    """Logical id of every REST API resource -> its full path."""
-    resources = synth.resources("AWS::ApiGateway::Resource", "api")
+def _of_api(resources: dict[str, Any], api: str) -> dict[str, Any]:
+    """The resources of one REST API (by its logical id's start)."""
+    return {
+        key: resource
+        for key, resource in resources.items()
+        if json.dumps(resource["Properties"]["RestApiId"]).startswith(f'{{"Ref": "{api}')
+    }
+
+
+def _resource_paths(synth: Any, api: str = "PublicApi") -> dict[str, str]:
+    """Logical id of every resource of a REST API -> its full path."""
+    resources = _of_api(synth.resources("AWS::ApiGateway::Resource", "api"), api)
     paths: dict[str, str] = {}
 
     def path_of(logical_id: str) -> str:
@@ -31,11 +40,11 @@ def _resource_paths(synth: Any) -> dict[str, str]:
     return paths
 
 
-def _routes(synth: Any) -> dict[str, dict[str, Any]]:
-    """``"METHOD /path"`` -> the method's properties."""
-    paths = _resource_paths(synth)
+def _routes(synth: Any, api: str = "PublicApi") -> dict[str, dict[str, Any]]:
+    """``"METHOD /path"`` -> the method's properties, of one REST API."""
+    paths = _resource_paths(synth, api)
     routes = {}
-    for method in synth.resources("AWS::ApiGateway::Method", "api").values():
+    for method in _of_api(synth.resources("AWS::ApiGateway::Method", "api"), api).values():
         props = method["Properties"]
         resource = props["ResourceId"]
         path = "/" if "Fn::GetAtt" in resource else paths[resource["Ref"]]
@@ -117,7 +126,7 @@ def test_api_has_one_address_its_custom_domain_on_tls_1_2(synth: Any) -> None:
 
 
 def test_stage_is_throttled_and_logged_without_data(synth: Any) -> None:
-    stages = synth.resources("AWS::ApiGateway::Stage", "api")
+    stages = _of_api(synth.resources("AWS::ApiGateway::Stage", "api"), "PublicApi")
     assert len(stages) == 1
     props = next(iter(stages.values()))["Properties"]
     (settings,) = props["MethodSettings"]
@@ -134,8 +143,34 @@ def test_stage_is_throttled_and_logged_without_data(synth: Any) -> None:
         for g in synth.resources("AWS::Logs::LogGroup", "api").values()
         if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"].get("LogGroupName"))
     ]
-    assert len(execution_logs) == 1
+    assert len(execution_logs) == 2  # the public API's and the token relay's
     assert "KmsKeyId" in execution_logs[0]
+
+
+def test_the_dashboards_sign_in_reaches_cognito_through_a_private_relay(synth: Any) -> None:
+    routes = _routes(synth, "TokenRelay")
+    assert set(routes) == {"POST /oauth2/token", "POST /oauth2/revoke"}
+    for key, route in routes.items():
+        integration = route["Integration"]
+        assert integration["Type"] == "HTTP_PROXY"
+        uri = json.dumps(integration["Uri"])
+        # The user pool's own domain (data stack), and only the one relayed path.
+        assert "IdentityUserPoolDomain" in uri, uri
+        assert uri.endswith(
+            f'.auth.{synth.config.region}.amazoncognito.com{key.split(" ")[1]}"]]}}'
+        ), uri
+    (api,) = [
+        r["Properties"]
+        for key, r in synth.resources("AWS::ApiGateway::RestApi", "api").items()
+        if "TokenRelay" in key
+    ]
+    assert api["EndpointConfiguration"]["Types"] == ["PRIVATE"]
+    assert "NetworkVpcExecuteApi" in json.dumps(api["EndpointConfiguration"]["VpcEndpointIds"])
+    (statement,) = api["Policy"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    assert "NetworkVpcExecuteApi" in json.dumps(statement["Condition"]["StringEquals"])
+    associations = synth.resources("AWS::WAFv2::WebACLAssociation", "api")
+    assert any("TokenRelay" in json.dumps(a["Properties"]) for a in associations.values())
 
 
 def test_gateway_refusals_are_problem_json(synth: Any) -> None:

@@ -384,11 +384,16 @@ def test_every_hop_through_the_load_balancer_is_https(synth: Any) -> None:
 def test_every_vpc_endpoint_admits_only_this_account(synth: Any) -> None:
     account = synth.config.account
     endpoints = synth.resources("AWS::EC2::VPCEndpoint", "network")
-    assert len(endpoints) == 9
+    assert len(endpoints) == 10
     for key, endpoint in endpoints.items():
         statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
         for statement in statements:
             assert statement["Effect"] == "Allow", key
+            if statement["Sid"] == "ThisAccountsApisOnly":
+                # The unsigned sign-in relay: this account's private APIs, invoke only.
+                assert statement["Action"] == "execute-api:Invoke"
+                assert f":{account}:*" in json.dumps(statement["Resource"])
+                continue
             if statement["Sid"] == "UnsignedJwksRead":
                 # The one anonymous read: the public keys, one object, nothing else.
                 assert statement["Action"] == "s3:GetObject"

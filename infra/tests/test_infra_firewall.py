@@ -38,7 +38,9 @@ def _managed_groups(acl: dict[str, Any]) -> set[str]:
 
 def test_the_api_stage_is_behind_the_firewall(synth: Any) -> None:
     associations = [
-        a["Properties"] for a in synth.resources("AWS::WAFv2::WebACLAssociation", "api").values()
+        a["Properties"]
+        for a in synth.resources("AWS::WAFv2::WebACLAssociation", "api").values()
+        if "PublicApi" in json.dumps(a["Properties"]["ResourceArn"])
     ]
     assert len(associations) == 1
     rendered = json.dumps(associations[0]["ResourceArn"])

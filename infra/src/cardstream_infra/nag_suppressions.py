@@ -227,3 +227,31 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
                 "data; merchants need them before they hold a token. The firewall still "
                 "applies.",
             )
+
+    relay = stacks.api.token_relay
+    _ack(
+        relay.api,
+        "AwsSolutions-APIG2",
+        "The relay forwards Cognito's OAuth form posts unchanged; Cognito validates them and "
+        "answers OAuth errors itself.",
+    )
+    for method in relay.methods:
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            _ack(
+                method,
+                rule,
+                "Cognito's token and revocation endpoints authenticate the caller themselves "
+                "(authorization code with its PKCE verifier, or the refresh token); the API "
+                "is private, reachable only through the VPC's execute-api endpoint.",
+            )
+    _ack_packs(
+        relay.stage,
+        "APIGWCacheEnabledAndEncrypted",
+        "Token responses must never be cached: each is for one sign-in.",
+    )
+    _ack_packs(
+        relay.stage,
+        "APIGWSSLEnabled",
+        "The backend is Cognito's public HTTPS endpoint, whose certificate API Gateway "
+        "verifies; it does not ask for a client certificate.",
+    )

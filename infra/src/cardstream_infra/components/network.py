@@ -132,6 +132,24 @@ class Network(Construct):
                     conditions=own_principals,
                 )
             )
+        # The private API that relays the dashboard's sign-in to Cognito (token_relay) is
+        # called unsigned: this endpoint reaches this account's APIs only.
+        self.execute_api_endpoint = self.vpc.add_interface_endpoint(
+            "ExecuteApi",
+            service=ec2.InterfaceVpcEndpointAwsService.APIGATEWAY,
+            subnets=self.app_subnets,
+            security_groups=[self.endpoint_sg],
+            private_dns_enabled=True,
+            open=False,
+        )
+        self.execute_api_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="ThisAccountsApisOnly",
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=[f"arn:{Aws.PARTITION}:execute-api:{props.region}:{props.account}:*"],
+            )
+        )
         own_resources = {
             "StringEquals": {
                 "aws:PrincipalAccount": props.account,

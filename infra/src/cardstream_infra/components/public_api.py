@@ -23,6 +23,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cardstream_infra.components.identity import Identity
+from cardstream_infra.components.rest_api_logs import RestApiLogs
 from cardstream_shared import resource_names as names
 
 STAGE = "live"
@@ -94,13 +95,7 @@ class PublicApi(Construct):
             subnets=props.subnets,
             security_groups=[props.vpc_link_security_group],
         )
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            encryption_key=props.log_key,
-            retention=props.log_retention,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.logs = RestApiLogs(self, "Logs", key=props.log_key, retention=props.log_retention)
         self.api = apigw.RestApi(
             self,
             "Api",
@@ -112,41 +107,12 @@ class PublicApi(Construct):
             # deletion because other APIs of the account may rely on it.
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
-            deploy_options=apigw.StageOptions(
-                stage_name=STAGE,
-                throttling_rate_limit=props.rate_limit,
-                throttling_burst_limit=props.burst_limit,
-                metrics_enabled=True,
-                tracing_enabled=True,
-                # Errors only, and never request or response data (card numbers).
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,
-                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
-                # Caller identity and outcome for the audit trail; never headers or bodies.
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
+            deploy_options=self.logs.stage_options(
+                stage_name=STAGE, rate_limit=props.rate_limit, burst_limit=props.burst_limit
             ),
         )
         self.stage = self.api.deployment_stage
-        # API Gateway would create the execution log group itself, unencrypted and kept
-        # forever; created here under the name it writes to, with the deployment's key.
-        self.execution_logs = logs.LogGroup(
-            self,
-            "ExecutionLogs",
-            log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{STAGE}",
-            encryption_key=props.log_key,
-            retention=props.log_retention,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.execution_logs = self.logs.add_execution_logs(self.api, STAGE)
         self.domain = self.api.add_domain_name(
             "Domain",
             domain_name=props.domain_name,
