@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from cardstream_infra.components.private_bucket import archive_then_expire, private_bucket
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,15 +42,11 @@ class AuditLogBucket(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: AuditLogBucketProps) -> None:
         super().__init__(scope, construct_id)
         retention = Duration.days(props.retention_days)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
             bucket_name=props.bucket_name,
             encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             object_lock_enabled=True,
             object_lock_default_retention=(
                 s3.ObjectLockRetention.compliance(retention)
@@ -57,20 +55,7 @@ class AuditLogBucket(Construct):
             ),
             server_access_logs_bucket=props.access_log_bucket,
             server_access_logs_prefix="audit-logs/",
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="archive-then-expire",
-                    transitions=[
-                        s3.Transition(
-                            storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
-                            transition_after=Duration.days(90),
-                        )
-                    ],
-                    # A locked version cannot be removed early: expiry hides it, and its
-                    # deletion as a noncurrent version waits for the lock to end.
-                    expiration=retention,
-                    noncurrent_version_expiration=Duration.days(1),
-                )
-            ],
+            # A locked version cannot be removed early: expiry hides it, and its deletion as
+            # a noncurrent version waits for the lock to end.
+            lifecycle_rules=[archive_then_expire(retention, noncurrent=Duration.days(1))],
         )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+from cardstream_infra.components.private_bucket import private_bucket
 
 JWKS_KEY = "jwks.json"
 
@@ -43,18 +44,13 @@ class JwksMirror(Construct):
         super().__init__(scope, construct_id)
         # SSE-S3, not SSE-KMS: the services read without AWS credentials (a JWKS fetch is a
         # plain HTTPS GET), and KMS would refuse an anonymous decrypt. It holds public keys.
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
             bucket_name=props.bucket_name,
             encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=props.access_log_bucket,
             server_access_logs_prefix="jwks/",
-            removal_policy=RemovalPolicy.RETAIN,
         )
         # A fixed aws:SourceVpce condition keeps this policy non-public for S3's block
         # public access (S3 documentation, "The meaning of public").

@@ -14,6 +14,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.interfaces import aws_s3 as s3_refs
 from constructs import Construct
 
+from cardstream_infra.components.private_bucket import archive_then_expire, private_bucket
 from cardstream_shared import resource_names as names
 
 
@@ -65,31 +66,18 @@ class LandingStorage(Construct):
         )
         # Server access logs only support SSE-S3 on the destination bucket (S3 documentation,
         # "Enabling Amazon S3 server access logging"), hence S3_MANAGED here.
-        self.log_bucket = s3.Bucket(
+        self.log_bucket = private_bucket(
             self,
             "AccessLogs",
             bucket_name=props.log_bucket_name,
             encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="archive-then-expire",
-                    transitions=[
-                        s3.Transition(
-                            storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
-                            transition_after=Duration.days(90),
-                        )
-                    ],
-                    expiration=Duration.days(props.retention_days),
-                    noncurrent_version_expiration=Duration.days(30),
+                archive_then_expire(
+                    Duration.days(props.retention_days), noncurrent=Duration.days(30)
                 )
             ],
         )
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Landing",
             bucket_name=props.bucket_name,
@@ -97,13 +85,8 @@ class LandingStorage(Construct):
             encryption_key=self.bucket_key,
             # One KMS data key per bucket instead of per object: far fewer KMS requests.
             bucket_key_enabled=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.log_bucket,
             server_access_logs_prefix="landing/",
-            removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="landed-objects",
