@@ -198,7 +198,8 @@ class PublicApi(Construct):
             request_parameters={f"method.request.path.{name}": True for name in parameters},
         )
         cfn = added.node.default_child
-        assert isinstance(cfn, apigw.CfnMethod)
+        if not isinstance(cfn, apigw.CfnMethod):
+            raise TypeError("a Method's default child is its CfnMethod")
         cfn.add_property_override("Integration.ConnectionType", "VPC_LINK")
         cfn.add_property_override("Integration.ConnectionId", self.vpc_link.vpc_link_id)
         cfn.add_property_override(
