@@ -29,17 +29,24 @@ import asyncpg
 from cardstream.generator import write_csv
 from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream_shared import resource_names as names
+from cardstream_shared.database import create_pool
 from cardstream_shared.pan import PanKeyring
 from dashboard.queries import Limits, read_panels
 from db_loader.backfill import csv_batches
-from db_loader.db import create_pool
+from db_loader.db import APPLICATION_NAME
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials, with_database
 
 
 async def load(csv_path: Path, loader_dsn: str) -> float:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string("bench-1"))
-    pool = await create_pool(loader_dsn, min_size=1, max_size=2, statement_timeout_s=600)
+    pool = await create_pool(
+        loader_dsn,
+        application_name=APPLICATION_NAME,
+        min_size=1,
+        max_size=2,
+        statement_timeout_s=600,
+    )
     started = time.perf_counter()
     try:
         partitions = PartitionCache()

@@ -54,8 +54,9 @@ from cardstream.generator import iter_rows
 from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, TransactionIn
+from cardstream_shared.database import create_pool
 from cardstream_shared.pan import PanKeyring
-from db_loader.db import create_pool
+from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials, with_database
@@ -92,7 +93,11 @@ async def run_cardstream(
     pg_cpu: Callable[[], float],
 ) -> tuple[float, float]:
     pool = await create_pool(
-        dsn, min_size=concurrency, max_size=concurrency + 1, statement_timeout_s=600
+        dsn,
+        application_name=APPLICATION_NAME,
+        min_size=concurrency,
+        max_size=concurrency + 1,
+        statement_timeout_s=600,
     )
     partitions = PartitionCache()
     dimensions = KnownDimensions()

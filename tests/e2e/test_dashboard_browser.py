@@ -47,10 +47,11 @@ from cardstream.local.ports import free_port
 from cardstream_monitoring.monitor import AlertMonitor
 from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
+from cardstream_shared.database import create_pool
 from cardstream_shared.jwt_auth import generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring
 from db_loader.backfill import csv_batches
-from db_loader.db import create_pool
+from db_loader.db import APPLICATION_NAME
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
 from stream_writer.metrics import WriterMetrics
@@ -103,7 +104,13 @@ def _demo_csv(path: Path) -> None:
 
 async def _load(path: Path, loader_dsn: str) -> None:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string("test-1"))
-    pool = await create_pool(loader_dsn, min_size=1, max_size=2, statement_timeout_s=60)
+    pool = await create_pool(
+        loader_dsn,
+        application_name=APPLICATION_NAME,
+        min_size=1,
+        max_size=2,
+        statement_timeout_s=60,
+    )
     partitions = PartitionCache()
     # The loader's monitoring rules run in the load transaction, as in the service.
     monitor = AlertMonitor(load_rules(), registry=CollectorRegistry())

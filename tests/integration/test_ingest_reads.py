@@ -22,9 +22,10 @@ from botocore.exceptions import ReadTimeoutError
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
 from cardstream_shared.contract import kaggle_example
+from cardstream_shared.database import create_pool
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring
-from db_loader.db import create_pool
+from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
@@ -140,7 +141,13 @@ def stream_lines(endpoint: str) -> list[bytes]:
 
 async def land_and_load(loader_dsn: str, lines: list[bytes]) -> None:
     """What the stream-writer and db-loader do, as one object."""
-    pool = await create_pool(loader_dsn, min_size=1, max_size=2, statement_timeout_s=30)
+    pool = await create_pool(
+        loader_dsn,
+        application_name=APPLICATION_NAME,
+        min_size=1,
+        max_size=2,
+        statement_timeout_s=30,
+    )
     try:
         await load_batch(
             pool,

@@ -28,8 +28,9 @@ from stream_lines import stream_line
 from cardstream.generator import iter_rows
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import StreamEnvelope
+from cardstream_shared.database import create_pool
 from cardstream_shared.pan import PanKeyring
-from db_loader.db import create_pool
+from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
@@ -70,7 +71,9 @@ async def pool(admin_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     password = secrets.token_urlsafe(16)
     bootstrap(admin_dsn, role_passwords={names.DB_LOADER_ROLE: password})
     dsn = with_credentials(admin_dsn, names.DB_LOADER_ROLE, password)
-    pool = await create_pool(dsn, min_size=1, max_size=4, statement_timeout_s=60)
+    pool = await create_pool(
+        dsn, application_name=APPLICATION_NAME, min_size=1, max_size=4, statement_timeout_s=60
+    )
     try:
         yield pool
     finally:

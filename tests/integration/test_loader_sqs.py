@@ -29,8 +29,9 @@ from cardstream.generator import iter_rows
 from cardstream.local.aws_resources import create_buckets, create_queues
 from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream_shared import resource_names as names
+from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.pan import PanKeyring
-from db_loader.db import create_pool, resolve_dsn
+from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import LoadResult
 from db_loader.migrate import bootstrap, with_credentials, with_database
@@ -331,9 +332,11 @@ async def test_credentials_come_from_the_rds_secret(moto_reset: str, empty_datab
         database_secret_id=names.DB_LOADER_SECRET,
         database_sslmode="disable",
     )
-    dsn = await resolve_dsn(settings)
+    dsn = await database_url(settings)
     assert dsn.endswith("?sslmode=disable")
-    pool = await create_pool(dsn, min_size=1, max_size=1, statement_timeout_s=5)
+    pool = await create_pool(
+        dsn, application_name=APPLICATION_NAME, min_size=1, max_size=1, statement_timeout_s=5
+    )
     try:
         assert await pool.fetchval("SELECT current_user") == names.DB_LOADER_ROLE
     finally:

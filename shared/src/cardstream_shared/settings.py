@@ -8,16 +8,21 @@ variable that is wrong, without echoing its value.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError
 from cardstream_shared.jwt_auth import JwksCache, TokenVerifier
 
 Environment = Literal["local", "test", "dev", "staging", "prod"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# libpq's sslmode values, which asyncpg reads from the URL.
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 _PLACEHOLDERS = frozenset({"", "changeme", "changethis", "secret", "password", "example"})
 
@@ -93,6 +98,8 @@ class TokenVerifierSettings(ServiceSettings):
     jwt_leeway_s: int = Field(default=30, ge=0, le=300)
     jwks_ttl_s: float = Field(default=300.0, gt=0)
     jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
+    # Verified tokens are cached (bounded) so a request does not pay an RSA verification.
+    token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 
     def token_verifier(self) -> TokenVerifier:
         """A verifier configured from these settings, with its own JWKS cache."""
@@ -109,3 +116,29 @@ class TokenVerifierSettings(ServiceSettings):
             audience_claim=self.jwt_audience_claim,
             scope_prefix=self.jwt_scope_prefix,
         )
+
+    def bearer_authenticator(
+        self,
+        audit_logger: logging.Logger,
+        on_refusal: Callable[[RefusalError], None] | None = None,
+    ) -> BearerAuthenticator:
+        """The service's bearer authentication: a verifier of its own, cached verifications
+        living at most as long as the key set (``jwks_ttl_s``)."""
+        return BearerAuthenticator(
+            self.token_verifier(),
+            cache_size=self.token_cache_size,
+            max_age_s=self.jwks_ttl_s,
+            audit_logger=audit_logger,
+            on_refusal=on_refusal,
+        )
+
+
+class DatabaseSettings(ServiceSettings):
+    """Settings of a service that connects to PostgreSQL as its own role
+    (:mod:`cardstream_shared.database`)."""
+
+    # The role's RDS-style secret (each service names its own); DATABASE_URL overrides it.
+    database_secret_id: str | None = None
+    database_url: SecretStr | None = None
+    # Set on the URL either way, replacing an sslmode the URL names.
+    database_sslmode: SslMode | None = None

@@ -22,9 +22,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
 from cardstream_shared.aws import aio_client
+from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError
+from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.metrics import exposition
-from dashboard.auth import COOKIE_NAME, Gatekeeper, RefusalError
-from dashboard.database import create_pool, resolve_dsn
+from dashboard.auth import COOKIE_NAME, REQUIRED_SCOPE, reader
 from dashboard.metrics import DashboardMetrics
 from dashboard.pipeline import PipelineProbe
 from dashboard.queries import JsonDict, Limits, read_panels
@@ -32,6 +33,7 @@ from dashboard.settings import DashboardSettings
 
 logger = logging.getLogger("dashboard")
 access_logger = logging.getLogger("dashboard.access")
+audit_logger = logging.getLogger("dashboard.audit")
 
 _PACKAGE_DIR: Final = Path(str(resources.files("dashboard")))
 _STATIC_DIR: Final = _PACKAGE_DIR / "static"
@@ -119,7 +121,7 @@ class Runtime:
 
     settings: DashboardSettings
     metrics: DashboardMetrics
-    gatekeeper: Gatekeeper
+    authenticator: BearerAuthenticator
     pool: asyncpg.Pool
     probe: PipelineProbe
     cache: SnapshotCache
@@ -132,25 +134,17 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _problem(refusal: RefusalError) -> Response:
-    title = "Unauthorized" if refusal.status == 401 else "Forbidden"
-    detail = (
-        "a valid bearer token is required"
-        if refusal.status == 401
-        else "the token lacks the scope 'transactions:read'"
-    )
-    challenge = 'Bearer realm="cardstream"'
-    challenge += (
-        ', error="invalid_token"'
-        if refusal.status == 401
-        else ', error="insufficient_scope", scope="transactions:read"'
-    )
+    body = {
+        "type": "about:blank",
+        "title": refusal.title,
+        "status": refusal.status,
+        "detail": refusal.detail,
+    }
     return Response(
-        orjson.dumps(
-            {"type": "about:blank", "title": title, "status": refusal.status, "detail": detail}
-        ),
+        orjson.dumps(body),
         status_code=refusal.status,
         media_type="application/problem+json",
-        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+        headers={"WWW-Authenticate": refusal.challenge, "Cache-Control": "no-store"},
     )
 
 
@@ -200,8 +194,16 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            dsn = await resolve_dsn(settings)
-            pool = await create_pool(settings, dsn)
+            pool = await create_pool(
+                await database_url(settings),
+                application_name="cardstream-dashboard",
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                statement_timeout_s=settings.db_statement_timeout_s,
+                connect_timeout_s=settings.db_connect_timeout_s,
+                command_timeout_s=settings.db_statement_timeout_s + 5,
+                read_only=True,
+            )
             stack.push_async_callback(pool.close)
             sqs = kinesis = s3 = cloudwatch = None
             if settings.queue_url or settings.dlq_url:
@@ -215,7 +217,12 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=settings.probe_timeout_s, follow_redirects=False)
             )
-            verifier = settings.token_verifier()
+            authenticator = settings.bearer_authenticator(
+                audit_logger,
+                on_refusal=lambda refusal: metrics.auth_refusals.labels(
+                    status=str(refusal.status)
+                ).inc(),
+            )
 
             async def read() -> JsonDict:
                 async with pool.acquire() as conn:
@@ -224,7 +231,7 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             app.state.runtime = Runtime(
                 settings=settings,
                 metrics=metrics,
-                gatekeeper=Gatekeeper(verifier, metrics, max_cache_age_s=settings.jwks_ttl_s),
+                authenticator=authenticator,
                 pool=pool,
                 probe=PipelineProbe(
                     settings,
@@ -300,11 +307,11 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
         token = request.query_params.get("token")
         try:
             if token:
-                principal = await rt.gatekeeper.principal(token)
+                principal = await rt.authenticator.principal(token, REQUIRED_SCOPE)
             else:
-                await rt.gatekeeper.from_request(request, allow_header=False)
+                await reader(rt.authenticator, request, allow_header=False)
         except RefusalError as refusal:
-            rt.gatekeeper.audit(request, refusal)
+            rt.authenticator.audit(request, refusal)
             return _refusal_page(refusal)
         if token:
             # Keep the token in a cookie script cannot read, then drop it from the URL.
@@ -327,9 +334,9 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
     async def dashboard_data(request: Request) -> Response:
         rt = runtime(request)
         try:
-            principal = await rt.gatekeeper.from_request(request, allow_header=True)
+            principal = await reader(rt.authenticator, request, allow_header=True)
         except RefusalError as refusal:
-            rt.gatekeeper.audit(request, refusal)
+            rt.authenticator.audit(request, refusal)
             return _problem(refusal)
         (panels, as_of, db_failed), (pipeline, failed) = await asyncio.gather(
             rt.cache.get(), rt.probe.read()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.settings import TokenVerifierSettings
+from cardstream_shared.settings import DatabaseSettings, TokenVerifierSettings
 
 
-class DashboardSettings(TokenVerifierSettings):
+class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
     """Settings of one dashboard process (prefix ``DASHBOARD_``)."""
 
     model_config = SettingsConfigDict(
@@ -25,10 +23,6 @@ class DashboardSettings(TokenVerifierSettings):
 
     # The dashboard role: SELECT on the dashboard views only (docs/data-model.md).
     database_secret_id: str | None = names.DB_DASHBOARD_SECRET
-    database_url: SecretStr | None = None
-    database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = (
-        None
-    )
     pool_min_size: int = Field(default=0, ge=0, le=20)
     pool_max_size: int = Field(default=3, ge=1, le=20)
     db_statement_timeout_s: float = Field(default=15.0, gt=0, le=300)

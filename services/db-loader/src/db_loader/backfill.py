@@ -29,10 +29,11 @@ from typing import Any, Final, TextIO
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
+from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.stream_records import EnvelopeWriter
 from cardstream_shared.transaction_input import BodyError, Rejected, Transaction, read_csv
-from db_loader.db import create_pool, resolve_dsn
+from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.object_reader import Limits, fetch_object
@@ -177,9 +178,9 @@ async def backfill(
     target: str, settings: LoaderSettings, *, pan_key_secret_id: str, out: TextIO
 ) -> Progress:
     """Load ``target`` (a CSV path or an ``s3://`` URI) and return the final progress."""
-    dsn = await resolve_dsn(settings)
     pool = await create_pool(
-        dsn,
+        await database_url(settings),
+        application_name=APPLICATION_NAME,
         min_size=1,
         max_size=settings.pool_max_size,
         statement_timeout_s=settings.statement_timeout_s,

@@ -15,9 +15,10 @@ import asyncpg
 from aiohttp import web
 
 from cardstream_shared.aws import aio_client
+from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.metrics import exposition
 from db_loader import ledger
-from db_loader.db import create_pool, resolve_dsn
+from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.metrics import LoaderMetrics
@@ -142,9 +143,9 @@ class LoaderService:
             self._executor = ProcessPoolExecutor(
                 self.settings.prepare_processes, mp_context=multiprocessing.get_context("spawn")
             )
-        dsn = await resolve_dsn(self.settings)
         self.pool = await create_pool(
-            dsn,
+            await database_url(self.settings),
+            application_name=APPLICATION_NAME,
             min_size=self.settings.pool_min_size,
             max_size=self.settings.pool_max_size,
             statement_timeout_s=self.settings.statement_timeout_s,

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.settings import ServiceSettings
-
-SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+from cardstream_shared.settings import DatabaseSettings
 
 
-class LoaderSettings(ServiceSettings):
+class LoaderSettings(DatabaseSettings):
     """Settings of one db-loader process (prefix ``LOADER_``)."""
 
     model_config = SettingsConfigDict(
@@ -23,9 +19,6 @@ class LoaderSettings(ServiceSettings):
     queue_url: str = Field(min_length=1)
     # The loader role's RDS-style secret; LOADER_DATABASE_URL overrides it (tests, compose).
     database_secret_id: str | None = names.DB_LOADER_SECRET
-    database_url: SecretStr | None = None
-    # "verify-full" against RDS: the server certificate must match the host name.
-    database_sslmode: SslMode | None = None
     pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=4, ge=1, le=100)
     statement_timeout_s: float = Field(default=120.0, gt=0)

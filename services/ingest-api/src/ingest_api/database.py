@@ -12,7 +12,7 @@ from typing import Any, Final
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cardstream_shared.db_credentials import dsn_from_secret
+from cardstream_shared.database import DatabaseNotConfiguredError, create_pool, database_url
 from ingest_api.settings import IngestSettings
 
 # What a database read can fail with: the network, the server, a malformed secret
@@ -52,34 +52,26 @@ class LazyPool:
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
-    async def _dsn(self) -> str:
-        if self._settings.database_url is not None:
-            return self._settings.database_url.get_secret_value()
-        if not self._settings.database_secret_id:
-            raise DatabaseUnavailableError("no database is configured")
-        response = await self._secrets.get_secret_value(SecretId=self._settings.database_secret_id)
-        return dsn_from_secret(response["SecretString"], sslmode=self._settings.database_sslmode)
-
     async def get(self) -> asyncpg.Pool:
         """The pool; raises :class:`DatabaseUnavailableError` when none is configured."""
         if self._pool is not None:
             return self._pool
         async with self._lock:
             if self._pool is None:
+                try:
+                    url = await database_url(self._settings, secrets=self._secrets)
+                except DatabaseNotConfiguredError as exc:
+                    raise DatabaseUnavailableError(str(exc)) from None
                 timeout_s = self._settings.db_statement_timeout_s
-                server_settings = {
-                    "application_name": self._application_name,
-                    "statement_timeout": str(int(timeout_s * 1000)),
-                }
-                if self._read_only:
-                    server_settings["default_transaction_read_only"] = "on"
-                self._pool = await asyncpg.create_pool(
-                    await self._dsn(),
+                self._pool = await create_pool(
+                    url,
+                    application_name=self._application_name,
                     min_size=self._min_size,
                     max_size=self._settings.pool_max_size,
-                    timeout=timeout_s,
-                    command_timeout=timeout_s,
-                    server_settings=server_settings,
+                    statement_timeout_s=timeout_s,
+                    connect_timeout_s=timeout_s,
+                    command_timeout_s=timeout_s,
+                    read_only=self._read_only,
                 )
             return self._pool
 

@@ -17,10 +17,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cardstream_shared.aws import aio_client
+from cardstream_shared.bearer_auth import BearerAuthenticator
 from cardstream_shared.jwt_auth import JwksCache
 from cardstream_shared.pan import PanKeyring
 from ingest_api import kinesis_codec
-from ingest_api.auth import Authenticator
 from ingest_api.ingest import Ingestor
 from ingest_api.kinesis_producer import KinesisProducer
 from ingest_api.metrics import IngestMetrics
@@ -43,7 +43,7 @@ class Runtime:
     metrics: IngestMetrics
     kinesis: Any
     secrets: Any
-    authenticator: Authenticator
+    authenticator: BearerAuthenticator
     jwks: JwksCache
     producer: KinesisProducer
     ingestor: Ingestor
@@ -148,7 +148,12 @@ async def open_runtime(
             kinesis_codec.install(kinesis_client)
         secrets = await stack.enter_async_context(aio_client("secretsmanager", settings))
         keyring = await _load_keyring(secrets, settings.pan_key_secret_id)
-        verifier = settings.token_verifier()
+        authenticator = settings.bearer_authenticator(
+            logging.getLogger("ingest_api.audit"),
+            on_refusal=lambda refusal: metrics.auth_refusals.labels(
+                status=str(refusal.status)
+            ).inc(),
+        )
         producer = KinesisProducer(
             kinesis_client,
             settings.stream_name,
@@ -174,13 +179,8 @@ async def open_runtime(
             metrics=metrics,
             kinesis=kinesis_client,
             secrets=secrets,
-            authenticator=Authenticator(
-                verifier,
-                metrics=metrics,
-                cache_size=settings.token_cache_size,
-                max_age_s=settings.jwks_ttl_s,
-            ),
-            jwks=verifier.jwks,
+            authenticator=authenticator,
+            jwks=authenticator.verifier.jwks,
             producer=producer,
             ingestor=Ingestor(keyring=keyring, producer=producer, metrics=metrics),
             limiter=TokenBucketLimiter(
@@ -195,6 +195,6 @@ async def open_runtime(
             ),
             reader=reader,
             readiness=Readiness(
-                settings, kinesis=kinesis_client, secrets=secrets, jwks=verifier.jwks
+                settings, kinesis=kinesis_client, secrets=secrets, jwks=authenticator.verifier.jwks
             ),
         )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.settings import TokenVerifierSettings
+from cardstream_shared.settings import DatabaseSettings, TokenVerifierSettings
 
 # Kinesis PutRecords limits (AWS API reference): 500 records and 5 MiB per call, 1 MiB per
 # record including its partition key.
@@ -16,7 +14,7 @@ KINESIS_MAX_RECORDS_PER_CALL = 500
 KINESIS_MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 
 
-class IngestSettings(TokenVerifierSettings):
+class IngestSettings(TokenVerifierSettings, DatabaseSettings):
     """Settings of one ingest-api process (prefix ``INGEST_``)."""
 
     model_config = SettingsConfigDict(
@@ -30,15 +28,8 @@ class IngestSettings(TokenVerifierSettings):
     stream_name: str = Field(default=names.STREAM_NAME, min_length=1)
     pan_key_secret_id: str = Field(default=names.PAN_KEY_SECRET, min_length=1)
 
-    # Verified tokens are cached (bounded) so a request does not pay an RSA verification.
-    token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
-
     # Reads (GET /v1/transactions/{trans_num}) use the read-only api role.
     database_secret_id: str | None = names.DB_API_SECRET
-    database_url: SecretStr | None = None
-    database_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = (
-        None
-    )
     pool_min_size: int = Field(default=0, ge=0, le=100)
     pool_max_size: int = Field(default=5, ge=1, le=100)
     db_statement_timeout_s: float = Field(default=2.0, gt=0, le=60)
