@@ -130,6 +130,7 @@ def test_services_get_the_resource_names_and_cognito_settings(synth: Any) -> Non
 
 def test_migration_task_takes_master_credentials_as_ecs_secrets(synth: Any) -> None:
     container = _task_definition(synth, "migrate")["ContainerDefinitions"][0]
+    assert container["Command"] == ["python", "-m", "db_loader.migrate"]
     secrets = {item["Name"] for item in container["Secrets"]}
     assert secrets == {"PGUSER", "PGPASSWORD", "PGHOST", "PGPORT", "PGDATABASE"}
     assert not any("PASSWORD" in item["Name"] for item in container.get("Environment", []))

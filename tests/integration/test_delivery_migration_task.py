@@ -19,10 +19,6 @@ import pytest
 
 from cardstream_shared import resource_names as names
 
-# Importing the construct module starts jsii's Node runtime; Node 20 is known to be EOL here.
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-from cardstream_infra.components.migration import MIGRATE_PROGRAM
-
 pytestmark = pytest.mark.integration
 
 # In AWS every environment's secrets carry its name; the task is told which are its own.
@@ -51,7 +47,7 @@ def test_migration_task_creates_roles_from_their_secrets_and_the_schema(
         }
         secrets.create_secret(Name=secret, SecretString=json.dumps(value))
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "CARDSTREAM_ADMIN_DATABASE_URL"},
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": moto_reset,
         "PGUSER": unquote(parts.username or ""),
@@ -64,7 +60,7 @@ def test_migration_task_creates_roles_from_their_secrets_and_the_schema(
         "CARDSTREAM_DB_ROLE_SECRETS": json.dumps(ROLE_SECRETS),
     }
     result = subprocess.run(
-        [sys.executable, "-c", MIGRATE_PROGRAM],
+        [sys.executable, "-m", "db_loader.migrate"],
         env=env,
         capture_output=True,
         text=True,

@@ -9,6 +9,7 @@ import json
 import secrets
 import zlib
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.redaction import redact_data
+from db_loader.migrate import MissingSettingError, admin_url
 from db_loader.object_reader import Limits, UnreadableObjectError, decode_lines
 from db_loader.rows import prepare, split_label, with_label
 from db_loader.sqs_poller import PoisonMessageError, parse_message
@@ -171,3 +173,25 @@ def test_a_fact_record_takes_another_label_without_changing_any_other_field(
     before = split_label(original)
     assert (head, tail) == (before[0], before[3])
     assert before[1:3] == (None, None)
+
+
+def test_migration_admin_url_is_made_of_the_libpq_variables_ecs_injects() -> None:
+    env = {
+        "PGHOST": "db.example",
+        "PGPORT": "5433",
+        "PGUSER": "master",
+        "PGPASSWORD": "p@ss:/#?&=%x",
+        "PGDATABASE": "postgres",
+    }
+    url = urlsplit(admin_url(None, env))
+    assert (url.hostname, url.port, url.path) == ("db.example", 5433, "/postgres")
+    assert (unquote(url.username or ""), unquote(url.password or "")) == (
+        "master",
+        "p@ss:/#?&=%x",
+    )
+    # An explicit URL wins; a partial set of libpq variables is refused by name.
+    assert admin_url("postgresql://a@b/c", env) == "postgresql://a@b/c"
+    with pytest.raises(MissingSettingError, match="PGPASSWORD"):
+        admin_url(None, {k: v for k, v in env.items() if k != "PGPASSWORD"})
+    with pytest.raises(MissingSettingError, match="PGHOST"):
+        admin_url(None, {})

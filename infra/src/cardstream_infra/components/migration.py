@@ -16,22 +16,6 @@ from constructs import Construct
 from cardstream_infra.components import permissions
 from cardstream_infra.components.fargate_task import FargateTask, FargateTaskProps, TaskLogging
 
-# ECS injects single JSON fields of a secret, not a URL built from them, so the task builds
-# the admin URL itself (percent-encoding the password) and calls `cardstream migrate`'s
-# own entry point from the db-loader image.
-MIGRATE_PROGRAM = (
-    "import argparse, os, sys\n"
-    "from urllib.parse import quote\n"
-    "from db_loader import migrate\n"
-    "env = os.environ\n"
-    "url = 'postgresql://{}:{}@{}:{}/{}'.format(\n"
-    "    quote(env['PGUSER'], safe=''), quote(env['PGPASSWORD'], safe=''),\n"
-    "    env['PGHOST'], env['PGPORT'], env['PGDATABASE'])\n"
-    "parser = argparse.ArgumentParser()\n"
-    "migrate.add_arguments(parser)\n"
-    "sys.exit(migrate.run(parser.parse_args(['--admin-url', url])))\n"
-)
-
 
 @dataclass(frozen=True, kw_only=True)
 class MigrationTaskProps:
@@ -77,7 +61,9 @@ class MigrationTask(FargateTask):
                 family=props.family,
                 cpu=256,
                 memory_mib=512,
-                command=["python", "-c", MIGRATE_PROGRAM],
+                # Builds the admin URL from the libpq variables ECS injects from the master
+                # secret (single JSON fields of a secret, not a URL built from them).
+                command=["python", "-m", "db_loader.migrate"],
                 environment={
                     "AWS_REGION": props.region,
                     # libpq reads PGSSLMODE: RDS refuses unencrypted connections.

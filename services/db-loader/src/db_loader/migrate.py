@@ -2,7 +2,10 @@
 
 ``bootstrap`` is what the local stack and the tests call; ``cardstream migrate`` is the same
 step from the command line, with role passwords taken from Secrets Manager (or generated and
-stored there, in the RDS secret format the services read).
+stored there, in the RDS secret format the services read). ``python -m db_loader.migrate``
+is the migration task of the db-loader image: ECS injects the RDS master secret's fields
+as libpq variables (``PGHOST``, ``PGUSER``, ...), not as a URL, so the admin URL may also be
+built from those.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -198,12 +202,39 @@ def _role_password_from_secrets(
     return password
 
 
+# libpq's variables that make an admin URL; PGPORT defaults to 5432 as in libpq.
+_LIBPQ_REQUIRED: Final = ("PGHOST", "PGUSER", "PGPASSWORD", "PGDATABASE")
+
+
+class MissingSettingError(ValueError):
+    """No admin URL can be made from the settings given; the message names what is missing."""
+
+
+def admin_url(explicit: str | None, env: Mapping[str, str]) -> str:
+    """The superuser URL: ``explicit`` (``--admin-url`` or CARDSTREAM_ADMIN_DATABASE_URL),
+    else one built from libpq's variables, each part percent-encoded."""
+    if explicit:
+        return explicit
+    missing = [name for name in _LIBPQ_REQUIRED if not env.get(name)]
+    if len(missing) == len(_LIBPQ_REQUIRED):
+        raise MissingSettingError(
+            "an admin database URL is required: --admin-url, CARDSTREAM_ADMIN_DATABASE_URL, "
+            "or the libpq variables " + ", ".join(_LIBPQ_REQUIRED) + " (and PGPORT)"
+        )
+    if missing:
+        raise MissingSettingError("missing libpq variables: " + ", ".join(missing))
+    user, password = quote(env["PGUSER"], safe=""), quote(env["PGPASSWORD"], safe="")
+    database = quote(env["PGDATABASE"], safe="")
+    return f"postgresql://{user}:{password}@{env['PGHOST']}:{env.get('PGPORT', '5432')}/{database}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cardstream migrate``."""
     parser.add_argument(
         "--admin-url",
         default=os.environ.get("CARDSTREAM_ADMIN_DATABASE_URL"),
-        help="superuser PostgreSQL URL (default: $CARDSTREAM_ADMIN_DATABASE_URL)",
+        help="superuser PostgreSQL URL (default: $CARDSTREAM_ADMIN_DATABASE_URL, else one "
+        "made of the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)",
     )
     parser.add_argument(
         "--secrets",
@@ -240,11 +271,10 @@ def _role_secrets(value: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """``cardstream migrate``: returns the process exit status."""
-    if not args.admin_url:
-        print(
-            "cardstream migrate: --admin-url (or CARDSTREAM_ADMIN_DATABASE_URL) is required",
-            file=sys.stderr,
-        )
+    try:
+        url = admin_url(args.admin_url, os.environ)
+    except MissingSettingError as error:
+        print(f"refusing to migrate: {error}", file=sys.stderr)
         return 2
     passwords: dict[str, str] = {}
     if args.secrets:
@@ -255,13 +285,27 @@ def run(args: argparse.Namespace) -> int:
             kwargs["endpoint_url"] = args.aws_endpoint_url
         factory: Any = boto3.client
         client = factory("secretsmanager", **kwargs)
-        database = target_database(args.admin_url)
+        database = target_database(url)
         # A string default (the environment variable) is converted by argparse too.
         role_secrets = args.role_secrets or names.DB_ROLE_SECRETS
         for role in ROLES:
             passwords[role] = _role_password_from_secrets(
-                client, role, role_secrets[role], args.admin_url, database
+                client, role, role_secrets[role], url, database
             )
-    bootstrap(args.admin_url, role_passwords=passwords)
-    print(f"database {target_database(args.admin_url)} is at the latest migration")
+    bootstrap(url, role_passwords=passwords)
+    print(f"database {target_database(url)} is at the latest migration")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m db_loader.migrate``: the migration task's command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m db_loader.migrate",
+        description="Create the database roles and apply every migration.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
