@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -56,8 +56,12 @@ class JwksCache:
     """The issuer's public keys, fetched from ``url`` (https, http or file) and cached.
 
     ``ttl_s`` bounds how stale keys may be (5 minutes, like the original API Gateway
-    authorizer cache). An unknown ``kid`` triggers a refetch, but at most once per
-    ``min_refresh_interval_s``, so a flood of forged kids cannot flood the issuer.
+    authorizer cache). The issuer is asked at most once per ``min_refresh_interval_s``,
+    one request at a time, whatever asks: an unknown ``kid`` (so a flood of forged kids
+    cannot flood the issuer), a stale key set, a readiness probe, or requests arriving
+    while the issuer fails and no key is cached (they are refused until the next attempt
+    is due, instead of each asking again). Keys already held are kept while the issuer
+    cannot be reached. ``clock`` is monotonic seconds.
     """
 
     def __init__(
@@ -67,13 +71,16 @@ class JwksCache:
         ttl_s: float = 300.0,
         min_refresh_interval_s: float = 30.0,
         timeout_s: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
         self._ttl_s = ttl_s
         self._min_refresh_interval_s = min_refresh_interval_s
         self._timeout_s = timeout_s
+        self._clock = clock
         self._keys: dict[str, dict[str, Any]] = {}
         self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def _fetch(self) -> None:
@@ -87,36 +94,39 @@ class JwksCache:
                 document = response.json()
         keys = {str(k["kid"]): k for k in document.get("keys", []) if "kid" in k}
         self._keys = keys
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._clock()
+
+    async def _refresh(self, kid: str | None) -> bool:
+        """Fetch the key set if it is stale or lacks ``kid`` and an attempt is due; under
+        the lock, so one request is in flight. True when the last attempt succeeded."""
+        now = self._clock()
+        wanted = now - self._fetched_at >= self._ttl_s or (
+            kid is not None and kid not in self._keys
+        )
+        if wanted and now - self._attempted_at >= self._min_refresh_interval_s:
+            self._attempted_at = now
+            try:
+                await self._fetch()
+            except (httpx.HTTPError, OSError, ValueError):
+                return False
+        return self._fetched_at >= self._attempted_at
 
     async def get(self, kid: str) -> dict[str, Any] | None:
         """The JWK for ``kid``, or None when the issuer does not publish it."""
-        now = time.monotonic()
-        if now - self._fetched_at < self._ttl_s and kid in self._keys:
+        if self._clock() - self._fetched_at < self._ttl_s and kid in self._keys:
             return self._keys[kid]
         async with self._lock:
-            now = time.monotonic()
-            stale = now - self._fetched_at >= self._ttl_s
-            may_refresh = now - self._fetched_at >= self._min_refresh_interval_s
-            if stale or (kid not in self._keys and may_refresh):
-                try:
-                    await self._fetch()
-                except (httpx.HTTPError, OSError, ValueError) as exc:
-                    if not self._keys:
-                        raise TokenError("the issuer's keys cannot be fetched") from exc
-                    # Keep serving the keys we have; the issuer may be briefly unreachable.
-                    self._fetched_at = now
+            await self._refresh(kid)
+            if not self._keys:
+                raise TokenError("the issuer's keys cannot be fetched")
             return self._keys.get(kid)
 
     async def ready(self) -> bool:
-        """True when the key set can be (or has been) fetched: for readiness probes."""
-        try:
-            async with self._lock:
-                if time.monotonic() - self._fetched_at >= self._ttl_s:
-                    await self._fetch()
-        except (httpx.HTTPError, OSError, ValueError):
-            return False
-        return bool(self._keys)
+        """True when the key set is held and the last attempt to fetch it succeeded: for
+        readiness probes."""
+        async with self._lock:
+            fresh = await self._refresh(None)
+        return fresh and bool(self._keys)
 
 
 @dataclass
