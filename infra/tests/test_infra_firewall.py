@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from cardstream_infra.components.web_firewall import content_length_above
+from cardstream_infra.components.public_api import BATCH_PATH
+from cardstream_infra.components.web_firewall import (
+    WebFirewall,
+    WebFirewallProps,
+    content_length_above,
+)
+from cardstream_shared.transaction_input import MAX_RECORD_BYTES
 
 pytestmark = pytest.mark.unit
 
@@ -113,6 +119,55 @@ def test_body_size_limit_is_the_apis_own(
     assert common["RuleActionOverrides"] == [
         {"ActionToUse": {"Count": {}}, "Name": "SizeRestrictions_BODY"}
     ]
+
+
+def test_one_record_bodies_are_held_to_the_record_limit_on_the_body_itself(synth: Any) -> None:
+    # The ingest-api refuses a single-record body over MAX_RECORD_BYTES (every route but the
+    # batch route); the firewall measures the body itself, so neither a chunked body nor a
+    # false Content-Length carries more past it.
+    acl = _web_acls(synth)["api"]
+    rule = _rules(acl)["BodyOverRecordLimit"]
+    assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 413
+    over, not_batch = rule["Statement"]["AndStatement"]["Statements"]
+    size = over["SizeConstraintStatement"]
+    assert size["FieldToMatch"] == {"Body": {"OversizeHandling": "MATCH"}}
+    assert (size["ComparisonOperator"], size["Size"]) == ("GT", MAX_RECORD_BYTES)
+    exempt = not_batch["NotStatement"]["Statement"]["ByteMatchStatement"]
+    assert exempt["FieldToMatch"] == {"UriPath": {}}
+    assert (exempt["PositionalConstraint"], exempt["SearchString"]) == ("EXACTLY", BATCH_PATH)
+    # WAF reads every byte up to the limit: a longer body counts as oversize, and refused.
+    assert acl["AssociationConfig"]["RequestBody"]["API_GATEWAY"] == {
+        "DefaultSizeInspectionLimit": "KB_64"
+    }
+    assert MAX_RECORD_BYTES <= 64 * 1024
+    # An ALB shows WAF 8 KB of a body: no body rule there but the declared length.
+    assert "BodyOverRecordLimit" not in _rules(_web_acls(synth)["services"])
+
+
+def test_a_record_limit_past_what_waf_reads_is_refused() -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_logs as logs
+
+    stack = Stack(App(), "probe")
+    props = {
+        "name": "probe",
+        "max_body_bytes": 8 << 20,
+        "requests_per_source_per_5_minutes": None,
+        "ip_reputation": False,
+        "redacted_headers": ("authorization",),
+        "log_key": kms.Key(stack, "Key"),
+        "log_retention": logs.RetentionDays.ONE_YEAR,
+    }
+    for inspection, record_bytes in ((True, 64 * 1024 + 1), (False, 1024)):
+        with pytest.raises(ValueError, match="max_record_bytes"):
+            WebFirewall(
+                stack,
+                f"Firewall{inspection}",
+                props=WebFirewallProps(
+                    **props, api_gateway_body_inspection=inspection, max_record_bytes=record_bytes
+                ),
+            )
 
 
 def test_blocked_callers_get_problem_json(synth: Any) -> None:

@@ -27,11 +27,13 @@ from cardstream_infra.components.rest_api_logs import RestApiLogs
 from cardstream_shared import resource_names as names
 
 STAGE = "live"
+# The one route whose body may hold more than one record.
+BATCH_PATH = "/v1/transactions/batch"
 
 # (method, path, scope) of every authorized route to the ingest-api.
 API_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/transactions", names.SCOPE_WRITE),
-    ("POST", "/v1/transactions/batch", names.SCOPE_WRITE),
+    ("POST", BATCH_PATH, names.SCOPE_WRITE),
     ("GET", "/v1/transactions/{trans_num}", names.SCOPE_READ),
     ("GET", "/v1/alerts", names.SCOPE_READ),
     ("GET", "/v1/alerts/{alert_id}", names.SCOPE_READ),

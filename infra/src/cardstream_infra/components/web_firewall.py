@@ -28,6 +28,8 @@ IP_REPUTATION = "AWSManagedRulesAmazonIpReputationList"
 # The common rule set blocks bodies over 8 KB; the API takes batches up to its own limit,
 # which the BodyOverApiLimit rule enforces instead, so this one rule only counts.
 COMMON_RULES_COUNTED = ("SizeRestrictions_BODY",)
+# The body size AWS WAF reads at API Gateway (KB_64, the largest setting: 64 x 1,024 bytes).
+API_GATEWAY_INSPECTED_BODY_BYTES = 64 * 1024
 
 # What a blocked caller receives: problem+json fields, like every refusal of the API.
 _PROBLEMS: dict[str, tuple[int, str, str]] = {
@@ -69,6 +71,10 @@ class WebFirewallProps:
             the firewall sees the client's own address).
         api_gateway_body_inspection: inspect the first 64 KB of bodies at API Gateway
             (the default is 16 KB; an ALB always inspects 8 KB).
+        max_record_bytes: the largest body the application accepts on every route but the
+            ones in ``batch_paths`` (one record), measured on the body itself; needs
+            ``api_gateway_body_inspection`` and at most 64 KB. ``None``: no such rule.
+        batch_paths: the routes whose bodies may be larger (up to ``max_body_bytes``).
         redacted_headers: headers replaced by ``REDACTED`` in the firewall's logs.
         log_key: KMS key of the log group.
         log_retention: log group retention.
@@ -82,6 +88,8 @@ class WebFirewallProps:
     redacted_headers: Sequence[str]
     log_key: kms.IKey
     log_retention: logs.RetentionDays
+    max_record_bytes: int | None = None
+    batch_paths: Sequence[str] = ()
 
 
 # singleHeader is free-form JSON in CDK's L1 types: its keys pass through as written, so
@@ -116,11 +124,59 @@ def _managed(name: str, priority: int, counted: Sequence[str] = ()) -> dict[str,
     }
 
 
+def _record_limit(priority: int, max_bytes: int, batch_paths: Sequence[str]) -> dict[str, Any]:
+    """Refuse a body over ``max_bytes`` on every route but the batch routes, on the body
+    as it arrives (chunked or with a false Content-Length alike): a body longer than WAF
+    reads counts as over the limit."""
+    over: dict[str, Any] = {
+        "sizeConstraintStatement": {
+            "fieldToMatch": {"body": {"oversizeHandling": "MATCH"}},
+            "comparisonOperator": "GT",
+            "size": max_bytes,
+            "textTransformations": [{"priority": 0, "type": "NONE"}],
+        }
+    }
+    # The path exactly as sent: an encoded spelling of a batch path gets the lower limit.
+    batch = [
+        {
+            "byteMatchStatement": {
+                "fieldToMatch": {"uriPath": {}},
+                "positionalConstraint": "EXACTLY",
+                "searchString": path,
+                "textTransformations": [{"priority": 0, "type": "NONE"}],
+            }
+        }
+        for path in batch_paths
+    ]
+    statement = over
+    if batch:
+        not_batch = {"notStatement": {"statement": _any_of(batch)}}
+        statement = {"andStatement": {"statements": [over, not_batch]}}
+    return {
+        "name": "BodyOverRecordLimit",
+        "priority": priority,
+        "action": _block("size"),
+        "statement": statement,
+        "visibilityConfig": _visibility("BodyOverRecordLimit"),
+    }
+
+
+def _any_of(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    # WAF's orStatement needs two statements at least.
+    return statements[0] if len(statements) == 1 else {"orStatement": {"statements": statements}}
+
+
 class WebFirewall(Construct):
     """A regional web ACL with its log group; ``protect`` associates it with a resource."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WebFirewallProps) -> None:
         super().__init__(scope, construct_id)
+        if props.max_record_bytes is not None and not (
+            props.api_gateway_body_inspection
+            and props.max_record_bytes <= API_GATEWAY_INSPECTED_BODY_BYTES
+        ):
+            # Past what WAF reads, every body would count as oversize and be refused.
+            raise ValueError("max_record_bytes needs API Gateway body inspection, up to 64 KB")
         self.name = props.name
         rules: list[dict[str, Any]] = []
         if props.ip_reputation:
@@ -156,6 +212,8 @@ class WebFirewall(Construct):
                 "visibilityConfig": _visibility("BodyOverApiLimit"),
             }
         )
+        if props.max_record_bytes is not None:
+            rules.append(_record_limit(len(rules), props.max_record_bytes, props.batch_paths))
         rules.append(_managed(COMMON_RULES, len(rules), COMMON_RULES_COUNTED))
         rules.append(_managed(KNOWN_BAD_INPUTS, len(rules)))
         self.web_acl = wafv2.CfnWebACL(

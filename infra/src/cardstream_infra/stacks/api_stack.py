@@ -7,13 +7,14 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from cardstream_infra.components.public_api import PublicApi, PublicApiProps
+from cardstream_infra.components.public_api import BATCH_PATH, PublicApi, PublicApiProps
 from cardstream_infra.components.token_relay import TokenRelay, TokenRelayProps
 from cardstream_infra.components.web_firewall import WebFirewall, WebFirewallProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.stacks.data_stack import DataStack
 from cardstream_infra.stacks.network_stack import NetworkStack
 from cardstream_infra.stacks.services_stack import ServicesStack
+from cardstream_shared.transaction_input import MAX_RECORD_BYTES
 
 
 class ApiStack(Stack):
@@ -60,6 +61,9 @@ class ApiStack(Stack):
                 requests_per_source_per_5_minutes=config.waf_requests_per_source_per_5_minutes,
                 ip_reputation=True,
                 api_gateway_body_inspection=True,
+                # The ingest-api's own limits: one record on every route but the batch one.
+                max_record_bytes=MAX_RECORD_BYTES,
+                batch_paths=(BATCH_PATH,),
                 redacted_headers=("authorization",),
                 log_key=network_stack.log_key,
                 log_retention=network_stack.log_retention,
