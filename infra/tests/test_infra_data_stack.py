@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from cardstream_infra.components.registry import COMMIT_TAG_PREFIX, KEPT_COMMIT_IMAGES
 from cardstream_shared import resource_names as names
 
 pytestmark = pytest.mark.unit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _one(found: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +216,29 @@ def test_image_repositories_scan_and_keep_tags_immutable(synth: Any) -> None:
         assert repo["Properties"]["ImageTagMutability"] == "IMMUTABLE"
         assert repo["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True}
         assert repo["Properties"]["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+
+
+def test_image_retention_counts_commit_tags_only(synth: Any) -> None:
+    # Images are pushed by digest; an index's own manifests (platform images, SBOM and
+    # provenance) are untagged. A rule counting untagged or all images could expire a
+    # manifest of an image a task still runs: only the commit tags are counted.
+    for repo in synth.resources("AWS::ECR::Repository").values():
+        policy = json.loads(repo["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"])
+        (rule,) = policy["rules"]
+        assert rule["selection"] == {
+            "tagStatus": "tagged",
+            "tagPrefixList": [COMMIT_TAG_PREFIX],
+            "countType": "imageCountMoreThan",
+            "countNumber": KEPT_COMMIT_IMAGES,
+        }
+        assert rule["action"] == {"type": "expire"}
+    # The deploy workflow gives every image it deploys that tag (or finds it there).
+    deploy = yaml.safe_load((REPO_ROOT / ".github/workflows/deploy.yml").read_text())
+    push = next(s for s in deploy["jobs"]["deploy"]["steps"] if "put-image" in s.get("run", ""))
+    assert push["env"]["COMMIT_TAG"] == f"{COMMIT_TAG_PREFIX}${{{{ github.sha }}}}"
+    assert '--image-tag "$COMMIT_TAG"' in push["run"]
+    assert '--image-digest "$digest"' in push["run"]
+    assert '"imageTag=${COMMIT_TAG}"' in push["run"]
 
 
 def test_stateful_resources_are_retained(synth: Any) -> None:
