@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 from typing import Any
 
 import pytest
 
 from cardstream_shared import resource_names as names
+from cardstream_shared.settings import load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -460,3 +463,37 @@ def test_alarms_may_publish_to_their_topic(synth: Any) -> None:
     publish = [s for s in statements if s["Effect"] == "Allow"]
     assert [s["Principal"] for s in publish] == [{"Service": "cloudwatch.amazonaws.com"}]
     assert publish[0]["Action"] == "sns:Publish"
+
+
+# Each service's container and the settings class that reads its environment.
+SERVICE_SETTINGS = {
+    "ingest-api": "ingest_api.settings:IngestSettings",
+    "stream-writer": "stream_writer.settings:WriterSettings",
+    "db-loader": "db_loader.settings:LoaderSettings",
+    "dashboard": "dashboard.settings:DashboardSettings",
+}
+
+
+@pytest.mark.parametrize("container", list(SERVICE_SETTINGS))
+def test_each_service_starts_with_the_environment_the_stack_gives_it(
+    synth: Any, container: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Outside local and test the settings fail closed (no default environment, https key
+    # set, verify-full database TLS): the deployed environment must pass them.
+    module, _, name = SERVICE_SETTINGS[container].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    for variable in list(os.environ):
+        if variable.startswith(cls.env_name("")):
+            monkeypatch.delenv(variable)
+    for variable, value in _environment(synth, container).items():
+        # Values CloudFormation resolves at deployment (ARNs, URLs) stand in as https URLs.
+        monkeypatch.setenv(variable, value if isinstance(value, str) else "https://resolved")
+    settings = load_settings(cls)
+    assert settings.environment == synth.config.environment
+    assert not settings.is_local
+
+
+def test_the_migration_task_verifies_the_database_server(synth: Any) -> None:
+    container = _task_definition(synth, "migrate")["ContainerDefinitions"][0]
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert env["PGSSLMODE"] == "verify-full"

@@ -107,6 +107,7 @@ class Probe:
             if not endpoint:
                 raise StageUnavailable("stack.json has no aws_endpoint_url")
             settings = ServiceSettings(
+                environment="local",
                 aws_region=str(self.info.get("aws_region") or "us-east-1"),
                 aws_endpoint_url=str(endpoint),
                 aws_max_attempts=2,

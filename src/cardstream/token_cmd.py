@@ -29,6 +29,7 @@ MAX_TTL_S: Final = 7 * 24 * 3600
 def signing_key(info: dict[str, Any]) -> SigningKey:
     """The local issuer's signing key, from the Secrets Manager named in ``info``."""
     settings = ServiceSettings(
+        environment="local",
         aws_region=str(info.get("aws_region") or "us-east-1"),
         aws_endpoint_url=str(info["aws_endpoint_url"]),
         aws_max_attempts=2,

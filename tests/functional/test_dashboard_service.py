@@ -101,7 +101,12 @@ def test_bad_configuration_refuses_to_start_and_names_the_variable() -> None:
 
 
 def test_cookie_is_secure_outside_local_and_test(jwks_url: str) -> None:
-    assert _settings(jwks_url, environment="prod", database_url="postgresql://x").secure_cookie
+    assert _settings(
+        "https://issuer.example/jwks.json",
+        environment="prod",
+        database_url="postgresql://x",
+        database_sslmode="verify-full",
+    ).secure_cookie
     assert not _settings(jwks_url, environment="local").secure_cookie
 
 

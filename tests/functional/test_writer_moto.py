@@ -71,7 +71,9 @@ def _landed(s3: Any) -> dict[str, tuple[list[bytes], dict[str, str]]]:
 
 async def test_lease_writes_are_fenced_by_the_counter(moto_reset: str) -> None:
     create_all(_clients(moto_reset), region=REGION, shards=1)
-    settings = WriterSettings(aws_endpoint_url=moto_reset, bucket=names.LANDING_BUCKET)
+    settings = WriterSettings(
+        environment="test", aws_endpoint_url=moto_reset, bucket=names.LANDING_BUCKET
+    )
     async with aio_client("dynamodb", settings) as dynamodb:
         zombie = LeaseTable(dynamodb, names.LEASE_TABLE, "zombie")
         thief = LeaseTable(dynamodb, names.LEASE_TABLE, "thief")
@@ -112,6 +114,7 @@ async def test_worker_lands_every_record_and_quarantines_the_bad_one(moto_reset:
 
     health_port = free_port()
     settings = WriterSettings(
+        environment="test",
         aws_endpoint_url=moto_reset,
         bucket=names.LANDING_BUCKET,
         worker_id="functional",
@@ -192,6 +195,7 @@ def test_bad_configuration_names_the_variable(
 ) -> None:
     from cardstream_shared.settings import load_settings
 
+    monkeypatch.setenv("WRITER_ENVIRONMENT", "test")
     monkeypatch.setenv("WRITER_BUCKET", names.LANDING_BUCKET)
     for name, value in variables.items():
         monkeypatch.setenv(name, value)

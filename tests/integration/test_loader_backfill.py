@@ -34,6 +34,7 @@ def loader_dsn(empty_database: str) -> str:
 
 @pytest.fixture
 def aws(moto_reset: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("LOADER_ENVIRONMENT", "test")
     monkeypatch.setenv("LOADER_AWS_ENDPOINT_URL", moto_reset)
     kwargs: dict[str, Any] = {"endpoint_url": moto_reset, "region_name": "us-east-1"}
     secret = PanKeyring.new_secret_string("v1")

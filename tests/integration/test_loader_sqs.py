@@ -85,6 +85,7 @@ def loader_dsn(empty_database: str) -> str:
 
 def settings_for(aws: Aws, endpoint: str, dsn: str, **overrides: Any) -> LoaderSettings:
     values: dict[str, Any] = {
+        "environment": "test",
         "queue_url": aws.queue_url,
         "database_url": dsn,
         "aws_endpoint_url": endpoint,
@@ -327,6 +328,7 @@ async def test_credentials_come_from_the_rds_secret(moto_reset: str, empty_datab
         Name=names.DB_LOADER_SECRET, SecretString=json.dumps(secret)
     )
     settings = LoaderSettings(
+        environment="test",
         queue_url="unused",
         aws_endpoint_url=moto_reset,
         database_secret_id=names.DB_LOADER_SECRET,

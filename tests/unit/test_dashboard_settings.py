@@ -10,6 +10,7 @@ from dashboard.settings import DashboardSettings
 pytestmark = pytest.mark.unit
 
 REQUIRED = {
+    "DASHBOARD_ENVIRONMENT": "test",
     "DASHBOARD_JWT_ISSUER": "cardstream-local",
     "DASHBOARD_JWT_AUDIENCE": "cardstream",
     "DASHBOARD_JWKS_URL": "file:///tmp/jwks.json",

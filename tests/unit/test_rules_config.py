@@ -77,6 +77,7 @@ def test_a_bad_rules_path_stops_the_loader_naming_the_variable(
 ) -> None:
     path = tmp_path / "rules.toml"
     path.write_text("[rules.velocity]\nmin_count = 0\n")
+    monkeypatch.setenv("LOADER_ENVIRONMENT", "test")
     monkeypatch.setenv("LOADER_RULES_PATH", str(path))
     with pytest.raises(SystemExit) as exited:
         load_settings(RulesSettings)
@@ -85,6 +86,7 @@ def test_a_bad_rules_path_stops_the_loader_naming_the_variable(
 
 
 def test_a_webhook_without_a_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOADER_ENVIRONMENT", "test")
     monkeypatch.setenv("LOADER_ALERT_WEBHOOK_URL", "https://hooks.example.com/alerts")
     with pytest.raises(SystemExit):
         load_settings(RulesSettings)

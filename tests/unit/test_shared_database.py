@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -13,7 +14,7 @@ from cardstream_shared.database import (
     url_from_secret,
     with_sslmode,
 )
-from cardstream_shared.settings import DatabaseSettings
+from cardstream_shared.settings import RDS_CA_BUNDLE, DatabaseSettings
 from dashboard.settings import DashboardSettings
 from db_loader.settings import LoaderSettings
 from ingest_api.settings import IngestSettings
@@ -27,6 +28,8 @@ SECRET = {
     "port": 5433,
     "dbname": "cardstream",
 }
+# A verifying mode names the CA bundle (the RDS one unless the settings name another).
+ROOTCERT = urlencode({"sslrootcert": str(RDS_CA_BUNDLE)})
 REQUIRED = {
     IngestSettings: {"jwt_issuer": "i", "jwt_audience": "a", "jwks_url": "https://x/jwks"},
     DashboardSettings: {"jwt_issuer": "i", "jwt_audience": "a", "jwks_url": "https://x/jwks"},
@@ -56,7 +59,7 @@ async def test_every_service_sets_its_sslmode_on_a_url_and_on_a_secret_alike(
         **REQUIRED[cls],
     )
     assert await database_url(from_url) == (
-        "postgresql://u:p@h:5432/d?application_name=x&sslmode=verify-full"
+        f"postgresql://u:p@h:5432/d?application_name=x&sslmode=verify-full&{ROOTCERT}"
     )
     from_secret = cls(
         environment="test",
@@ -65,7 +68,8 @@ async def test_every_service_sets_its_sslmode_on_a_url_and_on_a_secret_alike(
         **REQUIRED[cls],
     )
     assert await database_url(from_secret, secrets=Secrets("db/secret")) == (
-        "postgresql://cardstream_api:p%40ss%2Fword@db.internal:5433/cardstream?sslmode=verify-full"
+        "postgresql://cardstream_api:p%40ss%2Fword@db.internal:5433/cardstream"
+        f"?sslmode=verify-full&{ROOTCERT}"
     )
 
 

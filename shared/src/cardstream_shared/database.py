@@ -3,7 +3,9 @@
 Each service that reads or writes PostgreSQL (ingest-api, dashboard, db-loader) logs in as
 its own role. Its URL is ``<PREFIX>DATABASE_URL`` when set (tests, compose), else built from
 the role's RDS-style secret in Secrets Manager (AWS); ``<PREFIX>DATABASE_SSLMODE`` is set on
-that URL either way, so the two sources cannot differ in how they reach the server.
+that URL either way, so the two sources cannot differ in how they reach the server, and with
+``verify-ca`` or ``verify-full`` so is the CA bundle ``<PREFIX>DATABASE_SSLROOTCERT`` (the
+Amazon RDS bundle by default; outside local and test the settings require verify-full).
 
 asyncpg is an optional extra of this package, ``cardstream-shared[postgres]``, which the
 three services declare: the stream-writer and the CDK app also import ``cardstream_shared``
@@ -13,6 +15,7 @@ but never talk to PostgreSQL, and their images need not carry a compiled databas
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -43,13 +46,17 @@ def url_from_secret(secret_string: str) -> str:
     return f"postgresql://{user}:{password}@{host}:{port}/{dbname}"
 
 
-def with_sslmode(url: str, sslmode: str | None) -> str:
-    """``url`` with its ``sslmode`` query parameter set to ``sslmode`` (unchanged if None)."""
+def with_sslmode(url: str, sslmode: str | None, sslrootcert: Path | None = None) -> str:
+    """``url`` with its ``sslmode`` query parameter set to ``sslmode`` (unchanged if None)
+    and, when the mode verifies the server, ``sslrootcert`` to the CA bundle."""
     if sslmode is None:
         return url
+    values = {"sslmode": sslmode}
+    if sslmode in ("verify-ca", "verify-full") and sslrootcert is not None:
+        values["sslrootcert"] = str(sslrootcert)
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sslmode"]
-    query.append(("sslmode", sslmode))
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in values]
+    query += values.items()
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -69,7 +76,7 @@ async def database_url(settings: DatabaseSettings, *, secrets: Any | None = None
         url = url_from_secret(str(response["SecretString"]))
     else:
         raise DatabaseNotConfiguredError("no database is configured")
-    return with_sslmode(url, settings.database_sslmode)
+    return with_sslmode(url, settings.database_sslmode, settings.database_sslrootcert)
 
 
 async def create_pool(

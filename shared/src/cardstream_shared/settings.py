@@ -4,6 +4,12 @@ Each service subclasses :class:`ServiceSettings` with its own ``env_prefix`` (``
 ``WRITER_``, ``LOADER_``, ``DASHBOARD_``). Settings are validated at start-up by
 :func:`load_settings`; a service with bad configuration refuses to start and names the
 variable that is wrong, without echoing its value.
+
+Configuration fails closed: the environment has no default (the local stack, compose and
+the tests name theirs), and outside ``local`` and ``test`` a placeholder secret is refused,
+also as the password of a URL, the issuer's key set is fetched over https only, and a
+database connection verifies the server's certificate and name (``verify-full``) against
+a CA bundle, by default the Amazon RDS bundle shipped in this package.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,7 +32,13 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 # libpq's sslmode values, which asyncpg reads from the URL.
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
+# The environments of a developer's machine and of the tests, where the fail-closed rules
+# below do not apply.
+LOCAL_ENVIRONMENTS: Final = frozenset({"local", "test"})
 _PLACEHOLDERS = frozenset({"", "changeme", "changethis", "secret", "password", "example"})
+# Amazon RDS's certificate authorities (every region), shipped beside this module;
+# scripts/rds-ca-bundle.sh writes it.
+RDS_CA_BUNDLE: Final = Path(__file__).with_name("rds-ca-bundle.pem")
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -34,7 +48,8 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, validate_default=True)
 
-    environment: Environment = "local"
+    # No default: a deployment that forgot it must not run with the local stack's rules.
+    environment: Environment
     log_level: LogLevel = "INFO"
     aws_region: str = Field(default="us-east-1", min_length=1)
     # Set locally to the moto server; unset in AWS so botocore uses the regional endpoint.
@@ -43,16 +58,28 @@ class ServiceSettings(BaseSettings):
     aws_connect_timeout_s: float = Field(default=2.0, gt=0)
     aws_read_timeout_s: float = Field(default=10.0, gt=0)
 
+    @property
+    def is_local(self) -> bool:
+        """True on a developer's machine and in the tests (``local``, ``test``)."""
+        return self.environment in LOCAL_ENVIRONMENTS
+
     @model_validator(mode="after")
     def _enforce_non_default_secrets(self) -> ServiceSettings:
-        # Outside a developer's machine a placeholder secret is a deployment mistake.
-        if self.environment in ("local", "test"):
+        # Outside a developer's machine a placeholder secret is a deployment mistake, also
+        # as the password of a URL (postgresql://user:changeme@host/db).
+        if self.is_local:
             return self
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if isinstance(value, SecretStr) and value.get_secret_value().lower() in _PLACEHOLDERS:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            placeholder = isinstance(value, SecretStr) and text.lower() in _PLACEHOLDERS
+            if "://" in text:
+                password = _url_password(text)
+                placeholder |= password is not None and password.lower() in _PLACEHOLDERS
+            if placeholder:
                 raise ValueError(
-                    f"{name} holds a placeholder secret in environment {self.environment}"
+                    f"{self.env_name(name)} holds a placeholder secret in environment "
+                    f"{self.environment}"
                 )
         return self
 
@@ -61,6 +88,15 @@ class ServiceSettings(BaseSettings):
         """Environment variable that sets ``field``."""
         prefix = str(cls.model_config.get("env_prefix", ""))
         return f"{prefix}{field}".upper()
+
+
+def _url_password(url: str) -> str | None:
+    """The password component of ``url``, decoded; None when it has none."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return None if password is None else unquote(password)
 
 
 def describe_errors(cls: type[ServiceSettings], error: ValidationError) -> list[str]:
@@ -100,6 +136,17 @@ class TokenVerifierSettings(ServiceSettings):
     jwks_min_refresh_interval_s: float = Field(default=30.0, ge=0)
     # Verified tokens are cached (bounded) so a request does not pay an RSA verification.
     token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _keys_over_https(self) -> TokenVerifierSettings:
+        # A key set read over plain http (or from a file) can be replaced on the way, and
+        # with it every token the service accepts.
+        if not self.is_local and not self.jwks_url.startswith("https://"):
+            raise ValueError(
+                f"{self.env_name('jwks_url')} must be an https URL in environment "
+                f"{self.environment}"
+            )
+        return self
 
     def token_verifier(self) -> TokenVerifier:
         """A verifier configured from these settings, with its own JWKS cache."""
@@ -142,3 +189,21 @@ class DatabaseSettings(ServiceSettings):
     database_url: SecretStr | None = None
     # Set on the URL either way, replacing an sslmode the URL names.
     database_sslmode: SslMode | None = None
+    # The certificate authorities a verify-ca or verify-full connection trusts.
+    database_sslrootcert: Path = RDS_CA_BUNDLE
+
+    @model_validator(mode="after")
+    def _verified_tls(self) -> DatabaseSettings:
+        # Outside a developer's machine the connection is encrypted and the server proves
+        # its name with a certificate from a known authority: no one on the path can read
+        # or answer in its place.
+        if self.is_local:
+            return self
+        if self.database_sslmode != "verify-full":
+            raise ValueError(
+                f"{self.env_name('database_sslmode')} must be verify-full in environment "
+                f"{self.environment}"
+            )
+        if not self.database_sslrootcert.is_file():
+            raise ValueError(f"{self.env_name('database_sslrootcert')} names no readable file")
+        return self

@@ -66,8 +66,10 @@ class MigrationTask(FargateTask):
                 command=["python", "-m", "db_loader.migrate"],
                 environment={
                     "AWS_REGION": props.region,
-                    # libpq reads PGSSLMODE: RDS refuses unencrypted connections.
-                    "PGSSLMODE": "require",
+                    # libpq reads PGSSLMODE: encrypted, and the server proves its name with
+                    # a certificate from the RDS authorities the image ships
+                    # (db_loader.migrate.trust_rds_authorities).
+                    "PGSSLMODE": "verify-full",
                     # This environment's role secrets (their names carry the environment).
                     "CARDSTREAM_DB_ROLE_SECRETS": Stack.of(scope).to_json_string(
                         {role: secret.secret_arn for role, secret in props.role_secrets.items()}

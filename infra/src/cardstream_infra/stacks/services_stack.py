@@ -107,6 +107,8 @@ class ServicesStack(Stack):
             )
 
         def base_env(prefix: str) -> dict[str, str]:
+            # No service defaults its environment: outside local and test its settings fail
+            # closed (https key set, verify-full database TLS, no placeholder secrets).
             return {
                 f"{prefix}ENVIRONMENT": config.environment,
                 f"{prefix}AWS_REGION": region,
@@ -156,7 +158,7 @@ class ServicesStack(Stack):
                         Fn.join(",", identity.client_ids),
                     ),
                     "INGEST_DATABASE_SECRET_ID": role_secrets[names.DB_API_ROLE].secret_arn,
-                    "INGEST_DATABASE_SSLMODE": "require",
+                    "INGEST_DATABASE_SSLMODE": "verify-full",
                 },
                 statements=[
                     *permissions.put_records(data.stream.stream, data.stream.key, region),
@@ -240,7 +242,7 @@ class ServicesStack(Stack):
                     **base_env("LOADER_"),
                     "LOADER_QUEUE_URL": data.landing.queue.queue_url,
                     "LOADER_DATABASE_SECRET_ID": role_secrets[names.DB_LOADER_ROLE].secret_arn,
-                    "LOADER_DATABASE_SSLMODE": "require",
+                    "LOADER_DATABASE_SSLMODE": "verify-full",
                     "LOADER_HEALTH_PORT": str(LOADER_HEALTH_PORT),
                     # The same timeout the queue has; the loader extends it while it works.
                     "LOADER_VISIBILITY_TIMEOUT_S": str(data.landing.visibility_timeout_s),
@@ -316,7 +318,7 @@ class ServicesStack(Stack):
                     "DASHBOARD_DATABASE_SECRET_ID": role_secrets[
                         names.DB_DASHBOARD_ROLE
                     ].secret_arn,
-                    "DASHBOARD_DATABASE_SSLMODE": "require",
+                    "DASHBOARD_DATABASE_SSLMODE": "verify-full",
                     **token_env("DASHBOARD_", identity.operator_client.user_pool_client_id),
                     "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
                     "DASHBOARD_DLQ_URL": data.landing.dlq.queue_url,

@@ -27,10 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from pydantic import ValidationError
+
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
 from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.pan import PanKeyring
+from cardstream_shared.settings import describe_errors
 from cardstream_shared.stream_records import EnvelopeWriter
 from cardstream_shared.transaction_input import BodyError, Rejected, Transaction, read_csv
 from db_loader.db import APPLICATION_NAME
@@ -246,7 +249,13 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.database_url:
         overrides["database_url"] = args.database_url
-    settings = _BackfillSettings(**overrides)
+    try:
+        settings = _BackfillSettings(**overrides)
+    except ValidationError as error:
+        print("cardstream load: invalid configuration:", file=sys.stderr)
+        for line in describe_errors(_BackfillSettings, error):
+            print(f"  {line}", file=sys.stderr)
+        return 2
     if not args.target.startswith("s3://") and not Path(args.target).is_file():
         print(f"cardstream load: {args.target} is not a file or an s3:// URI", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -28,6 +28,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from cardstream_shared import resource_names as names
+from cardstream_shared.settings import RDS_CA_BUNDLE
 from db_loader.models import SCHEMA
 
 # The roles that log in, each with its secret.
@@ -228,6 +229,14 @@ def admin_url(explicit: str | None, env: Mapping[str, str]) -> str:
     return f"postgresql://{user}:{password}@{env['PGHOST']}:{env.get('PGPORT', '5432')}/{database}"
 
 
+def trust_rds_authorities(env: MutableMapping[str, str]) -> None:
+    """When ``PGSSLMODE`` verifies the server (verify-ca, verify-full: the migration task in
+    AWS) and ``PGSSLROOTCERT`` names no bundle, have libpq trust the Amazon RDS CA bundle
+    shipped with ``cardstream_shared``."""
+    if env.get("PGSSLMODE") in ("verify-ca", "verify-full"):
+        env.setdefault("PGSSLROOTCERT", str(RDS_CA_BUNDLE))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``cardstream migrate``."""
     parser.add_argument(
@@ -276,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     except MissingSettingError as error:
         print(f"refusing to migrate: {error}", file=sys.stderr)
         return 2
+    trust_rds_authorities(os.environ)
     passwords: dict[str, str] = {}
     if args.secrets:
         import boto3
