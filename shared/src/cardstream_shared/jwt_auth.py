@@ -1,6 +1,6 @@
 """Bearer-token verification (and local issuance): the only module that calls ``jose.jwt``.
 
-Follows RFC 8725 and ../docs/security.md: a fixed algorithm list never taken from the token,
+Follows RFC 8725 and docs/security.md: a fixed algorithm list never taken from the token,
 required ``exp``/``iat``/``iss``/``aud``/``sub`` with a small leeway, keys from the issuer's
 JWKS cached with a TTL and refetched on an unknown ``kid`` at most once per interval, and
 never a key location (``jku``/``x5u``) taken from the token.
