@@ -1,4 +1,5 @@
-"""An issuer whose key set cannot be fetched is asked once per interval, one request at a time.
+"""The issuer's key set: asked once per interval, one request at a time, while it fails;
+never a key location a token names.
 
 The issuer is a real HTTP server on a loopback port that counts the requests it receives;
 the verifier reaches it over HTTP as it reaches Cognito's JWKS URL in AWS.
@@ -9,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from jose import jwt
 
 from cardstream_shared.jwt_auth import (
     JwksCache,
@@ -145,3 +149,31 @@ async def test_keys_held_are_kept_while_the_issuer_fails(
     clock.now += INTERVAL_S
     await verifier.verify(token)
     assert state.fetches == 3
+
+
+async def test_a_key_location_named_by_the_token_is_never_fetched(
+    issuer: tuple[Issuer, str], key: SigningKey, tmp_path: Path
+) -> None:
+    # The attacker serves its own key set and names it in the token's header (jku, x5u).
+    attacker_state, attacker_url = issuer
+    attacker = generate_signing_key("attacker")
+    attacker_state.jwks = attacker.jwks
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(key.jwks))
+    verifier = TokenVerifier(
+        issuer=ISSUER, audience=AUDIENCE, jwks=JwksCache(f"file://{jwks_file}")
+    )
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "attacker",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 600,
+    }
+    for header in ({"jku": attacker_url}, {"x5u": attacker_url}):
+        token = jwt.encode(
+            claims, attacker.private_pem, algorithm="RS256", headers={"kid": "attacker", **header}
+        )
+        with pytest.raises(TokenError, match="unknown key id"):
+            await verifier.verify(token)
+    assert attacker_state.fetches == 0
