@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from cardstream_shared import resource_names as names
 from cardstream_shared.settings import load_settings
 
 pytestmark = pytest.mark.unit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DATA_SERVICE_PREFIXES = ("kinesis:", "s3:", "sqs:", "dynamodb:", "secretsmanager:", "kms:")
 
@@ -202,6 +206,27 @@ def test_ingest_api_scales_on_cpu_and_requests(synth: Any) -> None:
         for p in _policies_of(policies, target_id)
     }
     assert metrics == {"ECSServiceAverageCPUUtilization", "ALBRequestCountPerTarget"}
+
+
+def test_ingest_api_request_target_is_the_benchmarked_rate_at_the_cpu_target(
+    synth: Any,
+) -> None:
+    # ALBRequestCountPerTarget is requests per task per minute: the target is what one task
+    # serves in a minute of single-record requests at the CPU target, by the benchmark.
+    targets, policies = _scaling(synth)
+    target_id, _ = _target_of(targets, "IngestApi")
+    tracking = {
+        p["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"][
+            "PredefinedMetricType"
+        ]: p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+        for p in _policies_of(policies, target_id)
+    }
+    cpu_share = tracking["ECSServiceAverageCPUUtilization"] / 100
+    vcpu = int(_task_definition(synth, "ingest-api")["Cpu"]) / 1024
+    figures = tomllib.loads((REPO_ROOT / "bench" / "figures.toml").read_text())
+    per_cpu_second = figures["ingest_api"]["single_requests_per_cpu_second"]
+    per_minute = per_cpu_second * vcpu * cpu_share * 60
+    assert per_minute * 0.99 <= tracking["ALBRequestCountPerTarget"] <= per_minute
 
 
 def test_stream_writer_scales_on_iterator_age_up_to_the_shard_count(

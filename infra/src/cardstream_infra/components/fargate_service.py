@@ -109,7 +109,7 @@ class FargateWorkload(FargateTask):
             )
 
     def scale_on_requests(self, requests_per_task: int) -> None:
-        """Track ALB requests per task (web services only)."""
+        """Track ALB requests per task and minute (web services only)."""
         if self.target_group is None:
             raise ValueError("request-count scaling needs a load-balanced service")
         self.scaling.scale_on_request_count(
