@@ -203,6 +203,7 @@ def main() -> None:
                 [sys.executable, "-m", "stream_writer"],
                 env={
                     **env,
+                    "WRITER_ENVIRONMENT": "local",
                     "WRITER_AWS_ENDPOINT_URL": endpoint,
                     "WRITER_WORKER_ID": "bench",
                     "WRITER_BUCKET": resources.landing_bucket,

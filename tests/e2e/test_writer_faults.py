@@ -168,6 +168,7 @@ class Writers:
         log_path = self.tmp_path / f"{worker_id}.log"
         env = {
             **os.environ,
+            "WRITER_ENVIRONMENT": "test",
             "WRITER_AWS_ENDPOINT_URL": endpoint,
             "WRITER_WORKER_ID": worker_id,
             "WRITER_BUCKET": names.LANDING_BUCKET,
@@ -313,6 +314,7 @@ def assert_loaded_exactly_once(
     port = free_port()
     env = {
         **os.environ,
+        "LOADER_ENVIRONMENT": "test",
         "LOADER_QUEUE_URL": queue_url,
         "LOADER_DATABASE_URL": with_credentials(database, names.DB_LOADER_ROLE, password),
         "LOADER_AWS_ENDPOINT_URL": endpoint,
