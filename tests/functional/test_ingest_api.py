@@ -837,22 +837,27 @@ async def test_the_rate_limit_is_charged_before_the_body_is_read(
 async def test_healthz_is_answered_while_a_batch_is_being_read(
     aws: str, jwks_url: str, token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The reading of the batch is held (a fault injected into the door) until /healthz has
-    # answered: were the body read on the event loop, /healthz could not answer meanwhile.
-    from ingest_api.routes import transactions
+    # The reading of a batch that takes Python work per record (here CSV) is held (a fault
+    # injected into the door) until /healthz has answered: were the body read on the event
+    # loop, /healthz could not answer meanwhile.
+    from cardstream_shared import transaction_input
 
     reading, release = threading.Event(), threading.Event()
-    real = transactions.read_batch
+    real = transaction_input.read_batch
 
     def held(*args: Any, **kwargs: Any) -> Any:
         reading.set()
         assert release.wait(30), "never released"
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transactions, "read_batch", held)
+    monkeypatch.setattr(transaction_input, "read_batch", held)
     async with running_api(settings_for(aws, jwks_url)) as api:
         batch = asyncio.create_task(
-            api.post("/v1/transactions/batch", json=[_row(1)], headers=bearer(token()))
+            api.post(
+                "/v1/transactions/batch",
+                content=_published_csv([_row(1)]),
+                headers={**bearer(token()), "Content-Type": "text/csv"},
+            )
         )
         await asyncio.to_thread(reading.wait, 30)
         health = await api.get("/healthz")

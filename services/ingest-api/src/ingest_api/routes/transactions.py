@@ -8,7 +8,6 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import APIRouter, Path, Request, Security
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -19,7 +18,7 @@ from cardstream_shared.transaction_input import (
     MAX_RECORD_BYTES,
     BodyError,
     Rejected,
-    read_batch,
+    read_batch_off_loop,
     read_transaction,
 )
 from ingest_api import rate_limit
@@ -144,10 +143,8 @@ async def post_batch(request: Request) -> Response:
     _rate_limit(runtime, principal.client_id, 1)
     body = await read_body(request, runtime.settings.max_body_bytes)
     try:
-        # Off the event loop: reading a large body takes long enough to hold up every other
-        # request (/healthz included) were it done here; the reading is bounded all the same.
-        records = await run_in_threadpool(
-            read_batch, body, form, max_records=runtime.settings.max_records_per_request
+        records = await read_batch_off_loop(
+            body, form, max_records=runtime.settings.max_records_per_request
         )
     except BodyError as error:
         raise _unreadable(error) from None
