@@ -58,6 +58,10 @@ BatchFormat = Literal["json", "ndjson", "csv"]
 MAX_RECORD_BYTES: Final = 64 * 1024
 # A transaction has 22 fields; a record naming many more is refused without naming each.
 MAX_FIELDS: Final = 32
+# A batch up to this size that is an array of canonical records is read on the event loop:
+# a few milliseconds, less than handing it to a thread costs a server with batches in
+# flight (figures in docs/benchmarks.md); a larger one would hold the loop up too long.
+IN_PLACE_BYTES: Final = 1024 * 1024
 # Unknown fields named in a record's errors (the others are counted).
 _NAMED_UNKNOWN_FIELDS: Final = 5
 # The published files start with an unnamed row-index column; pandas re-exports name it so.
@@ -145,9 +149,9 @@ def read_batch(body: bytes, form: BatchFormat, *, max_records: int) -> list[Outc
 
 async def read_batch_off_loop(body: bytes, form: BatchFormat, *, max_records: int) -> list[Outcome]:
     """:func:`read_batch` for a server's event loop, which it never holds up for long: an
-    array of canonical records is read in place (one C call, bounded by the body's size);
-    any other body, whose records each cost Python work, in a worker thread."""
-    if form == "json":
+    array of canonical records of at most :data:`IN_PLACE_BYTES` is read in place (one C
+    call of a few milliseconds); any other body in a worker thread."""
+    if form == "json" and len(body) <= IN_PLACE_BYTES:
         quick = _canonical_array(body.removeprefix(_UTF8_BOM), max_records)
         if quick is not None:
             return quick
@@ -305,9 +309,9 @@ def _canonical_array(body: bytes, max_records: int) -> list[Outcome] | None:
         return None
     if len(txns) > max_records:
         raise TooManyRecordsError(max_records)
-    if not all(txn is not None for txn in txns):
+    if None in txns:
         return None
-    return [Transaction(t.trans_num, t.cc_num, facts_json(t)) for t in txns if t]
+    return [Transaction(t.trans_num, t.cc_num, facts_json(t)) for t in txns if t is not None]
 
 
 def _json_array(body: bytes, max_records: int) -> list[Outcome]:
