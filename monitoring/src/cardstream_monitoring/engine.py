@@ -382,9 +382,9 @@ class RuleEngine:
         if not self._sql or not trans_nums:
             return []
         # The statement is prepared once per connection (asyncpg's statement cache), but
-        # PostgreSQL would still plan it afresh for each load's values (about 8 ms for this
-        # statement, measured, as much as running it on 1,000 rows). The generic plan is
-        # made once and prunes partitions at run time.
+        # PostgreSQL would still plan it afresh for each load's values (measured: as long as
+        # running it on 1,000 rows; figures in docs/benchmarks.md). The generic plan is made
+        # once and prunes partitions at run time.
         # SET LOCAL ends with the transaction, also when the statement fails; the RESET
         # gives the loader's own statements after this hook their usual planning back.
         await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")

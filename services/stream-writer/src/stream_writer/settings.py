@@ -45,8 +45,8 @@ class WriterSettings(ServiceSettings):
     flush_max_bytes: int = Field(default=1_000_000, ge=1024, le=64_000_000)
     flush_max_records: int = Field(default=50_000, ge=1, le=1_000_000)
     flush_max_age_s: float = Field(default=2.0, gt=0, le=900)
-    # Level 3 compresses to 11.8 % at 2.5 µs per record; level 6 gains 1.4 points for 5.5 µs
-    # (measured on generated envelopes), too much of the per-record budget.
+    # Level 6 compresses generated envelopes only a little better than level 3, for about
+    # twice the CPU a record (figures in docs/benchmarks.md): too much of the writer's budget.
     gzip_level: int = Field(default=3, ge=1, le=9)
 
     # Leases: a dead worker's shards are taken over within failover_s of its last renewal.

@@ -128,7 +128,8 @@ class ShardConsumer:
         return "stopped"
 
     async def _ingest(self, records: list[dict[str, Any]]) -> None:
-        # The per-record path: about 15 µs of the writer's 30 µs budget per record.
+        # The per-record path: about half of the writer's CPU budget a record (figures in
+        # docs/benchmarks.md).
         self._metrics.records_in.inc(len(records))
         batcher = self._batcher
         for record in records:
