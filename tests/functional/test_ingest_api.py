@@ -806,6 +806,22 @@ async def test_the_record_limit_applies_while_reading(
     assert response.json()["type"].endswith("too-many-records")
 
 
+async def test_a_single_record_body_is_at_most_64_kib(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    # Well under the batch body limit, far over any transaction: refused unread.
+    record = json.dumps(_row(1, merchant="m" * 70_000)).encode()
+    async with running_api(settings_for(aws, jwks_url)) as api:
+        response = await api.post(
+            "/v1/transactions",
+            content=record,
+            headers={**bearer(token()), "Content-Type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert stored_trans_nums(aws) == []
+
+
 async def test_the_rate_limit_is_charged_before_the_body_is_read(
     aws: str, jwks_url: str, token: Callable[..., str]
 ) -> None:

@@ -340,6 +340,14 @@ def test_a_record_with_many_fields_is_refused_without_naming_each() -> None:
     ]
 
 
+def test_a_record_names_at_most_five_unknown_fields() -> None:
+    record = {**kaggle_example(), **{f"extra{i}": i for i in range(9)}}
+    [outcome] = read_batch(json.dumps([record]).encode(), "json", max_records=5)
+    assert isinstance(outcome, Rejected)
+    assert [e.field for e in outcome.errors] == [f"extra{i}" for i in range(5)] + [None]
+    assert outcome.errors[-1].message == "and 4 more unknown fields"
+
+
 # --- card numbers in any field -----------------------------------------------------------------
 
 
@@ -369,3 +377,50 @@ def test_a_card_number_in_any_text_field_is_refused_naming_the_field_never_the_v
     if text.isascii() and field not in ("trans_num", "category", "gender"):
         # Nothing else is wrong with it: the reason is the card number.
         assert [(e.field, e.type) for e in outcome.errors] == [(field, "card_number")]
+
+
+def _outcome_of(record: dict[str, Any], form: str) -> Transaction | Rejected:
+    if form == "single":
+        return read_transaction(json.dumps(record).encode())
+    if form == "csv":
+        body = io.StringIO()
+        csv.writer(body).writerows([list(record), list(record.values())])
+        [outcome] = read_batch(body.getvalue().encode(), "csv", max_records=5)
+    else:
+        array = json.dumps([record] if form == "json" else record)
+        [outcome] = read_batch(array.encode(), form, max_records=5)  # type: ignore[arg-type]
+    return outcome
+
+
+# Free text long enough for a card number and a word (category and gender have patterns
+# and lengths of their own).
+@pytest.mark.parametrize("field", ["merchant", "first", "last", "street", "city", "job"])
+@settings(max_examples=25, deadline=None)
+@given(
+    card=written_card_numbers,
+    prefix=st.sampled_from(["Visa", "Card", "Ref"]),
+    suffix=st.sampled_from(["", "x", "Ltd"]),
+    form=st.sampled_from(["json", "ndjson", "csv", "single"]),
+)
+def test_a_card_number_glued_to_a_word_in_free_text_is_refused(
+    field: str, card: tuple[str, str], prefix: str, suffix: str, form: str
+) -> None:
+    # "Visa4111111111111111" in a merchant, job, name or street: refused like any other
+    # written card number, by the fast path and by the contract.
+    pan, text = card
+    outcome = _outcome_of({**kaggle_example(), field: prefix + text + suffix}, form)
+    assert isinstance(outcome, Rejected)
+    assert (field, "card_number") in {(error.field, error.type) for error in outcome.errors}
+    assert pan not in ascii_digits(msgspec.json.encode(outcome).decode())
+
+
+@pytest.mark.parametrize("form", ["json", "ndjson", "csv", "single"])
+def test_a_trans_num_keeps_the_digits_between_its_letters(form: str) -> None:
+    # trans_num is a hexadecimal id: a decimal run between its letters is the id's own.
+    trans_num = "e4111111111111111d"
+    outcome = _outcome_of({**kaggle_example(), "trans_num": trans_num}, form)
+    assert isinstance(outcome, Transaction)
+    assert outcome.trans_num == trans_num
+    separated = _outcome_of({**kaggle_example(), "trans_num": "e-4111111111111111"}, form)
+    assert isinstance(separated, Rejected)
+    assert [(e.field, e.type) for e in separated.errors] == [("trans_num", "card_number")]

@@ -145,15 +145,17 @@ def _facts_ok(facts: _CanonicalFacts, *more_text: str) -> bool:
     """The checks msgspec does not make: nothing to strip, no card number in a text field,
     a real calendar time, born before the transaction."""
     texts = (
-        facts.trans_num, facts.merchant, facts.category, facts.first, facts.last,
-        facts.gender, facts.street, facts.city, facts.job, *more_text,
+        facts.merchant, facts.category, facts.first, facts.last, facts.gender, facts.street,
+        facts.city, facts.job, *more_text,
     )  # fmt: skip
     # The contract strips surrounding whitespace (pydantic's strip, a subset of Python's);
     # a value with none to strip is the same value in both (trans_num, a pattern, has none).
     for text in texts:
         if text.strip() != text:
             return False
-    if find_card_numbers(TEXT_JOINER.join(texts)):
+    if find_card_numbers(TEXT_JOINER.join(texts)) or find_card_numbers(
+        facts.trans_num, hex_id=True
+    ):
         return False
     try:
         when = dt.datetime.fromisoformat(facts.trans_date_trans_time)

@@ -43,6 +43,11 @@ _ASCII_RUN_CHARS: Final = bytes(
 )
 _ASCII_STRETCH: Final = b"0" * PAN_MIN_DIGITS
 
+# Fields that hold identifiers made of hexadecimal digits (and, in ``trans_num``, dashes and
+# underscores): their runs of decimal digits between letters are the id's own, by chance
+# (see ``hex_id`` below). Every other text field is read as free text.
+HEX_ID_FIELDS: Final = frozenset({"trans_num", "ingest_id", "card_token"})
+
 
 class CardNumber(NamedTuple):
     """Where a card number is written in a text, and its last four digits (in ASCII)."""
@@ -52,44 +57,48 @@ class CardNumber(NamedTuple):
     last4: str
 
 
-def find_card_numbers(text: str) -> list[CardNumber]:
+def find_card_numbers(text: str, *, hex_id: bool = False) -> list[CardNumber]:
     """Every card number written in ``text``, in order.
 
     A card number here is 11 to 19 decimal digits (the lengths ``cc_num`` accepts; the
     published data has card numbers of 11 and 12 digits) that pass the Luhn check and are
     not all zeros, written in any script's digits (full-width, Arabic-Indic, ...), with any
     of :data:`SEPARATORS` between any two of them. The digits are consecutive groups of a
-    run of digits and separators, so a card number followed by an expiry date or preceded
-    by a count is still found. A run glued to a letter is not read as one: a hexadecimal id
-    such as a ``trans_num`` holds long runs of decimal digits by chance, and about one in
-    two hundred 32-character ids would otherwise hold a "card number".
+    run of digits and separators, so a card number followed by an expiry date, preceded by
+    a count or glued to a word (``Visa4111111111111111``) is still found.
+
+    ``hex_id``: ``text`` is an identifier made of hexadecimal digits (a field of
+    :data:`HEX_ID_FIELDS`), where a run glued to a letter is part of the id, not a card
+    number: a random 32-character id holds long runs of decimal digits by chance, and about
+    one in two hundred would otherwise hold a "card number". Only the runs set apart from
+    letters (by a separator or the id's ends) are read there.
     """
     if not text.isascii():
-        return _found(text, (run.span() for run in _RUN.finditer(text)))
-    found: list[CardNumber] = []
+        return _found(text, (run.span() for run in _RUN.finditer(text)), hex_id)
     marks = text.encode().translate(_ASCII_RUN_CHARS)
+    runs: list[tuple[int, int]] = []
     start = marks.find(_ASCII_STRETCH)
     while start >= 0:
         end = marks.find(b"x", start)
         end = len(marks) if end < 0 else end
-        if not (
-            (start and text[start].isdigit() and text[start - 1].isalnum())
-            or (end < len(text) and text[end - 1].isdigit() and text[end].isalnum())
-        ):
-            piece = text[start:end]
-            core = piece.strip(_ASCII_SEPARATORS)
-            offset = start + len(piece) - len(piece.lstrip(_ASCII_SEPARATORS))
-            found.extend(_within(core, offset))
+        # The run of the stretch: from its first digit to its last.
+        piece = text[start:end]
+        first = start + len(piece) - len(piece.lstrip(_ASCII_SEPARATORS))
+        last = start + len(piece.rstrip(_ASCII_SEPARATORS))
+        if first < last:
+            runs.append((first, last))
         start = marks.find(_ASCII_STRETCH, end)
-    return found
+    return _found(text, runs, hex_id)
 
 
-def _found(text: str, runs: Iterable[tuple[int, int]]) -> list[CardNumber]:
-    """The card numbers of the digit runs (first digit to last) of ``text`` that are not
-    glued to a letter or a digit."""
+def _found(text: str, runs: Iterable[tuple[int, int]], hex_id: bool) -> list[CardNumber]:
+    """The card numbers of the digit runs (first digit to last) of ``text``; in a
+    hexadecimal id, only of the runs not glued to a letter."""
     found: list[CardNumber] = []
     for start, end in runs:
-        if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
+        if hex_id and (
+            (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
+        ):
             continue
         found.extend(_within(text[start:end], start))
     return found

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from cardstream_shared.card_numbers import find_card_numbers
+from cardstream_shared.card_numbers import HEX_ID_FIELDS, find_card_numbers
 from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, CardToken, luhn_valid
 
 SCHEMA_VERSION: Final = 1
@@ -260,8 +260,8 @@ class _TransactionFacts(BaseModel):
             raise ValueError("dob is after the transaction date")
         return self
 
-    # The fields that hold free text (the others are numbers, dates, or patterns of fewer
-    # digits than a card number has).
+    # The fields that hold text: an id (trans_num) and free text (the others are numbers,
+    # dates, or patterns of fewer digits than a card number has).
     TEXT_FIELDS: ClassVar[tuple[str, ...]] = (
         "trans_num", "merchant", "category", "first", "last", "gender", "street", "city", "job",
     )  # fmt: skip
@@ -269,15 +269,17 @@ class _TransactionFacts(BaseModel):
     @model_validator(mode="after")
     def _refuse_card_numbers(self) -> _TransactionFacts:
         # PCI DSS 3.3-3.5: a card number is accepted in cc_num only, where it is tokenized;
-        # anywhere else it would be stored and shown in clear. One search over every text
-        # field at once; the fields are looked at one by one only when it finds something.
-        texts = [getattr(self, name) for name in self.TEXT_FIELDS]
-        if not find_card_numbers(TEXT_JOINER.join(texts)):
+        # anywhere else it would be stored and shown in clear. One search over every free
+        # text field at once and one over the id (read as a hexadecimal id); the fields are
+        # looked at one by one only when a search finds something.
+        texts = {name: getattr(self, name) for name in self.TEXT_FIELDS}
+        free_text = TEXT_JOINER.join(t for n, t in texts.items() if n not in HEX_ID_FIELDS)
+        if not (find_card_numbers(free_text) or find_card_numbers(self.trans_num, hex_id=True)):
             return self
         errors = [
             InitErrorDetails(type=_CARD_NUMBER_ERROR, loc=(name,), input=None)
-            for name, text in zip(self.TEXT_FIELDS, texts, strict=True)
-            if find_card_numbers(text)
+            for name, text in texts.items()
+            if find_card_numbers(text, hex_id=name in HEX_ID_FIELDS)
         ]
         raise ValidationError.from_exception_data(type(self).__name__, errors)
 

@@ -2,9 +2,11 @@
 diagnosis (quarantined records).
 
 Card numbers are what :func:`cardstream_shared.card_numbers.find_card_numbers` finds, in
-whatever digits and with whatever separators they are written; each is replaced by
-``[REDACTED]`` and its last four digits (PCI DSS 3.4.1 allows those to be shown). Longer
-digit runs (Kinesis sequence numbers have 56) are not card numbers and are left alone.
+whatever digits and with whatever separators they are written, glued to a word or not;
+each is replaced by ``[REDACTED]`` and its last four digits (PCI DSS 3.4.1 allows those to
+be shown). Longer digit runs (Kinesis sequence numbers have 56) are not card numbers and are
+left alone, and so are the digits of a hexadecimal id between its letters where the id is a
+field of its own (``HEX_ID_FIELDS`` in decoded JSON): there they are the id's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from cardstream_shared.card_numbers import find_card_numbers
+from cardstream_shared.card_numbers import HEX_ID_FIELDS, find_card_numbers
 from cardstream_shared.contract import sensitive_fields
 
 REDACTED: Final = "[REDACTED]"
@@ -25,9 +27,10 @@ _AUTH_HEADER = re.compile(
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
-def mask_card_numbers(text: str) -> str:
-    """``text`` with every card number replaced by ``[REDACTED]`` and its last four digits."""
-    found = find_card_numbers(text)
+def mask_card_numbers(text: str, *, hex_id: bool = False) -> str:
+    """``text`` with every card number replaced by ``[REDACTED]`` and its last four digits
+    (``hex_id``: ``text`` is a hexadecimal id, read as ``find_card_numbers`` reads one)."""
+    found = find_card_numbers(text, hex_id=hex_id)
     if not found:
         return text
     parts: list[str] = []
@@ -39,17 +42,19 @@ def mask_card_numbers(text: str) -> str:
     return "".join(parts)
 
 
-def redact_text(text: str) -> str:
-    """Replace card numbers, Authorization header values and bearer tokens in ``text``."""
+def redact_text(text: str, *, hex_id: bool = False) -> str:
+    """Replace card numbers, Authorization header values and bearer tokens in ``text``
+    (``hex_id``: ``text`` is a hexadecimal id, read as ``find_card_numbers`` reads one)."""
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _JWT.sub(REDACTED, text)
-    return mask_card_numbers(text)
+    return mask_card_numbers(text, hex_id=hex_id)
 
 
 def redact_data(value: Any) -> Any:
     """``value`` (decoded JSON, a log record's extra fields) with card numbers masked in
-    every text, number and field name, and the values of sensitive authentication fields
-    (CVV, PIN, track data: never kept, PCI DSS 3.3) replaced by ``[REDACTED]``."""
+    every text, number and field name (the text of a field of ``HEX_ID_FIELDS`` read as a
+    hexadecimal id), and the values of sensitive authentication fields (CVV, PIN, track
+    data: never kept, PCI DSS 3.3) replaced by ``[REDACTED]``."""
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, bool) or value is None or isinstance(value, float):
@@ -64,12 +69,20 @@ def redact_data(value: Any) -> Any:
     if isinstance(value, dict):
         sensitive = set(sensitive_fields(value.keys()))
         return {
-            redact_text(str(key)): REDACTED if str(key) in sensitive else redact_data(item)
+            redact_text(str(key)): _redacted_value(str(key), item, sensitive)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [redact_data(item) for item in value]
     return redact_text(str(value))
+
+
+def _redacted_value(key: str, value: Any, sensitive: set[str]) -> Any:
+    if key in sensitive:
+        return REDACTED
+    if key in HEX_ID_FIELDS and isinstance(value, str):
+        return redact_text(value, hex_id=True)
+    return redact_data(value)
 
 
 # A JSON escape of a character other than a surrogate: written out in text that is not

@@ -215,7 +215,7 @@ def echoable_trans_num(data: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not _TRANS_NUM.match(value) or find_card_numbers(value):
+    if not _TRANS_NUM.match(value) or find_card_numbers(value, hex_id=True):
         return None
     return value
 
