@@ -22,14 +22,14 @@ def _of_api(resources: dict[str, Any], api: str) -> dict[str, Any]:
     }
 
 
-def _resource_paths(synth: Any, api: str = "PublicApi") -> dict[str, str]:
+def _resource_paths(synth: Any, api: str, kind: str) -> dict[str, str]:
     """Logical id of every resource of a REST API -> its full path."""
-    resources = _of_api(synth.resources("AWS::ApiGateway::Resource", "api"), api)
+    resources = _of_api(synth.resources("AWS::ApiGateway::Resource", kind), api)
     paths: dict[str, str] = {}
 
     def path_of(logical_id: str) -> str:
         if logical_id not in paths:
-            props = resources[f"{synth.config.prefix}-api/{logical_id}"]["Properties"]
+            props = resources[f"{synth.config.prefix}-{kind}/{logical_id}"]["Properties"]
             parent = props["ParentId"]
             prefix = "" if "Fn::GetAtt" in parent else path_of(parent["Ref"])
             paths[logical_id] = f"{prefix}/{props['PathPart']}"
@@ -40,11 +40,11 @@ def _resource_paths(synth: Any, api: str = "PublicApi") -> dict[str, str]:
     return paths
 
 
-def _routes(synth: Any, api: str = "PublicApi") -> dict[str, dict[str, Any]]:
-    """``"METHOD /path"`` -> the method's properties, of one REST API."""
-    paths = _resource_paths(synth, api)
+def _routes(synth: Any, api: str = "PublicApi", kind: str = "api") -> dict[str, dict[str, Any]]:
+    """``"METHOD /path"`` -> the method's properties, of one REST API (in stack ``kind``)."""
+    paths = _resource_paths(synth, api, kind)
     routes = {}
-    for method in _of_api(synth.resources("AWS::ApiGateway::Method", "api"), api).values():
+    for method in _of_api(synth.resources("AWS::ApiGateway::Method", kind), api).values():
         props = method["Properties"]
         resource = props["ResourceId"]
         path = "/" if "Fn::GetAtt" in resource else paths[resource["Ref"]]
@@ -138,17 +138,19 @@ def test_stage_is_throttled_and_logged_without_data(synth: Any) -> None:
     log_format = props["AccessLogSetting"]["Format"]
     assert "$context.status" in log_format
     assert "Authorization" not in log_format
-    execution_logs = [
-        g["Properties"]
-        for g in synth.resources("AWS::Logs::LogGroup", "api").values()
+    execution_logs = {
+        key.split("/")[0]: g["Properties"]
+        for key, g in synth.resources("AWS::Logs::LogGroup").items()
         if "API-Gateway-Execution-Logs_" in json.dumps(g["Properties"].get("LogGroupName"))
-    ]
-    assert len(execution_logs) == 2  # the public API's and the token relay's
-    assert "KmsKeyId" in execution_logs[0]
+    }
+    # The public API's and the token relay's.
+    assert set(execution_logs) == {f"{synth.config.prefix}-api", f"{synth.config.prefix}-services"}
+    assert all("KmsKeyId" in group for group in execution_logs.values())
 
 
 def test_the_dashboards_sign_in_reaches_cognito_through_a_private_relay(synth: Any) -> None:
-    routes = _routes(synth, "TokenRelay")
+    # In the services stack, beside the dashboard that is given its address.
+    routes = _routes(synth, "TokenRelay", "services")
     assert set(routes) == {"POST /oauth2/token", "POST /oauth2/revoke"}
     for key, route in routes.items():
         integration = route["Integration"]
@@ -161,7 +163,7 @@ def test_the_dashboards_sign_in_reaches_cognito_through_a_private_relay(synth: A
         ), uri
     (api,) = [
         r["Properties"]
-        for key, r in synth.resources("AWS::ApiGateway::RestApi", "api").items()
+        for key, r in synth.resources("AWS::ApiGateway::RestApi", "services").items()
         if "TokenRelay" in key
     ]
     assert api["EndpointConfiguration"]["Types"] == ["PRIVATE"]
@@ -169,8 +171,22 @@ def test_the_dashboards_sign_in_reaches_cognito_through_a_private_relay(synth: A
     (statement,) = api["Policy"]["Statement"]
     assert statement["Action"] == "execute-api:Invoke"
     assert "NetworkVpcExecuteApi" in json.dumps(statement["Condition"]["StringEquals"])
-    associations = synth.resources("AWS::WAFv2::WebACLAssociation", "api")
+    associations = synth.resources("AWS::WAFv2::WebACLAssociation", "services")
     assert any("TokenRelay" in json.dumps(a["Properties"]) for a in associations.values())
+    assert "TokenRelayUrl" in synth.template("services")["Outputs"]
+
+
+def test_the_accounts_api_gateway_logging_role_is_set_before_any_stage_logs(synth: Any) -> None:
+    # Execution logging needs the account's logging role. The services stack (the relay)
+    # sets it; the api stack, deployed after it, relies on it and sets none of its own.
+    (account,) = synth.resources("AWS::ApiGateway::Account").items()
+    key, _ = account
+    assert key.startswith(f"{synth.config.prefix}-services/")
+    account_id = key.split("/")[-1]
+    for stage_key, stage in synth.resources("AWS::ApiGateway::Stage", "services").items():
+        assert account_id in stage.get("DependsOn", []), stage_key
+    kinds = [s.stack_name.removeprefix(f"{synth.config.prefix}-") for s in synth.stacks.in_order()]
+    assert kinds.index("services") < kinds.index("api")
 
 
 def test_gateway_refusals_are_problem_json(synth: Any) -> None:

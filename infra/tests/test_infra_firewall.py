@@ -56,13 +56,14 @@ def test_the_api_stage_is_behind_the_firewall(synth: Any) -> None:
     assert "FirewallWebAcl" in json.dumps(associations[0]["WebACLArn"])
 
 
-def test_the_load_balancer_is_behind_a_firewall_too(synth: Any) -> None:
+def test_the_load_balancer_and_the_sign_in_relay_are_behind_a_firewall_too(synth: Any) -> None:
     associations = [
-        a["Properties"]
+        json.dumps(a["Properties"]["ResourceArn"])
         for a in synth.resources("AWS::WAFv2::WebACLAssociation", "services").values()
     ]
-    assert len(associations) == 1
-    assert "IngressAlb" in json.dumps(associations[0]["ResourceArn"])
+    assert len(associations) == 2
+    assert any("IngressAlb" in arn for arn in associations)
+    assert any("TokenRelay" in arn and "/stages/" in arn for arn in associations)
 
 
 def test_api_firewall_rules(synth: Any) -> None:

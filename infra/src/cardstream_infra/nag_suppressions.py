@@ -196,13 +196,6 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "which answers each refused field in problem+json. A gateway model would refuse "
         "without field detail and become a second contract to keep in step.",
     )
-    _ack(
-        public_api.api.node.find_child("CloudWatchRole"),
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-        "AmazonAPIGatewayPushToCloudWatchLogs]",
-        "The account-level role API Gateway writes execution logs with; the AWS-managed "
-        "policy is the documented one and allows only log delivery.",
-    )
     _ack_packs(
         public_api.stage,
         "APIGWCacheEnabledAndEncrypted",
@@ -228,7 +221,14 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
                 "applies.",
             )
 
-    relay = stacks.api.token_relay
+    relay = stacks.services.token_relay
+    _ack(
+        relay.api.node.find_child("CloudWatchRole"),
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AmazonAPIGatewayPushToCloudWatchLogs]",
+        "The account-level role API Gateway writes execution logs with; the AWS-managed "
+        "policy is the documented one and allows only log delivery.",
+    )
     _ack(
         relay.api,
         "AwsSolutions-APIG2",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_certificatemanager as acm
@@ -105,10 +104,9 @@ class PublicApi(Construct):
             description="cardstream merchant API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             disable_execute_api_endpoint=True,
-            # Execution logs need the account's API Gateway logging role; kept on stack
-            # deletion because other APIs of the account may rely on it.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            # Execution logs use the account's API Gateway logging role, which the token
+            # relay's API (services stack, deployed before this one) sets.
+            cloud_watch_role=False,
             deploy_options=self.logs.stage_options(
                 stage_name=STAGE, rate_limit=props.rate_limit, burst_limit=props.burst_limit
             ),

@@ -6,13 +6,15 @@ refresh token at sign-out. The tasks have no internet route, and Cognito does no
 pool's domain through PrivateLink (Cognito developer guide, "Access Amazon Cognito using an
 interface endpoint"). This API is reachable only through the VPC's execute-api endpoint and
 forwards exactly those two endpoints of the pool's domain, so no NAT gateway or internet
-route is added for one sign-in call.
+route is added for one sign-in call. It belongs to the services stack, beside the dashboard
+that is given its address.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -76,8 +78,11 @@ class TokenRelay(Construct):
                     )
                 ]
             ),
-            # The public API's stack sets the account's logging role.
-            cloud_watch_role=False,
+            # Execution logs need the account's API Gateway logging role. This API is set up
+            # first (services stack, before the api stack), so it sets the role; kept on
+            # stack deletion because the merchant API and other APIs of the account use it.
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=self.logs.stage_options(
                 stage_name=STAGE, rate_limit=RATE_PER_SECOND, burst_limit=BURST
             ),

@@ -8,7 +8,6 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from cardstream_infra.components.public_api import BATCH_PATH, PublicApi, PublicApiProps
-from cardstream_infra.components.token_relay import TokenRelay, TokenRelayProps
 from cardstream_infra.components.web_firewall import WebFirewall, WebFirewallProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.stacks.data_stack import DataStack
@@ -70,22 +69,7 @@ class ApiStack(Stack):
             ),
         )
         self.firewall.protect("Stage", self.public_api.stage.stage_arn)
-        self.token_relay = TokenRelay(
-            self,
-            "TokenRelay",
-            props=TokenRelayProps(
-                name=f"{config.prefix}-token-relay",
-                cognito_domain_url=data.identity.hosted_ui_url,
-                endpoint=net.execute_api_endpoint,
-                log_key=network_stack.log_key,
-                log_retention=network_stack.log_retention,
-            ),
-        )
-        # Its stage logs through the account's API Gateway role, which the public API sets.
-        self.token_relay.stage.node.add_dependency(self.public_api.api.node.find_child("Account"))
-        self.firewall.protect("RelayStage", self.token_relay.stage.stage_arn)
         CfnOutput(self, "ApiUrl", value=self.public_api.url)
-        CfnOutput(self, "TokenRelayUrl", value=self.token_relay.url)
         # The DNS name to point the API's domain at (CNAME, or a Route 53 alias).
         CfnOutput(
             self, "ApiDomainTarget", value=self.public_api.domain.domain_name_alias_domain_name

@@ -1,4 +1,5 @@
-"""Services stack: internal ALB and the four Fargate services with their scaling policies."""
+"""Services stack: internal ALB and the four Fargate services with their scaling policies,
+and the private API that relays the dashboard's sign-in to Cognito."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cardstream_infra.components.fargate_service import (
 )
 from cardstream_infra.components.fargate_task import TaskLogging
 from cardstream_infra.components.ingress import InternalLoadBalancer, InternalLoadBalancerProps
+from cardstream_infra.components.token_relay import TokenRelay, TokenRelayProps
 from cardstream_infra.components.web_firewall import WebFirewall, WebFirewallProps
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.service_ports import (
@@ -94,6 +96,21 @@ class ServicesStack(Stack):
             ),
         )
         self.firewall.protect("Alb", self.ingress.alb.load_balancer_arn)
+        # The dashboard's way to the user pool's token and revocation endpoints (operators'
+        # sign-in); here, so that the dashboard can be given its address.
+        self.token_relay = TokenRelay(
+            self,
+            "TokenRelay",
+            props=TokenRelayProps(
+                name=f"{config.prefix}-token-relay",
+                cognito_domain_url=data.identity.hosted_ui_url,
+                endpoint=net.execute_api_endpoint,
+                log_key=network_stack.log_key,
+                log_retention=network_stack.log_retention,
+            ),
+        )
+        self.firewall.protect("RelayStage", self.token_relay.stage.stage_arn)
+        CfnOutput(self, "TokenRelayUrl", value=self.token_relay.url)
         # The dashboard's name resolves to this, in the operators' DNS (docs/deploy.md).
         CfnOutput(self, "LoadBalancerDnsName", value=self.ingress.alb.load_balancer_dns_name)
         repos = data.registry.repositories
