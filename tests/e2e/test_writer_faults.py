@@ -36,6 +36,7 @@ import pytest
 
 from cardstream.local.aws_resources import create_all
 from cardstream.local.ports import free_port, wait_for_port
+from cardstream.local.processes import python_module
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring, luhn_valid
@@ -202,6 +203,73 @@ def writers(tmp_path: Path) -> Iterator[Writers]:
     group.stop_all()
 
 
+@dataclass
+class AwsProxy:
+    """A ``cardstream.local.fault_proxy`` process: forwards to the emulator, journals every
+    answer in the order it gave them, and fails Kinesis or S3 calls during a burst."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def journal(self, since: int = 0) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/_fault_proxy/journal", params={"since": since})
+        return list(response.raise_for_status().json()["entries"])
+
+    def answered(self) -> int:
+        response = httpx.get(f"{self.url}/_fault_proxy/journal", params={"since": 1 << 62})
+        return int(response.raise_for_status().json()["answered"])
+
+    def burst(self, seconds: float, **fractions: float) -> None:
+        httpx.post(
+            f"{self.url}/_fault_proxy/burst", json={"seconds": seconds, **fractions}
+        ).raise_for_status()
+
+    def raw_writes(self) -> list[str]:
+        """Keys of the raw/ objects S3 stored, in the order it acknowledged them."""
+        prefix = f"{names.LANDING_BUCKET}/{names.RAW_PREFIX}"
+        return [
+            entry["detail"].removeprefix(f"{names.LANDING_BUCKET}/")
+            for entry in self.journal()
+            if entry["operation"] == "PutObject"
+            and entry["status"] == 200
+            and (entry["detail"] or "").startswith(prefix)
+        ]
+
+
+@dataclass
+class AwsProxies:
+    tmp_path: Path
+    started: list[AwsProxy] = field(default_factory=list)
+
+    def start(self, target: str) -> AwsProxy:
+        port = free_port()
+        log_path = self.tmp_path / f"fault-proxy-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                python_module(
+                    "cardstream.local.fault_proxy", "--target", target, "--port", str(port)
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        proxy = AwsProxy(f"http://127.0.0.1:{port}", process)
+        self.started.append(proxy)
+        wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: process.poll() is None)
+        return proxy
+
+    def stop_all(self) -> None:
+        for proxy in self.started:
+            proxy.process.terminate()
+            proxy.process.wait(30)
+
+
+@pytest.fixture
+def proxies(tmp_path: Path) -> Iterator[AwsProxies]:
+    group = AwsProxies(tmp_path)
+    yield group
+    group.stop_all()
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -281,22 +349,25 @@ def shard_depths(kinesis: Any) -> dict[str, int]:
 
 
 def assert_all_landed_in_card_order(
-    objects: list[Landed], produced: list[str], depths: dict[str, int]
+    objects: list[Landed], produced: list[str], written: list[str]
 ) -> None:
+    """Every produced record landed, and each card's records were written in the order
+    they were produced: objects taken in the order S3 acknowledged them (``written``, from
+    the proxy's journal), records in their order inside each object."""
     seen = {trans_num for obj in objects for trans_num in obj.trans_nums}
     missing = set(produced) - seen
     assert not missing, f"{len(missing)} produced records never landed, e.g. {sorted(missing)[:5]}"
-    # Parents before children (lineage depth), then stream order inside a shard.
-    ordered = sorted(objects, key=lambda obj: (depths[obj.shard_id], obj.shard_id, obj.first))
+    by_key = {obj.key: obj for obj in objects}
+    assert sorted(written) == sorted(by_key), "the journal and the bucket disagree"
     last: dict[str, int] = {}
     first_seen: set[str] = set()
-    for obj in ordered:
-        for trans_num in obj.trans_nums:
+    for key in written:
+        for trans_num in by_key[key].trans_nums:
             if trans_num in first_seen:
                 continue  # a duplicate across objects is allowed at this hop
             first_seen.add(trans_num)
             card, counter = trans_num.split("-")
-            assert int(counter) > last.get(card, 0), f"{trans_num} landed out of order"
+            assert int(counter) > last.get(card, 0), f"{trans_num} written out of order ({key})"
             last[card] = int(counter)
 
 
@@ -349,20 +420,28 @@ def assert_loaded_exactly_once(
 # ---------------------------------------------------------------- fault injection
 
 
-class KillingProxy:
-    """Forwards the writer's AWS calls to moto and SIGKILLs the writer at a chosen call.
+class InterceptingProxy:
+    """Forwards a writer's AWS calls and stops the writer at a chosen call.
 
-    The only fake in these tests: it injects the crash at an exact point of the protocol
-    (after the S3 put, before the checkpoint) instead of hoping a random kill lands there.
+    The only fake in these tests: it injects the fault at an exact point of the protocol
+    (after the S3 put, before the checkpoint) instead of hoping a random signal lands there.
+    ``kill`` SIGKILLs the writer and drops the call. ``pause`` SIGSTOPs it and holds the call
+    until :meth:`release`, then forwards it: a request sent just before a long pause (a GC,
+    a stopped VM) that reaches AWS after another worker took over.
     """
 
     def __init__(
-        self, target: str, should_kill: Callable[[str, str, dict[str, str], bytes], bool]
+        self,
+        target: str,
+        intercept: Callable[[str, str, dict[str, str], bytes], bool],
+        action: str = "kill",
     ) -> None:
         self.target = target
-        self.should_kill = should_kill
+        self.intercept = intercept
+        self.action = action
         self.victim: int | None = None
-        self.killed = threading.Event()
+        self.intercepted = threading.Event()
+        self._released = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -380,13 +459,16 @@ class KillingProxy:
                 }
                 if (
                     proxy.victim is not None
-                    and not proxy.killed.is_set()
-                    and proxy.should_kill(self.command, self.path, headers, body)
+                    and not proxy.intercepted.is_set()
+                    and proxy.intercept(self.command, self.path, headers, body)
                 ):
-                    os.kill(proxy.victim, signal.SIGKILL)
-                    proxy.killed.set()
-                    self.close_connection = True
-                    return
+                    if proxy.action == "kill":
+                        os.kill(proxy.victim, signal.SIGKILL)
+                        proxy.intercepted.set()
+                        return
+                    os.kill(proxy.victim, signal.SIGSTOP)
+                    proxy.intercepted.set()
+                    proxy._released.wait(120)
                 response = httpx.request(
                     self.command,
                     proxy.target + self.path,
@@ -419,7 +501,12 @@ class KillingProxy:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
+    def release(self) -> None:
+        """Forward the held call (``pause``)."""
+        self._released.set()
+
     def close(self) -> None:
+        self._released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -444,6 +531,7 @@ def is_raw_put(method: str, path: str, headers: dict[str, str], body: bytes) -> 
 def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
     moto_reset: str,
     writers: Writers,
+    proxies: AwsProxies,
     kill_at: Callable[..., bool],
     rebuilt: bool,
     empty_database: str,
@@ -453,11 +541,12 @@ def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
     resources = create_all(aws, region=REGION, shards=1)
     producer = Producer(aws["kinesis"])
     producer.put(400)
-    proxy = KillingProxy(moto_reset, kill_at)
+    recorder = proxies.start(moto_reset)
+    proxy = InterceptingProxy(recorder.url, kill_at, "kill")
     try:
         first = writers.start("f3-first", proxy.url, flush_max_records="150")
         proxy.victim = first.process.pid
-        wait_for(proxy.killed.is_set, 30, "the kill at the chosen call")
+        wait_for(proxy.intercepted.is_set, 30, "the kill at the chosen call")
         assert first.process.wait(10) == -signal.SIGKILL
     finally:
         proxy.close()
@@ -479,12 +568,12 @@ def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
     keys_before = {obj.key for obj in landed(aws["s3"])}
     assert keys_before == (set() if rebuilt else {pending_key})
 
-    second = writers.start("f3-second", moto_reset, flush_max_records="150")
+    second = writers.start("f3-second", recorder.url, flush_max_records="150")
     wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 40, "every record landed")
     assert terminate(second) == 0, second.log()
 
     objects = landed(aws["s3"])
-    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    assert_all_landed_in_card_order(objects, producer.produced, recorder.raw_writes())
     by_key = {obj.key: obj for obj in objects}
     # The announced object exists once, with exactly the first 150 records.
     assert len(by_key[pending_key].trans_nums) == 150
@@ -501,36 +590,86 @@ def test_f3_hard_kill_around_the_put_loses_nothing_and_writes_no_second_copy(
 # ---------------------------------------------------------------- F4
 
 
+@pytest.mark.parametrize(
+    ("pause_at", "refused"),
+    [
+        (is_checkpoint, ("UpdateItem", "ConditionalCheckFailedException")),
+        (is_raw_put, ("PutObject", "PreconditionFailed")),
+    ],
+    ids=["checkpoint", "conditional-put"],
+)
 def test_f4_paused_zombie_is_fenced_and_lets_go(
-    moto_reset: str, writers: Writers, empty_database: str, tmp_path: Path
+    moto_reset: str,
+    writers: Writers,
+    proxies: AwsProxies,
+    pause_at: Callable[..., bool],
+    refused: tuple[str, str],
+    empty_database: str,
+    tmp_path: Path,
 ) -> None:
+    """The zombie is paused with a write in flight (its checkpoint, or its conditional put);
+    the write reaches AWS after the survivor took the shard over, and AWS refuses it."""
     aws = clients(moto_reset)
     resources = create_all(aws, region=REGION, shards=1)
+    # Every writer's calls go through the recorder; the zombie's pass first through the
+    # pausing proxy and then a journal of their own: what the zombie sent and was answered.
+    recorder = proxies.start(moto_reset)
+    zombie_calls = proxies.start(recorder.url)
+    pauser = InterceptingProxy(zombie_calls.url, pause_at, "pause")
     producer = Producer(aws["kinesis"])
     producer.start()
     try:
-        zombie = writers.start("f4-zombie", moto_reset)
+        zombie = writers.start("f4-zombie", pauser.url)
         wait_for(lambda: zombie.leases() == ["shardId-000000000000"], 20, "zombie owns the shard")
-        survivor = writers.start("f4-survivor", moto_reset)
+        survivor = writers.start("f4-survivor", recorder.url)
         wait_for(lambda: survivor.leases() == [], 20, "survivor up")
-        time.sleep(1.0)  # the zombie is mid-batch: records keep arriving every 50 ms
-        os.kill(zombie.process.pid, signal.SIGSTOP)
+        pauser.victim = zombie.process.pid
+        wait_for(pauser.intercepted.is_set, 20, "the zombie paused with its write in flight")
+        held_key = lease_items(aws["dynamodb"])["shardId-000000000000"]["pendingRawKey"]["S"]
         wait_for(
             lambda: survivor.leases() == ["shardId-000000000000"], 20, "survivor took the lease"
         )
-        time.sleep(1.0)
+        wait_for(
+            lambda: any(obj.metadata["writer-id"] == "f4-survivor" for obj in landed(aws["s3"])),
+            20,
+            "the survivor wrote an object",
+        )
+        resumed_at = zombie_calls.answered() + 1
+        pauser.release()
+        wait_for(lambda: zombie_calls.answered() >= resumed_at, 20, "the held write answered")
         os.kill(zombie.process.pid, signal.SIGCONT)
         wait_for(lambda: zombie.leases() == [], 20, "zombie let go of the shard")
-        assert zombie.metric("cardstream_writer_leases_lost_total") >= 1
         assert survivor.leases() == ["shardId-000000000000"]
+        producer.stop()
+        wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
+        assert terminate(zombie) == 0, zombie.log()
+        assert terminate(survivor) == 0, survivor.log()
     finally:
         producer.stop()
-    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
-    assert terminate(zombie) == 0, zombie.log()
-    assert terminate(survivor) == 0, survivor.log()
+        pauser.close()
+
+    after = zombie_calls.journal(resumed_at)
+    held = after[0]
+    assert (held["operation"], held["error"]) == refused, after
+    if held["operation"] == "PutObject":
+        assert held["detail"] == f"{names.LANDING_BUCKET}/{held_key}"
+    else:
+        assert held["detail"].startswith("SET checkpoint"), held
+    # Nothing the zombie sent after its pause was accepted: no renewal, no checkpoint, no object.
+    accepted = [
+        call
+        for call in after
+        if call["operation"] in ("UpdateItem", "PutObject") and call["status"] < 400
+    ]
+    assert not accepted, accepted
+
     objects = landed(aws["s3"])  # fails if any key has two versions
-    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
-    assert {obj.metadata["writer-id"] for obj in objects} == {"f4-zombie", "f4-survivor"}
+    by_key = {obj.key: obj for obj in objects}
+    # The held put found the survivor's rebuild of the same batch; the held checkpoint
+    # followed a put that had landed, which the survivor found and kept.
+    expected_writer = "f4-survivor" if held["operation"] == "PutObject" else "f4-zombie"
+    assert by_key[held_key].metadata["writer-id"] == expected_writer
+    assert_all_landed_in_card_order(objects, producer.produced, recorder.raw_writes())
     assert_loaded_exactly_once(
         moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
     )
@@ -562,43 +701,82 @@ def resharding_moto(tmp_path: Path) -> Iterator[str]:
             process.wait()
 
 
-def test_f5_resharding_while_producing_keeps_every_record_and_card_order(
-    resharding_moto: str, writers: Writers, empty_database: str, tmp_path: Path
-) -> None:
-    aws = clients(resharding_moto)
-    resources = create_all(aws, region=REGION, shards=2)
-    kinesis = aws["kinesis"]
-    producer = Producer(kinesis)
-    first = writers.start("f5-a", resharding_moto)
-    second = writers.start("f5-b", resharding_moto)
-    producer.start()
-    try:
-        time.sleep(2.5)
-        kinesis.update_shard_count(
-            StreamName=names.STREAM_NAME, TargetShardCount=4, ScalingType="UNIFORM_SCALING"
-        )
-        time.sleep(2.5)
-        open_shards = sorted(
+def open_shards(kinesis: Any) -> list[str]:
+    """Ids of the stream's open shards, by the start of their hash key range."""
+    return [
+        shard_id
+        for _, shard_id in sorted(
             (int(s["HashKeyRange"]["StartingHashKey"]), s["ShardId"])
             for s in kinesis.list_shards(StreamName=names.STREAM_NAME)["Shards"]
             if "EndingSequenceNumber" not in s["SequenceNumberRange"]
         )
-        kinesis.merge_shards(
-            StreamName=names.STREAM_NAME,
-            ShardToMerge=open_shards[0][1],
-            AdjacentShardToMerge=open_shards[1][1],
-        )
-        time.sleep(2.5)
-    finally:
-        producer.stop()
-    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 40, "every record landed")
+    ]
+
+
+def wait_active(kinesis: Any) -> None:
+    wait_for(
+        lambda: (
+            kinesis.describe_stream_summary(StreamName=names.STREAM_NAME)[
+                "StreamDescriptionSummary"
+            ]["StreamStatus"]
+            == "ACTIVE"
+        ),
+        20,
+        "the stream to be ACTIVE again",
+    )
+
+
+def test_f5_resharding_with_unread_records_keeps_every_record_and_card_order(
+    resharding_moto: str,
+    writers: Writers,
+    proxies: AwsProxies,
+    empty_database: str,
+    tmp_path: Path,
+) -> None:
+    """Each reshard happens while its parents still hold records no writer has read, and
+    records go on arriving in the children: a child read before its parents reached
+    SHARD_END writes a card's later records before its earlier ones, which the order the
+    objects were written in (the proxy's journal of acknowledged puts) shows."""
+    aws = clients(resharding_moto)
+    resources = create_all(aws, region=REGION, shards=2)
+    kinesis = aws["kinesis"]
+    recorder = proxies.start(resharding_moto)
+    producer = Producer(kinesis)
+    # Reads of 20 records at most 5 times a second: 300 unread records hold a shard's
+    # reader for seconds, long after its children are listed and leased.
+    small_reads = {"get_records_limit": "20", "flush_max_records": "20"}
+    first = writers.start("f5-a", recorder.url, **small_reads)
+    second = writers.start("f5-b", recorder.url, **small_reads)
+    wait_for(
+        lambda: sorted((first.leases() or []) + (second.leases() or [])) == open_shards(kinesis),
+        30,
+        "the writers to own both shards",
+    )
+
+    def backlog() -> None:
+        for _ in range(3):
+            producer.put(200)
+
+    backlog()
+    kinesis.update_shard_count(
+        StreamName=names.STREAM_NAME, TargetShardCount=4, ScalingType="UNIFORM_SCALING"
+    )
+    wait_active(kinesis)
+    backlog()
+    children = open_shards(kinesis)
+    kinesis.merge_shards(
+        StreamName=names.STREAM_NAME, ShardToMerge=children[0], AdjacentShardToMerge=children[1]
+    )
+    wait_active(kinesis)
+    backlog()
+    wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 60, "every record landed")
     assert terminate(first) == 0, first.log()
     assert terminate(second) == 0, second.log()
 
     depths = shard_depths(kinesis)
     assert max(depths.values()) == 2  # split, then merge of two children
     objects = landed(aws["s3"])
-    assert_all_landed_in_card_order(objects, producer.produced, depths)
+    assert_all_landed_in_card_order(objects, producer.produced, recorder.raw_writes())
     # Records were produced into every generation, so each lineage was really crossed.
     assert {depths[obj.shard_id] for obj in objects} == {0, 1, 2}
     leases = lease_items(aws["dynamodb"])
@@ -618,49 +796,72 @@ def test_f5_resharding_while_producing_keeps_every_record_and_card_order(
 # ---------------------------------------------------------------- scaling
 
 
+def written_by(s3: Any, worker_id: str) -> set[str]:
+    """Shards that ``worker_id`` wrote at least one landed object of."""
+    return {obj.shard_id for obj in landed(s3) if obj.metadata["writer-id"] == worker_id}
+
+
 def test_worker_added_takes_its_share_and_a_stopped_one_hands_over_at_once(
-    moto_reset: str, writers: Writers, empty_database: str, tmp_path: Path
+    moto_reset: str,
+    writers: Writers,
+    proxies: AwsProxies,
+    empty_database: str,
+    tmp_path: Path,
 ) -> None:
     aws = clients(moto_reset)
     resources = create_all(aws, region=REGION, shards=4)
+    recorder = proxies.start(moto_reset)
     producer = Producer(aws["kinesis"])
     # A failover far longer than the waits below: any takeover seen here came from a steal
     # or a release on SIGTERM, never from a lease expiring.
     slow_failover = {"failover_s": "60"}
-    first = writers.start("scale-a", moto_reset, **slow_failover)
+    first = writers.start("scale-a", recorder.url, **slow_failover)
     wait_for(lambda: len(first.leases() or []) == 4, 20, "first worker owns every shard")
     producer.start()
     try:
-        second = writers.start("scale-b", moto_reset, **slow_failover)
+        second = writers.start("scale-b", recorder.url, **slow_failover)
         wait_for(
             lambda: (len(first.leases() or []), len(second.leases() or [])) == (2, 2),
             20,
             "fair share 2/2",
         )
         assert second.metric("cardstream_writer_lease_steals_total") == 2
-        time.sleep(1.0)
+        stolen = set(second.leases() or [])
+        wait_for(
+            lambda: written_by(aws["s3"], "scale-b") == stolen, 20, "the stealer wrote its shards"
+        )
+        handed_over = set(first.leases() or [])
         assert terminate(first) == 0, first.log()
         wait_for(lambda: len(second.leases() or []) == 4, 10, "survivor owns every shard")
-        time.sleep(1.0)
+        wait_for(
+            lambda: written_by(aws["s3"], "scale-b") >= handed_over,
+            20,
+            "the survivor wrote the shards handed over",
+        )
     finally:
         producer.stop()
     wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
     assert terminate(second) == 0, second.log()
     objects = landed(aws["s3"])
-    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    assert_all_landed_in_card_order(objects, producer.produced, recorder.raw_writes())
     assert_loaded_exactly_once(
         moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
     )
 
 
 def test_killed_worker_loses_nothing_and_the_survivor_takes_every_shard(
-    moto_reset: str, writers: Writers, empty_database: str, tmp_path: Path
+    moto_reset: str,
+    writers: Writers,
+    proxies: AwsProxies,
+    empty_database: str,
+    tmp_path: Path,
 ) -> None:
     aws = clients(moto_reset)
     resources = create_all(aws, region=REGION, shards=4)
+    recorder = proxies.start(moto_reset)
     producer = Producer(aws["kinesis"])
-    first = writers.start("kill-a", moto_reset)
-    second = writers.start("kill-b", moto_reset)
+    first = writers.start("kill-a", recorder.url)
+    second = writers.start("kill-b", recorder.url)
     wait_for(
         lambda: sorted([len(first.leases() or []), len(second.leases() or [])]) == [2, 2],
         30,
@@ -668,17 +869,24 @@ def test_killed_worker_loses_nothing_and_the_survivor_takes_every_shard(
     )
     producer.start()
     try:
-        time.sleep(1.5)
+        orphaned = set(first.leases() or [])
+        wait_for(
+            lambda: written_by(aws["s3"], "kill-a") == orphaned, 20, "the victim wrote its shards"
+        )
         first.process.kill()
         first.process.wait(10)
         wait_for(lambda: len(second.leases() or []) == 4, 20, "survivor owns every shard")
-        time.sleep(1.0)
+        wait_for(
+            lambda: written_by(aws["s3"], "kill-b") >= orphaned,
+            20,
+            "the survivor wrote the orphaned shards",
+        )
     finally:
         producer.stop()
     wait_for(lambda: landed_ids(aws["s3"]) >= set(producer.produced), 30, "every record landed")
     assert terminate(second) == 0, second.log()
     objects = landed(aws["s3"])
-    assert_all_landed_in_card_order(objects, producer.produced, shard_depths(aws["kinesis"]))
+    assert_all_landed_in_card_order(objects, producer.produced, recorder.raw_writes())
     assert_loaded_exactly_once(
         moto_reset, resources.queue_url, empty_database, producer.produced, tmp_path
     )

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +192,14 @@ def _in_progress(url: str) -> float:
     raise AssertionError("gauge missing")
 
 
+def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def _stream_trans_nums(endpoint: str) -> list[str]:
     kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1")
     iterator = kinesis.get_shard_iterator(
@@ -209,7 +217,8 @@ def test_sigterm_finishes_in_flight_requests_and_flushes(
 ) -> None:
     endpoint, moto = own_moto
     port = free_port()
-    api = _run_api(_env(endpoint, jwks, port), tmp_path / "api.log")
+    log = tmp_path / "api.log"
+    api = _run_api(_env(endpoint, jwks, port), log)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {_token(signing_key)}"}
     rows = [kaggle_example() | {"trans_num": f"inflight-{n}"} for n in range(8)]
@@ -224,11 +233,14 @@ def test_sigterm_finishes_in_flight_requests_and_flushes(
                 )
                 for row in rows
             ]
-            deadline = time.monotonic() + 20
-            while _in_progress(url) < len(rows) + 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # Every request is in flight (the gauge counts this scrape too).
+            _wait_for(lambda: _in_progress(url) >= len(rows) + 1, "every request in flight")
             api.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
+            # uvicorn logs this once it closed its listening socket and waits for them.
+            _wait_for(
+                lambda: "Waiting for connections to close" in log.read_text(errors="replace"),
+                "the server to begin its shutdown",
+            )
             # New connections are refused once shutdown began.
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"{url}/healthz", timeout=2)
