@@ -7,7 +7,7 @@ import contextlib
 import logging
 import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,12 +25,22 @@ from db_loader.metrics import LoaderMetrics
 from db_loader.object_reader import Limits, UnreadableObjectError, fetch_object
 from db_loader.rows import prepare_object
 from db_loader.settings import LoaderSettings
-from db_loader.sqs_poller import SqsPoller
+from db_loader.sqs_poller import DependencyUnavailableError, SqsPoller
 
 if TYPE_CHECKING:
     from db_loader.db import DbConnection
 
 logger = logging.getLogger(__name__)
+
+# The server is away (restarting, failing over, unreachable): no object is at fault.
+_DATABASE_AWAY = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 class LoadMonitor(Protocol):
@@ -76,7 +86,9 @@ class LoaderService:
         started = time.perf_counter()
         try:
             # Cheap check first: a redelivered notification need not download anything.
-            if source.etag and await ledger.is_loaded(self.pool, source):
+            async with _database_work():
+                loaded = bool(source.etag) and await ledger.is_loaded(self.pool, source)
+            if loaded:
                 self.metrics.objects.labels("already_loaded").inc()
                 return
             identity, body = await fetch_object(self._s3, source, self.limits)
@@ -85,14 +97,18 @@ class LoaderService:
             batch = await asyncio.get_running_loop().run_in_executor(
                 self._executor, prepare_object, identity.key, body, self.limits
             )
-            result = await load_batch(
-                self.pool,
-                identity,
-                batch,
-                partitions=self.partitions,
-                dimensions=self.dimensions,
-                hooks=[m.after_insert for m in self.monitors],
-            )
+            async with _database_work():
+                result = await load_batch(
+                    self.pool,
+                    identity,
+                    batch,
+                    partitions=self.partitions,
+                    dimensions=self.dimensions,
+                    hooks=[m.after_insert for m in self.monitors],
+                )
+        except DependencyUnavailableError:
+            self.metrics.objects.labels("database_unavailable").inc()
+            raise
         except UnreadableObjectError as exc:
             self.metrics.objects.labels("unreadable").inc()
             self.metrics.unreadable.labels(exc.reason).inc()
@@ -115,17 +131,24 @@ class LoaderService:
             },
         )
 
+    async def database_answers(self) -> bool:
+        """Whether PostgreSQL answers a query now."""
+        if self.pool is None:
+            return False
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
     async def _healthz(self, request: web.Request) -> web.Response:
         problems = []
         if self.poller is None or not self.poller.receiving:
             problems.append("not polling")
         if self.pool is None:
             problems.append("no database pool")
-        else:
-            try:
-                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=2)
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                problems.append("database unreachable")
+        elif not await self.database_answers():
+            problems.append("database unreachable")
         if problems:
             return web.json_response({"status": "unhealthy", "problems": problems}, status=503)
         return web.json_response({"status": "ok"})
@@ -173,7 +196,9 @@ class LoaderService:
                 ) as sqs,
             ):
                 self._s3 = s3
-                self.poller = SqsPoller(self.settings, sqs, self.handle, self.metrics)
+                self.poller = SqsPoller(
+                    self.settings, sqs, self.handle, self.metrics, available=self.database_answers
+                )
                 logger.info("db-loader polling", extra={"queue_url": self.settings.queue_url})
                 await self.poller.run(stop)
         finally:
@@ -185,3 +210,12 @@ class LoaderService:
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
             logger.info("db-loader stopped")
+
+
+@contextlib.asynccontextmanager
+async def _database_work() -> AsyncIterator[None]:
+    """Database calls whose failure, when the server is away, is no object's fault."""
+    try:
+        yield
+    except _DATABASE_AWAY as exc:
+        raise DependencyUnavailableError(f"database unavailable: {exc!r}") from exc

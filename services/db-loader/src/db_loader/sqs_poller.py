@@ -6,6 +6,11 @@ an ``s3:TestEvent`` message. A message is deleted only once every object it name
 committed; one that fails is left alone, so it becomes visible again and, after the
 queue's maxReceiveCount receives, the redrive policy moves it to the DLQ. The loader never
 deletes a message it could not load.
+
+Every receive counts towards the DLQ, whatever the reason the load failed. When the
+failure is no message's fault (the database is away: restarting, failing over), receiving
+more would only spend the receives of good messages until they are dead-lettered, so the
+poller stops receiving until the database answers again.
 """
 
 from __future__ import annotations
@@ -27,10 +32,16 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[SourceObject], Awaitable[None]]
 _TEST_EVENT: Final = "s3:TestEvent"
+# How often a poller that stopped receiving asks whether the database answers again.
+_AVAILABLE_PROBE_S: Final = 1.0
 
 
 class PoisonMessageError(ValueError):
     """The message body is not an S3 event notification we can act on."""
+
+
+class DependencyUnavailableError(Exception):
+    """Something every message needs (the database) is away: no message is at fault."""
 
 
 def _event_time(text: Any) -> dt.datetime | None:
@@ -91,21 +102,38 @@ class SqsPoller:
     """Receives messages and hands each object to ``handler``, at most ``concurrency`` at once."""
 
     def __init__(
-        self, settings: LoaderSettings, sqs: Any, handler: Handler, metrics: LoaderMetrics
+        self,
+        settings: LoaderSettings,
+        sqs: Any,
+        handler: Handler,
+        metrics: LoaderMetrics,
+        *,
+        available: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._settings = settings
         self._sqs = sqs
         self._handler = handler
         self._metrics = metrics
+        # Asked, after a DependencyUnavailableError, until it says True; then receiving goes on.
+        self._available = available
+        self._unavailable = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.receiving = False
+
+    @property
+    def paused(self) -> bool:
+        """Whether receiving stopped until the database answers again."""
+        return self._unavailable.is_set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set, then let messages in progress finish (bounded)."""
         self.receiving = True
         try:
             while not stop.is_set():
+                if self._unavailable.is_set():
+                    await self._until_available(stop)
+                    continue
                 await self._slots.acquire()
                 free = 1
                 # Take every free slot for this receive, so one call can fill them all.
@@ -157,6 +185,15 @@ class SqsPoller:
                 await asyncio.wait_for(stop.wait(), self._settings.empty_receive_pause_s)
         return messages
 
+    async def _until_available(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self._available is None or await self._available():
+                self._unavailable.clear()
+                logger.info("the database answers again; receiving")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _AVAILABLE_PROBE_S)
+
     async def _drain(self) -> None:
         if not self._tasks:
             return
@@ -190,6 +227,16 @@ class SqsPoller:
             objects = parse_message(message.get("Body", ""))
             for source in objects:
                 await self._handler(source)
+        except DependencyUnavailableError as exc:
+            heartbeat.cancel()
+            self._metrics.messages.labels("deferred").inc()
+            if not self._unavailable.is_set():
+                self._unavailable.set()
+                logger.warning(
+                    "stopped receiving until the database answers; message left for redelivery",
+                    extra={"message_id": message.get("MessageId"), "detail": str(exc)[:500]},
+                )
+            await self._retry_soon(receipt)
         except Exception as exc:
             heartbeat.cancel()
             self._failed(message, receives, exc)
