@@ -429,6 +429,7 @@ def main() -> int:
                 stop(process)
         text = report(ours, theirs, args)
         print(text)
+        print(f"load average: {os.getloadavg()} on {os.cpu_count()} CPUs")
         if args.json:
             args.json.write_text(
                 json.dumps(

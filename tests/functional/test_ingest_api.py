@@ -30,10 +30,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cardstream_shared import resource_names as names
-from cardstream_shared.aws import aio_client
 from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring, luhn_valid
+from ingest_api import kinesis_codec
 from ingest_api.app import create_app
 from ingest_api.settings import IngestSettings
 
@@ -223,7 +223,7 @@ async def running_api(
     repeat_last: bool = False,
     throttled: frozenset[str] = frozenset(),
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with aio_client("kinesis", settings) as real:
+    async with kinesis_codec.kinesis_client(settings) as real:
         client = (
             None
             if faults is None

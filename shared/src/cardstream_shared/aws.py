@@ -7,11 +7,15 @@ reports inside a 200 response, which the producer handles itself.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
 from cardstream_shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from cardstream_shared.response_parsers import ShapeReader
 
 
 def config_options(settings: ServiceSettings, **overrides: Any) -> dict[str, Any]:
@@ -44,11 +48,25 @@ def boto3_client(service: str, settings: ServiceSettings, **config_overrides: An
     return factory(service, **client_kwargs(settings, config))
 
 
-def aio_client(service: str, settings: ServiceSettings, **config_overrides: Any) -> Any:
-    """An aiobotocore client context manager for ``service``: ``async with aio_client(...)``."""
+def aio_client(
+    service: str,
+    settings: ServiceSettings,
+    *,
+    readers: Mapping[str, ShapeReader] | None = None,
+    **config_overrides: Any,
+) -> Any:
+    """An aiobotocore client context manager for ``service``: ``async with aio_client(...)``.
+
+    ``readers`` (output shape name -> reader) read those answers on a faster path than
+    botocore's (:mod:`cardstream_shared.response_parsers`).
+    """
     from aiobotocore.config import AioConfig
     from aiobotocore.session import get_session
 
     config = AioConfig(**config_options(settings, **config_overrides))
     session: Any = get_session()
+    if readers:
+        from cardstream_shared.response_parsers import register_readers
+
+        register_readers(session, readers)
     return session.create_client(service, **client_kwargs(settings, config))

@@ -1,14 +1,17 @@
-"""A cheaper encoding of ``PutRecords`` requests and responses for the aiobotocore client.
+"""A cheaper encoding of ``PutRecords`` requests and answers for the aiobotocore client.
 
-botocore serializes a request by walking the service model member by member and parses a
-response the same way: for a 500-record ``PutRecords`` call that is about 10 us a record to
-build the JSON body and 5 us a record to read the answer (measured on the development
-machine), more than the rest of the producer. Both are plain JSON for the Kinesis
-``json`` protocol: a body ``{"StreamName", "Records": [{"Data": <base64>, "PartitionKey"}]}``
-and an answer ``{"FailedRecordCount", "Records": [{"SequenceNumber", "ShardId"} |
-{"ErrorCode", "ErrorMessage"}], ...}`` of strings and integers only. msgspec writes the
-body in one call (it encodes ``bytes`` as base64, as botocore does blobs) and orjson reads
-the answer in one. Everything else (endpoint rules, signing, retries, errors, every other
+botocore serializes a request by walking the service model member by member and parses an
+answer the same way: for a 500-record ``PutRecords`` call both cost more than the rest of
+the producer (figures in docs/benchmarks.md). Both are plain JSON for the Kinesis ``json``
+protocol: a body ``{"StreamName", "Records": [{"Data": <base64>, "PartitionKey"}]}`` and an
+answer ``{"FailedRecordCount", "Records": [{"SequenceNumber", "ShardId"} | {"ErrorCode",
+"ErrorMessage"}], ...}`` of strings and integers only. msgspec writes the body in one call
+(it encodes ``bytes`` as base64, as botocore does blobs) and orjson reads the answer in one.
+
+Both go through botocore's public hooks: the answer through the session's response-parser
+component (:data:`READERS`, given to ``cardstream_shared.aws.aio_client``), the request
+through the client's events (:func:`install`); :func:`kinesis_client` opens the service's
+client with both. Everything else (endpoint rules, signing, retries, errors, every other
 operation) stays botocore's: only the body of a ``PutRecords`` request whose entries all
 carry their ``Data`` as bytes, and the body of its successful answer, take the short path.
 A unit test holds both equal to botocore's own results.
@@ -16,46 +19,41 @@ A unit test holds both equal to botocore's own results.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import msgspec
 import orjson
-from aiobotocore.parsers import AioJSONParser, AioResponseParserFactory
 
-# types-aiobotocore describes these classes without their botocore internals, which this
-# module extends; they are used untyped.
-_JSONParser: Any = AioJSONParser
-_ParserFactory: Any = AioResponseParserFactory
+from cardstream_shared.aws import aio_client
+from cardstream_shared.settings import ServiceSettings
 
-_OPERATION: Final = "PutRecords"
 _OUTPUT_SHAPE: Final = "PutRecordsOutput"
 _ENCODER: Final = msgspec.json.Encoder()
+# Where the records of a call wait between the two events (the call's own context dict).
+_HELD: Final = "cardstream_put_records"
 
 
-class PutRecordsSerializer:
-    """botocore's serializer, with a one-call JSON encoding of ``PutRecords`` bodies."""
+def hold_records(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """``before-parameter-build``: botocore serializes the first record only; the call's
+    records wait in its context for :func:`write_records`."""
+    records = params.get("Records")
+    if isinstance(records, list) and records and _all_data_bytes(records):
+        context[_HELD] = records
+        params["Records"] = records[:1]
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
 
-    def serialize_to_request(self, parameters: dict[str, Any], operation_model: Any) -> Any:
-        """The request dict botocore would build (same method, path, headers, JSON body)."""
-        if operation_model.name != _OPERATION:
-            return self._inner.serialize_to_request(parameters, operation_model)
-        records = parameters.get("Records")
-        if not isinstance(records, list) or not records or not _all_data_bytes(records):
-            return self._inner.serialize_to_request(parameters, operation_model)
-        # botocore builds the request around the first record (target header, content type,
-        # any host prefix from the stream parameters); the whole list replaces it, encoded
-        # in one msgspec call. The service's client runs without parameter validation (the
-        # producer builds the parameters), so botocore would not have checked the others.
-        request = self._inner.serialize_to_request(
-            {**parameters, "Records": records[:1]}, operation_model
-        )
-        body = orjson.loads(request["body"])
+def write_records(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """``before-call``: the serialized body (built around the first record: target header,
+    content type, any host prefix from the stream parameters) gets the whole list, encoded
+    in one msgspec call. The service's client runs without parameter validation (the
+    producer builds the parameters), so botocore would not have checked the others."""
+    records = context.pop(_HELD, None)
+    if records is not None:
+        body = orjson.loads(params["body"])
         body["Records"] = records
-        request["body"] = _ENCODER.encode(body)
-        return request
+        params["body"] = _ENCODER.encode(body)
 
 
 def _all_data_bytes(records: list[Any]) -> bool:
@@ -69,39 +67,43 @@ def _all_data_bytes(records: list[Any]) -> bool:
     return True
 
 
-class _PutRecordsParser(_JSONParser):  # type: ignore[misc]
-    def _handle_json_body(self, raw_body: bytes, shape: Any) -> Any:
-        # The answer holds only strings and integers, which need no conversion; anything
-        # else (an empty body, an error shape, other operations) is botocore's to read.
-        if shape is not None and shape.name == _OUTPUT_SHAPE and raw_body:
-            try:
-                parsed = orjson.loads(raw_body)
-            except orjson.JSONDecodeError:
-                return super()._handle_json_body(raw_body, shape)
-            if isinstance(parsed, dict):
-                return {name: parsed[name] for name in shape.members if name in parsed}
-        return super()._handle_json_body(raw_body, shape)
+def read_put_records(raw_body: bytes, shape: Any) -> dict[str, Any] | None:
+    """A successful ``PutRecords`` answer as botocore reads it: it holds only strings and
+    integers, which need no conversion. ``None`` (botocore reads it) if it is not a JSON
+    object."""
+    try:
+        parsed = orjson.loads(raw_body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    return {name: parsed[name] for name in shape.members if name in parsed}
 
 
-class PutRecordsParserFactory(_ParserFactory):  # type: ignore[misc]
-    """aiobotocore's parser factory, reading ``PutRecords`` answers with orjson."""
-
-    def create_parser(self, protocol_name: str) -> Any:
-        """The parser for ``protocol_name``; the ``json`` one reads PutRecords quickly."""
-        if protocol_name == "json":
-            return _PutRecordsParser(**self._defaults)
-        return super().create_parser(protocol_name)
+# The answers this module reads, for ``cardstream_shared.aws.aio_client(readers=...)``.
+READERS: Final = {_OUTPUT_SHAPE: read_put_records}
 
 
 def install(client: Any) -> None:
-    """Make ``client`` (an aiobotocore Kinesis client) use the short ``PutRecords`` path.
+    """Make ``client`` (an aiobotocore Kinesis client) write ``PutRecords`` bodies in one
+    call, through its own event hooks."""
+    client.meta.events.register("before-parameter-build.kinesis.PutRecords", hold_records)
+    client.meta.events.register("before-call.kinesis.PutRecords", write_records)
 
-    botocore exposes no public hook to replace a client's serializer or response parser;
-    both attributes have kept their names since botocore 1.0, and the unit test fails
-    loudly if that changes.
-    """
-    endpoint = client._endpoint
-    factory = PutRecordsParserFactory()
-    factory._defaults.update(endpoint._response_parser_factory._defaults)
-    endpoint._response_parser_factory = factory
-    client._serializer = PutRecordsSerializer(client._serializer)
+
+@contextlib.asynccontextmanager
+async def kinesis_client(settings: ServiceSettings) -> AsyncIterator[Any]:
+    """ingest-api's aiobotocore Kinesis client, taking both short paths of this module."""
+    async with aio_client(
+        "kinesis",
+        settings,
+        # The producer retries inside its own deadline (see kinesis_producer); botocore
+        # retrying too would multiply attempts past that deadline.
+        retries={"mode": "standard", "max_attempts": 1},
+        # The producer builds the parameters, not callers; validating 500 entries per call
+        # costs more CPU than the request's own serialization.
+        parameter_validation=False,
+        readers=READERS,
+    ) as client:
+        install(client)
+        yield client

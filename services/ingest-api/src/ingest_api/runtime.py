@@ -133,19 +133,7 @@ async def open_runtime(
     """
     async with contextlib.AsyncExitStack() as stack:
         if kinesis_client is None:
-            kinesis_client = await stack.enter_async_context(
-                aio_client(
-                    "kinesis",
-                    settings,
-                    # The producer retries inside its own deadline (see kinesis_producer);
-                    # botocore retrying too would multiply attempts past that deadline.
-                    retries={"mode": "standard", "max_attempts": 1},
-                    # Parameters are built here, not by callers; validating 500 entries per
-                    # call costs more CPU than the request's own serialization.
-                    parameter_validation=False,
-                )
-            )
-            kinesis_codec.install(kinesis_client)
+            kinesis_client = await stack.enter_async_context(kinesis_codec.kinesis_client(settings))
         secrets = await stack.enter_async_context(aio_client("secretsmanager", settings))
         keyring = await _load_keyring(secrets, settings.pan_key_secret_id)
         authenticator = settings.bearer_authenticator(
