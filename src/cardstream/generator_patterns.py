@@ -1,4 +1,4 @@
-"""Labelled fraud and money-laundering patterns injected by the generator (issue 7).
+"""Labelled fraud and money-laundering patterns injected by the generator.
 
 Each injector returns the transactions of one instance of its pattern on one card, all
 labelled ``is_fraud = 1`` with the pattern's name, except an anchor purchase that a pattern

@@ -225,7 +225,7 @@ def _wait_until(predicate: Any, timeout_s: float, what: str) -> None:
 
 
 def test_a_writer_killed_during_a_replay_loses_nothing(tmp_path: Path) -> None:
-    """Issue 8: with 4 shards and 2 writers, SIGKILL one writer while the replay runs; the
+    """With 4 shards and 2 writers, SIGKILL one writer while the replay runs; the
     survivor takes every shard and every accepted row still lands exactly once."""
     state = tmp_path / "state"
     failover_s = 6.0

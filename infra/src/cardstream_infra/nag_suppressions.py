@@ -129,7 +129,7 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
             data.secrets.pan_key,
             rule,
             "The PAN keyring rotates by adding a key version and re-tokenizing offline "
-            "(shared/pan.py keeps old versions); an automatic rotation would change tokens "
+            "(cardstream_shared.pan keeps old versions); an automatic rotation would change tokens "
             "without that migration.",
         )
 

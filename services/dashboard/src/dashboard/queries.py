@@ -131,7 +131,7 @@ async def read_panels(
             " ORDER BY trans_date_trans_time DESC, trans_num LIMIT $1",
             FRAUD_CASES,
         )
-        # Alerts raised by the loader's rules (issue 7), for case handling.
+        # Alerts raised by the loader's rules, for case handling.
         open_alerts = await conn.fetch(
             "SELECT rule, severity, open_alerts, latest_created_at"
             " FROM cardstream.dash_alerts_open ORDER BY rule, severity"

@@ -202,7 +202,7 @@ def prepare(lines: Iterable[tuple[int, bytes]]) -> PreparedBatch:
 
     A ``trans_num`` seen twice in one object keeps the first occurrence's facts (a retried
     put repeats the same record), with the latest fraud label any occurrence carried:
-    a label may arrive after the transaction (docs/data.md).
+    a label may arrive after the transaction (docs/data-model.md, late fraud labels).
     """
     batch = PreparedBatch()
     position: dict[str, int] = {}

@@ -269,7 +269,7 @@ class KinesisProducer:
             except (TimeoutError, BotoCoreError, OSError) as exc:
                 # The call may have stored the records before the answer was lost; resending
                 # makes a duplicate in the stream, which the loader's upsert on trans_num
-                # turns into one row (reliability.md, F2).
+                # turns into one row (docs/reliability.md, F2).
                 reason = type(exc).__name__
                 self._metrics.kinesis_calls.labels(outcome=reason).inc()
                 failed = pending

@@ -5,7 +5,7 @@ coordinates rounded to 0.1 degree (about 11 km), which is all a map of the count
 (docs/security.md: views that need no more than they show). Only the analyst role reads
 them. They run with their owner's rights, so the analyst needs no grant on the tables.
 
-Fraud counts use ``is_fraud = 1``; a label may arrive later or never (docs/data.md), so
+Fraud counts use ``is_fraud = 1``; a label may arrive later or never (docs/data-model.md), so
 unlabelled transactions are counted apart and fraud rates are over labelled ones only.
 Ranks break ties by amount and then by name, so "top 5" is the same on every read.
 
