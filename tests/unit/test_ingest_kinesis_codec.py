@@ -165,7 +165,9 @@ async def test_the_service_client_takes_both_short_paths_through_botocore_hooks(
 
     monkeypatch.setitem(kinesis_codec.READERS, "PutRecordsOutput", counted_read)
     records = [{"Data": b"\x00\xff", "PartitionKey": "a"}, {"Data": b"{}", "PartitionKey": "b"}]
-    settings = ServiceSettings(aws_endpoint_url=str(_CLIENT_ARGS["endpoint_url"]))
+    settings = ServiceSettings(
+        environment="test", aws_endpoint_url=str(_CLIENT_ARGS["endpoint_url"])
+    )
     async with kinesis_codec.kinesis_client(settings) as client:
         client.meta.events.register("before-send.kinesis.PutRecords", reply)
         got = await client.put_records(StreamName="s", Records=records)

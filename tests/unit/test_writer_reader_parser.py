@@ -84,7 +84,7 @@ async def test_the_writer_client_reads_get_records_on_the_direct_path(
         return canned_answer(request.url, json.dumps(body).encode())
 
     monkeypatch.setattr(shard_reader, "read_get_records", counted_read)
-    settings = ServiceSettings(aws_endpoint_url="http://127.0.0.1:9")
+    settings = ServiceSettings(environment="test", aws_endpoint_url="http://127.0.0.1:9")
     async with shard_reader.kinesis_client(settings) as client:
         client.meta.events.register("before-send.kinesis.GetRecords", reply)
         got = await client.get_records(ShardIterator="AAAA")
