@@ -11,6 +11,11 @@ public hook for it), so they apply to that session's clients only. A reader sees
 body of a successful answer of its shape and returns what botocore's parser would, or
 ``None`` to leave that body to botocore; error answers and every other shape are always
 botocore's. Each reader has a test that holds it equal to botocore's parser.
+
+The factory is public; the method a reader replaces (the JSON parser's
+``_handle_json_body``) is not, so aiobotocore, which pins botocore, is pinned to the
+version the tests run (``shared/pyproject.toml``), and tests/unit/test_response_parsers.py
+names each thing this module needs of them.
 """
 
 from __future__ import annotations
