@@ -138,7 +138,6 @@ def test_pan_tokens_are_hmac_sha256_of_the_pan(key: bytes, pan: str) -> None:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string(key=key))
     token = keyring.tokenize(pan)
     assert token.token == hmac.new(key, pan.encode(), hashlib.sha256).hexdigest()
-    assert token.token == keyring.token_for_version(pan, keyring.current)
     assert token.last4 == pan[-4:]
 
 

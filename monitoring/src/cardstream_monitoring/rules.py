@@ -130,11 +130,6 @@ class Rules(BaseModel):
         """Names of the enabled rules, in declaration order."""
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
 
-    def severity_of(self, rule: str) -> Severity:
-        """Configured severity of ``rule``."""
-        severity: Severity = getattr(self, rule).severity
-        return severity
-
 
 RULE_NAMES: Final = tuple(Rules.model_fields)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import re
 from typing import Final
@@ -54,8 +53,8 @@ class CardToken(msgspec.Struct, frozen=True, gc=False):
 class PanKeyring:
     """The versioned HMAC keys; tokens are always made with the current version.
 
-    Older versions stay in the ring so that tokens made before a rotation can still be
-    recognised by whoever holds the ring (re-tokenization is an offline job).
+    The secret may hold older versions (each is checked for length); every token names the
+    version that made it, so tokens from before a rotation are told apart.
     """
 
     def __init__(self, keys: dict[str, bytes], current: str) -> None:
@@ -67,9 +66,8 @@ class PanKeyring:
                     f"PAN key version {version!r} is {len(key)} bytes; at least "
                     f"{_MIN_KEY_BYTES} are required"
                 )
-        self._keys = dict(keys)
         self.current = current
-        self._current_pads = _hmac_pads(self._keys[current])
+        self._current_pads = _hmac_pads(keys[current])
 
     @classmethod
     def from_secret_string(cls, secret: str) -> PanKeyring:
@@ -100,10 +98,6 @@ class PanKeyring:
             last4=pan[-4:],
             key_version=self.current,
         )
-
-    def token_for_version(self, pan: str, version: str) -> str:
-        """Token of ``pan`` under an older key version (for matching across rotations)."""
-        return hmac.digest(self._keys[version], pan.encode("ascii"), "sha256").hex()
 
 
 _SHA256_BLOCK_BYTES: Final = 64

@@ -7,7 +7,6 @@ emulator compose runs. Every step is idempotent: running it twice changes nothin
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,13 +230,3 @@ def create_all(clients: dict[str, Any], *, region: str, shards: int) -> AwsResou
         dlq_arn=dlq_arn,
         lease_table=names.LEASE_TABLE,
     )
-
-
-def wait_until(predicate: Any, *, timeout_s: float, interval_s: float = 0.2) -> bool:
-    """Poll ``predicate`` until it is true or the timeout passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
