@@ -1,4 +1,5 @@
-"""Docs and comments cite only what is in the repository, and no issue tracker.
+"""Docs and comments cite only what is in the repository, and no issue tracker; the tests
+the docs name exist.
 
 A reader of the repository has nothing else: a path to a file that moved or never existed,
 a link to another folder's notes, or "issue 8" of a tracker they cannot see sends them
@@ -139,6 +140,45 @@ def wrong_citations(root: Path, files: list[str]) -> list[str]:
     generated = _ignored(root, set(missing.values()))
     wrong += [where for where, path in missing.items() if path not in generated]
     return [f"{name}:{number}: {kind} {cited}" for name, number, kind, cited in sorted(wrong)]
+
+
+_TEST_FILE = re.compile(r"(tests/[\w/]+\.py)")
+_TEST_NAME = re.compile(r"`(test_\w+)`")
+
+
+def missing_tests(root: Path, documents: list[str]) -> list[str]:
+    """``document:line: test`` for every test a document names (in backquotes) that no test
+    file named on the same line (a table row) defines."""
+    missing = []
+    for name in documents:
+        lines = (root / name).read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            sources = "".join(
+                (root / path).read_text(encoding="utf-8")
+                for path in _TEST_FILE.findall(line)
+                if (root / path).is_file()
+            )
+            for test in _TEST_NAME.findall(line):
+                if not re.search(rf"\bdef {test}\b", sources):
+                    missing.append(f"{name}:{number}: {test}")
+    return missing
+
+
+def test_docs_name_only_tests_that_exist() -> None:
+    documents = [name for name in repository_files() if name.endswith(".md")]
+    assert missing_tests(REPO, documents) == []
+
+
+def test_a_renamed_test_is_found(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests/test_x.py").write_text("def test_kept() -> None: ...\n")
+    (tmp_path / "matrix.md").write_text(
+        "| F1 | `tests/test_x.py`: `test_kept`, `test_renamed` |\n| F2 | `test_nowhere` |\n"
+    )
+    assert missing_tests(tmp_path, ["matrix.md"]) == [
+        "matrix.md:1: test_renamed",
+        "matrix.md:2: test_nowhere",
+    ]
 
 
 def test_docs_and_comments_cite_only_what_is_in_the_repository() -> None:
