@@ -63,6 +63,14 @@ def written(draw: st.DrawFn, pan: str) -> str:
 
 written_card_numbers = card_numbers.flatmap(lambda pan: st.tuples(st.just(pan), written(pan)))
 
+# Card numbers as written, alone or inside other text.
+card_texts = st.builds(
+    "{}{}{}".format,
+    st.sampled_from(["", "fraud_", "Apt ", "x-"]),
+    written_card_numbers.map(lambda card: card[1]),
+    st.sampled_from(["", " ", " Suite 5", "_1"]),
+)
+
 
 def ascii_digits(text: str) -> str:
     """Every decimal digit of ``text`` in ASCII, everything else dropped: a card number

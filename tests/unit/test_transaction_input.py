@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from card_number_forms import ascii_digits, written_card_numbers
+from card_number_forms import ascii_digits, card_texts, written_card_numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -114,14 +114,6 @@ def test_a_card_number_failing_luhn_or_a_birth_after_the_transaction_is_declined
         is None
     )
 
-
-# Card numbers as written, alone or inside other text.
-card_texts = st.builds(
-    "{}{}{}".format,
-    st.sampled_from(["", "fraud_", "Apt ", "x-"]),
-    written_card_numbers.map(lambda card: card[1]),
-    st.sampled_from(["", " ", " Suite 5", "_1"]),
-)
 
 FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "trans_date_trans_time": st.sampled_from(
