@@ -374,6 +374,16 @@ def test_every_service_alarms_when_tasks_are_missing(synth: Any, service: str) -
     assert alarm["TreatMissingData"] == "breaching"
 
 
+def test_the_cluster_reports_the_task_counts_those_alarms_read(synth: Any) -> None:
+    # RunningTaskCount and DesiredTaskCount come from Container Insights: without it both
+    # are missing, the alarms above fire for good and the db-loader's backlog per task
+    # divides by nothing.
+    (cluster,) = synth.resources("AWS::ECS::Cluster", "network").values()
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"][
+        "ClusterSettings"
+    ]
+
+
 @pytest.mark.parametrize("service", ["IngestApi", "Dashboard"])
 def test_load_balancer_targets_alarm_when_unhealthy_or_gone(synth: Any, service: str) -> None:
     alarms = _alarms(synth)

@@ -19,11 +19,12 @@ from cardstream_infra.config import IMAGES, DeploymentConfig, Merchant
 pytestmark = pytest.mark.unit
 
 DIGESTS = {image: f"sha256:{index:064x}" for index, image in enumerate(IMAGES, start=1)}
-# What every environment must name: its domains and their certificate.
+# What every environment must name: its domains and their certificate, and its repository.
 REQUIRED = {
     "api_domain_name": "api.example.com",
     "dashboard_domain_name": "dashboard.example.com",
     "certificate_arn": "arn:aws:acm:eu-west-1:111111111111:certificate/abc",
+    "github_repository": "example-org/cardstream",
 }
 
 
@@ -81,6 +82,8 @@ def test_unknown_context_keys_are_refused() -> None:
         ("api_domain_name", "localhost"),
         ("dashboard_domain_name", "localhost"),
         ("certificate_arn", "my-certificate"),
+        ("github_repository", "cardstream"),
+        ("github_repository", "example-org/cardstream:ref:refs/heads/*"),
         ("operator_cidrs", "10.0.0.0/33"),
         ("max_body_bytes", 11 * 1024 * 1024),
         ("waf_requests_per_source_per_5_minutes", 0),
@@ -99,8 +102,8 @@ def test_impossible_values_are_refused(field: str, value: object) -> None:
         DeploymentConfig.from_context({**REQUIRED, field: value})
 
 
-@pytest.mark.parametrize("field", ["api_domain_name", "dashboard_domain_name", "certificate_arn"])
-def test_stacks_are_not_built_without_the_domains_and_certificate(field: str) -> None:
+@pytest.mark.parametrize("field", sorted(REQUIRED))
+def test_stacks_are_not_built_without_the_domains_certificate_and_repository(field: str) -> None:
     from cardstream_infra.deployment import build
 
     config = DeploymentConfig.from_context({**REQUIRED, field: ""})

@@ -83,6 +83,8 @@ class DeploymentConfig:
         api_rate_limit: HTTP API steady-state requests per second.
         api_burst_limit: HTTP API burst.
         alarm_email: optional address subscribed to the alarm topic.
+        github_repository: ``owner/name`` of the GitHub repository whose workflows deploy
+            this environment; the CI access stack's roles trust only its OIDC tokens.
         landing_retention_days: days a landed object is kept before expiry.
         log_retention_days: CloudWatch Logs retention (PCI DSS 10.5.1 asks for a year).
         ingest_max_tasks: ingest-api autoscaling ceiling.
@@ -124,6 +126,7 @@ class DeploymentConfig:
     api_rate_limit: int = 500
     api_burst_limit: int = 1000
     alarm_email: str | None = None
+    github_repository: str = ""
     landing_retention_days: int = 400
     log_retention_days: int = 365
     ingest_max_tasks: int = 10
@@ -166,6 +169,10 @@ class DeploymentConfig:
                 ipaddress.IPv4Network(cidr)
             except ValueError as error:
                 raise ValueError(f"operator_cidrs: {cidr!r} is not an IPv4 network") from error
+        # GitHub's owner and repository names: letters, digits, '-', '_' and '.'.
+        repository = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9_.-]+")
+        if self.github_repository and not repository.fullmatch(self.github_repository):
+            raise ValueError("github_repository must be owner/name, e.g. example-org/cardstream")
         if not 1024 <= self.max_body_bytes <= 10 * 1024 * 1024:
             # API Gateway refuses payloads over 10 MB whatever the service accepts.
             raise ValueError("max_body_bytes must be between 1024 and 10485760")
@@ -180,10 +187,16 @@ class DeploymentConfig:
         """The dashboard's address on the operators' network (its own ALB listener)."""
         return f"https://{self.dashboard_domain_name}:{DASHBOARD_LISTENER_PORT}"
 
-    def require_edge(self) -> None:
-        """Refuse to build stacks without the domains and certificate every environment
-        names (the capacity model reads a config without them)."""
-        for name in ("api_domain_name", "dashboard_domain_name", "certificate_arn"):
+    def require_deployment_settings(self) -> None:
+        """Refuse to build stacks without what every environment names: its domains and
+        certificate, and the repository CI deploys from (the capacity model reads a config
+        without them)."""
+        for name in (
+            "api_domain_name",
+            "dashboard_domain_name",
+            "certificate_arn",
+            "github_repository",
+        ):
             if not getattr(self, name):
                 raise ValueError(f"{name} is not set (cdk.json or -c cardstream.{name}=...)")
 

@@ -1,4 +1,4 @@
-"""Builds the five cardstream stacks into a CDK app, tags them and runs cdk-nag."""
+"""Builds the cardstream stacks into a CDK app, tags them and runs cdk-nag."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from cardstream_infra.components.service_log_groups import create_service_log_gr
 from cardstream_infra.config import DeploymentConfig
 from cardstream_infra.nag_suppressions import acknowledge_findings
 from cardstream_infra.stacks.api_stack import ApiStack
+from cardstream_infra.stacks.ci_access_stack import CiAccessStack
 from cardstream_infra.stacks.data_stack import DataStack
 from cardstream_infra.stacks.monitoring_stack import MonitoringStack
 from cardstream_infra.stacks.network_stack import NetworkStack
@@ -19,19 +20,29 @@ from cardstream_infra.stacks.services_stack import ServicesStack
 
 @dataclass(frozen=True)
 class CardstreamStacks:
-    """The stacks in deployment order."""
+    """The stacks the deploy workflow deploys, in deployment order, and the CI access stack
+    an administrator deploys once, with the roles the workflow deploys them with."""
 
     network: NetworkStack
     data: DataStack
     services: ServicesStack
     api: ApiStack
     monitoring: MonitoringStack
+    ci_access: CiAccessStack
 
     def in_order(
         self,
     ) -> list[NetworkStack | DataStack | ServicesStack | ApiStack | MonitoringStack]:
         """Stacks in the order ``cdk deploy`` must deploy them."""
         return [self.network, self.data, self.services, self.api, self.monitoring]
+
+    def every(
+        self,
+    ) -> list[
+        NetworkStack | DataStack | ServicesStack | ApiStack | MonitoringStack | CiAccessStack
+    ]:
+        """Every stack of the environment, the CI access stack last."""
+        return [*self.in_order(), self.ci_access]
 
 
 def compliance_packs(app: App) -> list[IPolicyValidationPlugin]:
@@ -42,7 +53,7 @@ def compliance_packs(app: App) -> list[IPolicyValidationPlugin]:
 
 def build(app: App, config: DeploymentConfig, *, nag: bool = True) -> CardstreamStacks:
     """Add every stack of ``config``'s environment to ``app``."""
-    config.require_edge()
+    config.require_deployment_settings()
     env = Environment(account=config.account, region=config.region)
     prefix = config.prefix
     network = NetworkStack(app, f"{prefix}-network", config=config, env=env)
@@ -76,8 +87,9 @@ def build(app: App, config: DeploymentConfig, *, nag: bool = True) -> Cardstream
         api=api,
         env=env,
     )
-    stacks = CardstreamStacks(network, data, services, api, monitoring)
-    for stack in stacks.in_order():
+    ci_access = CiAccessStack(app, f"{prefix}-ci-access", config=config, env=env)
+    stacks = CardstreamStacks(network, data, services, api, monitoring, ci_access)
+    for stack in stacks.every():
         create_service_log_groups(stack, key=network.log_key, retention=network.log_retention)
         Tags.of(stack).add("owner", config.owner)
         Tags.of(stack).add("environment", config.environment)

@@ -255,3 +255,34 @@ def acknowledge_findings(stacks: CardstreamStacks, config: DeploymentConfig) -> 
         "The backend is Cognito's public HTTPS endpoint, whose certificate API Gateway "
         "verifies; it does not ask for a client certificate.",
     )
+
+    deploy_policy = stacks.ci_access.roles.deploy_policy
+    prefix = config.prefix
+    arn = f"arn:<AWS::Partition>:{{}}:{config.region}:{config.account}:{{}}"
+    for resource, reason in (
+        ("*", "ecr:GetAuthorizationToken (the registry log-in) accepts only Resource '*'."),
+        *(
+            (
+                arn.format("cloudformation", f"stack/{prefix}-{kind}/*"),
+                "A stack's ARN ends in an id CloudFormation makes at its creation; the "
+                "deploy job reads the outputs of this one stack.",
+            )
+            for kind in ("network", "data")
+        ),
+        (
+            arn.format("ecs", f"task-definition/{prefix}-migrate:*"),
+            "Every revision of the migration task definition (each deployment makes one), "
+            "and only on this environment's cluster (ecs:cluster condition).",
+        ),
+        (
+            arn.format("ecs", f"task/{prefix}/*"),
+            "Task ids are made at run time; the deploy job waits for the migration task it "
+            "started on this environment's cluster.",
+        ),
+        (
+            f"arn:<AWS::Partition>:iam::{config.account}:role/{prefix}-data-*",
+            "The migration task's task and execution roles, named by CloudFormation after "
+            "the data stack; passed to ECS tasks only (iam:PassedToService).",
+        ),
+    ):
+        _ack(deploy_policy, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
