@@ -20,8 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -31,6 +30,7 @@ import pytest
 from card_number_forms import written_card_numbers, written_card_numbers_in
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from local_stack_texts import database_texts, log_texts, s3_texts, stream_texts
 from stream_lines import stream_line
 
 from cardstream.generator import iter_rows
@@ -56,57 +56,6 @@ def _count(dsn: str, query: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
-
-
-def _s3_texts(info: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    s3 = boto3.client("s3", endpoint_url=info["aws_endpoint_url"], region_name=info["aws_region"])
-    for bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for item in page.get("Contents", []):
-                obj = s3.get_object(Bucket=bucket, Key=item["Key"])
-                body = obj["Body"].read()
-                if body[:2] == b"\x1f\x8b":
-                    body = gzip.decompress(body)
-                metadata = json.dumps(obj.get("Metadata", {}))
-                yield f"s3://{bucket}/{item['Key']}", body.decode(errors="replace") + metadata
-
-
-def _stream_texts(info: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    kinesis = boto3.client(
-        "kinesis", endpoint_url=info["aws_endpoint_url"], region_name=info["aws_region"]
-    )
-    for shard in kinesis.list_shards(StreamName=info["stream_name"])["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=info["stream_name"],
-            ShardId=shard["ShardId"],
-            ShardIteratorType="TRIM_HORIZON",
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            for record in page["Records"]:
-                text = record["Data"].decode(errors="replace") + record["PartitionKey"]
-                yield f"kinesis/{shard['ShardId']}/{record['SequenceNumber']}", text
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-
-
-def _database_texts(admin_dsn: str) -> Iterator[tuple[str, str]]:
-    with psycopg.connect(admin_dsn) as conn:
-        tables = conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
-            "AND table_type = 'BASE TABLE'"
-        ).fetchall()
-        for schema, table in tables:
-            for (row,) in conn.execute(f'SELECT t::text FROM "{schema}"."{table}" t'):
-                yield f"{schema}.{table}", row
-
-
-def _log_texts(state: Path) -> Iterator[tuple[str, str]]:
-    for path in [*state.rglob("*.log"), state.parent / "up.log"]:
-        if path.is_file():
-            yield str(path), path.read_text(errors="replace")
 
 
 def _csv(rows: list[dict[str, Any]]) -> bytes:
@@ -234,24 +183,24 @@ def test_card_numbers_in_any_field_end_up_nowhere_in_clear(
         )
         _wait_until(
             lambda: any(
-                key.startswith(f"s3://{info['bucket']}/quarantine/") for key, _ in _s3_texts(info)
+                key.startswith(f"s3://{info['bucket']}/quarantine/") for key, _ in s3_texts(info)
             ),
             300,
             "the stream-writer's quarantine object",
         )
         everything = through_api | on_stream | in_object
         scanned = 0
-        for where, text in _stream_texts(info):
+        for where, text in stream_texts(info):
             scanned += 1
             assert not written_card_numbers_in(text, through_api | in_object), where
-        for where, text in _s3_texts(info):
+        for where, text in s3_texts(info):
             scanned += 1
             pans = everything - in_object if where.endswith(LANDED_KEY) else everything
             assert not written_card_numbers_in(text, pans), where
-        for where, text in _database_texts(admin):
+        for where, text in database_texts(admin):
             scanned += 1
             assert not written_card_numbers_in(text, everything), where
-        for where, text in _log_texts(state):
+        for where, text in log_texts(state):
             scanned += 1
             assert not written_card_numbers_in(text, everything), where
         assert scanned > len(valid)

@@ -7,7 +7,6 @@ PostgreSQL exactly once) and scan everything the run wrote for the card numbers 
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import os
 import re
@@ -15,15 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psutil
 import psycopg
 import pytest
+from local_stack_texts import database_texts, log_texts, s3_texts, stream_texts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -79,56 +77,6 @@ def _leaks(text: str, pans: set[str]) -> set[str]:
     return {run for run in DIGIT_RUN.findall(text) if run in pans}
 
 
-def _s3_texts(info: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    s3 = boto3.client("s3", endpoint_url=info["aws_endpoint_url"], region_name=info["aws_region"])
-    for bucket in (info["bucket"], info["resources"]["access_log_bucket"]):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for item in page.get("Contents", []):
-                obj = s3.get_object(Bucket=bucket, Key=item["Key"])
-                body = obj["Body"].read()
-                if item["Key"].endswith(".gz"):
-                    body = gzip.decompress(body)
-                meta = json.dumps(obj.get("Metadata", {}))
-                yield f"s3://{bucket}/{item['Key']}", body.decode(errors="replace") + meta
-
-
-def _stream_texts(info: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    kinesis = boto3.client(
-        "kinesis", endpoint_url=info["aws_endpoint_url"], region_name=info["aws_region"]
-    )
-    for shard in kinesis.list_shards(StreamName=info["stream_name"])["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=info["stream_name"],
-            ShardId=shard["ShardId"],
-            ShardIteratorType="TRIM_HORIZON",
-        )["ShardIterator"]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            for record in page["Records"]:
-                yield f"kinesis/{shard['ShardId']}", record["Data"].decode(errors="replace")
-            if not page["Records"]:
-                break
-            iterator = page.get("NextShardIterator")
-
-
-def _database_texts(admin_dsn: str) -> Iterator[tuple[str, str]]:
-    with psycopg.connect(admin_dsn) as conn:
-        tables = conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema = 'cardstream' AND table_type = 'BASE TABLE'"
-        ).fetchall()
-        for schema, table in tables:
-            cursor = conn.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
-            for (row,) in cursor:
-                yield f"{schema}.{table}", row
-
-
-def _log_texts(state: Path) -> Iterator[tuple[str, str]]:
-    for path in [*state.rglob("*.log"), state.parent / "up.log"]:
-        if path.is_file():
-            yield str(path), path.read_text(errors="replace")
-
-
 def test_demo_run_loads_every_row_once_and_never_leaks_a_card_number(tmp_path: Path) -> None:
     state = tmp_path / "state"
     process = _up(state, "--demo-rows", "5000", "--shards", "2", "--writers", "2")
@@ -149,10 +97,10 @@ def test_demo_run_loads_every_row_once_and_never_leaks_a_card_number(tmp_path: P
         assert len(pans) > 20
         scanned = 0
         for source in (
-            _stream_texts(info),
-            _s3_texts(info),
-            _database_texts(info["admin_database_url"]),
-            _log_texts(state),
+            stream_texts(info),
+            s3_texts(info),
+            database_texts(info["admin_database_url"]),
+            log_texts(state),
         ):
             for where, text in source:
                 scanned += 1
