@@ -61,8 +61,13 @@ PROVISIONED_UTILIZATION = 0.8
 # S3 object, one SQS message and its receive and delete per shard per 2 s.
 FLUSHES_PER_SHARD_S = 0.5
 SQS_REQUESTS_PER_OBJECT = 3
-ENDPOINTS = 7
+# Interface VPC endpoints (the tasks' AWS APIs and the sign-in relay's execute-api) in
+# 2 zones; the web ACLs (the API stage's, the load balancer's) and their rules. A test
+# compares them with the template.
+ENDPOINTS = 8
 ZONES = 2
+WEB_ACLS = 2
+WEB_ACL_RULES = 9
 
 
 @dataclass(frozen=True)
@@ -254,12 +259,15 @@ def monthly_cost(
     )
     objects = shards * FLUSHES_PER_SHARD_S * SECONDS_PER_MONTH
     requests = prices["requests"]
-    cost += records / BATCH_RECORDS / 1e6 * requests["http_api_million"]
+    # Every request passes the API stage's web ACL and then the load balancer's.
+    api_requests = records / BATCH_RECORDS
+    cost += api_requests / 1e6 * (requests["rest_api_million"] + WEB_ACLS * requests["waf_million"])
     cost += objects / 1e3 * requests["s3_put_thousand"]
     cost += objects * SQS_REQUESTS_PER_OBJECT / 1e6 * requests["sqs_million"]
     network, fixed = prices["network"], prices["fixed"]
     cost += (ENDPOINTS * ZONES * network["endpoint_az_hour"] + network["alb_hour"]) * hours
     cost += fixed["kms_keys"] * fixed["kms_key_month"] + fixed["secrets"] * fixed["secret_month"]
+    cost += WEB_ACLS * fixed["web_acl_month"] + WEB_ACL_RULES * fixed["web_acl_rule_month"]
     return float(cost)
 
 

@@ -102,3 +102,24 @@ def test_task_sizes_and_floors_are_the_deployed_ones(synth: Any) -> None:
             if f"cardstream-{name}" in resource or name.title().replace("-", "") in resource:
                 floors[name] = target["Properties"]["MinCapacity"]
     assert floors == {name: t.floor for name, t in model.TASKS.items()}
+
+
+def test_endpoints_and_firewalls_priced_are_the_deployed_ones(synth: Any) -> None:
+    model = _model()
+    endpoints = [
+        e
+        for e in synth.resources("AWS::EC2::VPCEndpoint", "network").values()
+        if e["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    assert len(endpoints) == model.ENDPOINTS
+    acls = synth.resources("AWS::WAFv2::WebACL").values()
+    assert len(acls) == model.WEB_ACLS
+    assert sum(len(acl["Properties"]["Rules"]) for acl in acls) == model.WEB_ACL_RULES
+    # Merchants' requests are priced as the REST API the api stack deploys (a web ACL
+    # cannot sit in front of an HTTP API).
+    assert synth.resources("AWS::ApiGateway::RestApi", "api")
+    assert not synth.resources("AWS::ApiGatewayV2::Api", "api")
+    assert (
+        "rest_api_million"
+        in tomllib.loads((REPO / "bench" / "prices.toml").read_text())["requests"]
+    )

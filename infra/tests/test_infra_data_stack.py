@@ -372,6 +372,7 @@ def test_two_environments_can_share_an_account(synth: Any) -> None:
         "AWS::WAFv2::WebACL": "Name",
         "AWS::ApiGateway::RestApi": "Name",
         "AWS::Cognito::UserPoolDomain": "Domain",
+        "AWS::IAM::Role": "RoleName",
     }
     for resource_type, field in named.items():
         values = {

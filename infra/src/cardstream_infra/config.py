@@ -80,8 +80,8 @@ class DeploymentConfig:
             proved; tasks run them by digest, never by tag. Given as a JSON object on the
             command line (infra/scripts/cdk.sh). The default, all zeros, names no image:
             it lets the app synthesize without a build.
-        api_rate_limit: HTTP API steady-state requests per second.
-        api_burst_limit: HTTP API burst.
+        api_rate_limit: the API stage's steady-state requests per second.
+        api_burst_limit: the API stage's burst.
         alarm_email: optional address subscribed to the alarm topic.
         github_repository: ``owner/name`` of the GitHub repository whose workflows deploy
             this environment; the CI access stack's roles trust only its OIDC tokens.
