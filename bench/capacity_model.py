@@ -61,10 +61,10 @@ PROVISIONED_UTILIZATION = 0.8
 # S3 object, one SQS message and its receive and delete per shard per 2 s.
 FLUSHES_PER_SHARD_S = 0.5
 SQS_REQUESTS_PER_OBJECT = 3
-# Interface VPC endpoints (the tasks' AWS APIs and the sign-in relay's execute-api) in
-# 2 zones; the web ACLs (the API stage's, the load balancer's) and their rules. A test
-# compares them with the template.
-ENDPOINTS = 8
+# Interface VPC endpoints (the tasks' AWS APIs, Parameter Store for the merchant registry,
+# and the sign-in relay's execute-api) in 2 zones; the web ACLs (the API stage's, the load
+# balancer's) and their rules. A test compares them with the template.
+ENDPOINTS = 9
 ZONES = 2
 WEB_ACLS = 2
 WEB_ACL_RULES = 9

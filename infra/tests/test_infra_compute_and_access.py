@@ -413,7 +413,7 @@ def test_every_hop_through_the_load_balancer_is_https(synth: Any) -> None:
 def test_every_vpc_endpoint_admits_only_this_account(synth: Any) -> None:
     account = synth.config.account
     endpoints = synth.resources("AWS::EC2::VPCEndpoint", "network")
-    assert len(endpoints) == 10
+    assert len(endpoints) == 11
     for key, endpoint in endpoints.items():
         statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
         for statement in statements:

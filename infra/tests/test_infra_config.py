@@ -14,7 +14,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 from aws_cdk import App
 
-from cardstream_infra.config import IMAGES, DeploymentConfig, Merchant
+from cardstream_infra.config import IMAGES, DeploymentConfig
+from cardstream_shared.merchant_registry import MerchantEntry
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +52,7 @@ def test_command_line_strings_override_cdk_json_fields() -> None:
     assert config.image_digests == DIGESTS
     assert config.environment == "dev"
     assert config.operator_cidrs == ("10.1.0.0/16", "192.168.4.0/24")
-    assert config.merchants == (Merchant(name="acme", records_per_second=5, burst=50),)
+    assert config.merchants == (MerchantEntry(name="acme", records_per_second=5, burst=50),)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ COMMANDS: Final = {
     "generate": ("cardstream.generator", "write deterministic synthetic Kaggle-format CSV"),
     "replay": ("cardstream.replay", "post a Kaggle-format CSV to the API at a target rate"),
     "token": ("cardstream.token_cmd", "print a JWT valid against the local stack"),
+    "merchant": ("cardstream.merchant_cmd", "create a merchant: its client and registry entry"),
     "status": ("cardstream.status", "counts at each stage of the local pipeline"),
     "migrate": ("db_loader.migrate", "create roles and apply database migrations"),
     "load": ("db_loader.backfill", "load Kaggle CSV or landed objects directly (backfill)"),

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
+from cardstream_shared.settings import ServiceSettings
+
 STACK_FILE: Final = "stack.json"
 
 
@@ -46,3 +48,15 @@ def use_local_aws_credentials() -> None:
     """Fill in the local stack's fake AWS credentials where the environment has none."""
     for name, value in LOCAL_AWS_CREDENTIALS.items():
         os.environ.setdefault(name, value)
+
+
+def local_aws_settings(info: dict[str, Any]) -> ServiceSettings:
+    """AWS client settings for the local stack described by ``info`` (the parsed
+    stack.json), its fake credentials filled in."""
+    use_local_aws_credentials()
+    return ServiceSettings(
+        environment="local",
+        aws_region=str(info.get("aws_region") or "us-east-1"),
+        aws_endpoint_url=str(info["aws_endpoint_url"]),
+        aws_max_attempts=2,
+    )

@@ -15,27 +15,22 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cardstream.stack_info import StackInfoError, load_stack_info, use_local_aws_credentials
+from cardstream.local.provisioning import LOCAL_DEVELOPER
+from cardstream.merchant_cmd import MerchantError, local_client
+from cardstream.stack_info import StackInfoError, load_stack_info, local_aws_settings
 from cardstream_shared.aws import boto3_client
 from cardstream_shared.jwt_auth import SigningKey, issue_token
 from cardstream_shared.resource_names import SCOPE_READ, SCOPE_WRITE
-from cardstream_shared.settings import ServiceSettings
 
-DEFAULT_SUBJECT: Final = "local-cli"
+# The local stack's merchant from the start (its registry entry is made by ``cardstream up``).
+DEFAULT_SUBJECT: Final = LOCAL_DEVELOPER
 DEFAULT_TTL_S: Final = 3600
 MAX_TTL_S: Final = 7 * 24 * 3600
 
 
 def signing_key(info: dict[str, Any]) -> SigningKey:
     """The local issuer's signing key, from the Secrets Manager named in ``info``."""
-    settings = ServiceSettings(
-        environment="local",
-        aws_region=str(info.get("aws_region") or "us-east-1"),
-        aws_endpoint_url=str(info["aws_endpoint_url"]),
-        aws_max_attempts=2,
-    )
-    use_local_aws_credentials()
-    client = boto3_client("secretsmanager", settings)
+    client = boto3_client("secretsmanager", local_aws_settings(info))
     name = info["jwt"]["signing_key_secret"]
     secret = client.get_secret_value(SecretId=name)
     try:
@@ -44,8 +39,16 @@ def signing_key(info: dict[str, Any]) -> SigningKey:
         raise ValueError(f"secret {name} does not hold a signing key") from None
 
 
-def mint(info: dict[str, Any], *, scopes: list[str], subject: str, ttl_s: int) -> str:
-    """A token for the stack described by ``info`` (the parsed stack.json)."""
+def mint(
+    info: dict[str, Any],
+    *,
+    scopes: list[str],
+    subject: str,
+    ttl_s: int,
+    client_id: str | None = None,
+) -> str:
+    """A token for the stack described by ``info`` (the parsed stack.json); ``client_id``
+    names its client (as Cognito's client-credentials tokens do), else the subject is."""
     key = signing_key(info)
     return issue_token(
         key,
@@ -54,6 +57,24 @@ def mint(info: dict[str, Any], *, scopes: list[str], subject: str, ttl_s: int) -
         subject=subject,
         scopes=scopes,
         ttl_s=ttl_s,
+        extra_claims={"client_id": client_id} if client_id else None,
+    )
+
+
+def mint_for_client(info: dict[str, Any], name: str, *, scopes: list[str], ttl_s: int) -> str:
+    """A token of merchant ``name``'s local client (``cardstream merchant add``), with its
+    scopes or the ``scopes`` asked of them."""
+    client = local_client(boto3_client("secretsmanager", local_aws_settings(info)), name)
+    granted = list(client["scopes"])
+    beyond = [scope for scope in scopes if scope not in granted]
+    if beyond:
+        raise MerchantError(f"client {name} does not hold {', '.join(beyond)}")
+    return mint(
+        info,
+        scopes=scopes or granted,
+        subject=str(client["client_id"]),
+        ttl_s=ttl_s,
+        client_id=str(client["client_id"]),
     )
 
 
@@ -69,11 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scope",
         action="append",
-        required=True,
-        help=f"scope to grant, repeatable (e.g. {SCOPE_WRITE}, {SCOPE_READ})",
+        default=[],
+        help=f"scope to grant, repeatable (e.g. {SCOPE_WRITE}, {SCOPE_READ}); required "
+        "without --client",
     )
-    parser.add_argument(
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument(
         "--sub", default=DEFAULT_SUBJECT, help=f"subject / client id (default {DEFAULT_SUBJECT})"
+    )
+    who.add_argument(
+        "--client",
+        metavar="NAME",
+        help="a token of merchant NAME's client (cardstream merchant add NAME), with its scopes",
     )
     parser.add_argument(
         "--ttl", type=_ttl, default=DEFAULT_TTL_S, help="lifetime in seconds (default 3600)"
@@ -88,10 +116,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the token on stdout (and nothing else, so ``$(cardstream token ...)`` works)."""
+    scopes = list(dict.fromkeys(args.scope))
+    if not scopes and not args.client:
+        print("cardstream token: give --scope, or --client NAME", file=sys.stderr)
+        return 2
     try:
         info = load_stack_info(args.state_dir, required=("aws_endpoint_url", "jwt"))
-        token = mint(info, scopes=list(dict.fromkeys(args.scope)), subject=args.sub, ttl_s=args.ttl)
-    except StackInfoError as exc:
+        if args.client:
+            token = mint_for_client(info, args.client, scopes=scopes, ttl_s=args.ttl)
+        else:
+            token = mint(info, scopes=scopes, subject=args.sub, ttl_s=args.ttl)
+    except (StackInfoError, MerchantError) as exc:
         print(f"cardstream token: {exc}", file=sys.stderr)
         return 2
     except (KeyError, TypeError) as exc:

@@ -25,6 +25,7 @@ import pytest
 from card_number_forms import ascii_digits, written_card_numbers
 from card_testing_bursts import load, load_burst, probe
 from hypothesis import HealthCheck, given, settings
+from merchant_entries import OPERATORS_CLIENT, register
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
@@ -53,14 +54,20 @@ def jwks_url(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) 
 @pytest.fixture
 def token(signing_key: SigningKey) -> Callable[..., str]:
     def make(*scopes: str, subject: str = "merchant-1", name: str | None = None) -> str:
+        claims = {}
+        if name:
+            # A person's token carries the username (Cognito user pools do the same).
+            claims["username"] = name
+        if names.SCOPE_ALL_TENANTS in scopes:
+            # Operators sign in through the operators' client.
+            claims["client_id"] = OPERATORS_CLIENT
         return issue_token(
             signing_key,
             issuer=ISSUER,
             audience=AUDIENCE,
             subject=subject,
             scopes=scopes,
-            # A person's token carries the username (Cognito user pools do the same).
-            extra_claims={"username": name} if name else None,
+            extra_claims=claims,
         )
 
     return make
@@ -77,6 +84,7 @@ def aws(moto_reset: str) -> str:
     secrets_client.create_secret(
         Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
     )
+    register(moto_reset, "merchant-1", "merchant-2", "merchant-3")
     return moto_reset
 
 
@@ -93,6 +101,7 @@ async def running_api(
         database_secret_id=None,
         # Superuser login switched to the api role at connect: exactly the api's grants.
         database_url=f"{database_url}?role={names.DB_API_ROLE}",
+        operator_client_ids=OPERATORS_CLIENT,
         **overrides,
     )
     app = create_app(settings)

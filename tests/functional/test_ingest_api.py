@@ -24,12 +24,14 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from card_number_forms import ascii_digits, written_card_numbers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from merchant_entries import OPERATORS_CLIENT, register
 
 from cardstream_shared import resource_names as names
+from cardstream_shared.aws import aio_client
 from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
 from cardstream_shared.pan import PanKeyring, luhn_valid
@@ -96,6 +98,7 @@ def aws(moto_reset: str) -> str:
     )
     secrets = boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1")
     secrets.create_secret(Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string())
+    register(moto_reset, "merchant-1", "merchant-2", "reader-7")
     return moto_reset
 
 
@@ -136,6 +139,7 @@ def settings_for(endpoint: str, jwks_url: str, **overrides: Any) -> IngestSettin
         "put_deadline_s": 2.0,
         "put_backoff_base_s": 0.01,
         "put_backoff_max_s": 0.05,
+        "operator_client_ids": OPERATORS_CLIENT,
     }
     values.update(overrides)
     return IngestSettings(**values)
@@ -359,6 +363,174 @@ async def test_valid_token_without_the_scope_is_refused_with_403(
     assert response.status_code == 403
     audits = [r for r in caplog.records if getattr(r, "event", None) == "auth_refused"]
     assert [(r.status, r.subject) for r in audits] == [(403, "reader-7"), (403, "merchant-1")]  # type: ignore[attr-defined]
+
+
+# --- merchants and operators ---------------------------------------------------------------
+
+
+class FailingSsm:
+    """Parameter Store that cannot be reached until ``healed`` (then the real client)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.healed = False
+
+    def get_paginator(self, operation: str) -> Any:
+        if not self.healed:
+            raise EndpointConnectionError(endpoint_url="https://ssm.us-east-1.amazonaws.com")
+        return self.real.get_paginator(operation)
+
+
+async def test_a_client_without_a_registry_entry_is_refused_with_403_and_audited(
+    api: httpx.AsyncClient,
+    token: Callable[..., str],
+    caplog: pytest.LogCaptureFixture,
+    aws: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    stranger = bearer(token(subject="stranger"))
+    posted = await api.post("/v1/transactions", json=_row(1), headers=stranger)
+    read = await api.get("/v1/transactions/abc", headers=stranger)
+    alerts = await api.get("/v1/alerts", headers=stranger)
+    for response in (posted, read, alerts):
+        assert response.status_code == 403
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"] == "this client is not a registered merchant"
+    audits = [r for r in caplog.records if getattr(r, "event", None) == "auth_refused"]
+    assert [(r.status, r.client_id, r.reason) for r in audits] == [  # type: ignore[attr-defined]
+        (403, "stranger", "client is not a registered merchant")
+    ] * 3
+    assert stored_trans_nums(aws) == []
+
+
+async def test_a_merchant_added_while_the_api_runs_posts_without_a_restart(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    newcomer = bearer(token(subject="newcomer"))
+    settings = settings_for(aws, jwks_url, merchant_registry_miss_refresh_s=0.001)
+    async with running_api(settings) as api:
+        assert (
+            await api.post("/v1/transactions", json=_row(1), headers=newcomer)
+        ).status_code == 403
+        register(aws, "newcomer")
+        answers = [await api.post("/v1/transactions", json=_row(2), headers=newcomer)]
+        while answers[-1].status_code == 403 and len(answers) < 50:
+            answers.append(await api.post("/v1/transactions", json=_row(2), headers=newcomer))
+    assert answers[-1].status_code == 202, answers[-1].text
+    assert stored_trans_nums(aws) == [_row(2)["trans_num"]]
+
+
+async def test_each_merchant_has_its_own_rate_limit_from_its_entry(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    register(aws, "small-shop", records_per_second=0.001, burst=3)
+    small = bearer(token(subject="small-shop"))
+    big = bearer(token(subject="merchant-1"))
+    async with running_api(settings_for(aws, jwks_url)) as api:
+        too_big = await api.post(
+            "/v1/transactions/batch", json=[_row(n) for n in range(10, 14)], headers=small
+        )
+        first = await api.post("/v1/transactions/batch", json=[_row(1)], headers=small)
+        third = await api.post("/v1/transactions", json=_row(3), headers=small)
+        over = await api.post("/v1/transactions", json=_row(4), headers=small)
+        others = await api.post(
+            "/v1/transactions/batch", json=[_row(n) for n in range(20, 30)], headers=big
+        )
+    assert first.status_code == 200
+    assert third.status_code == 202
+    assert over.status_code == 429
+    assert int(over.headers["retry-after"]) >= 1
+    # More than its burst could never pass: refused outright, not "retry later".
+    assert too_big.status_code == 413
+    assert too_big.json()["type"].endswith("too-many-records")
+    assert "3 records" in too_big.json()["detail"]
+    assert others.status_code == 200
+    assert len(stored_trans_nums(aws)) == 2 + 10
+
+
+async def test_operators_are_recognized_by_their_client_and_never_post(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str
+) -> None:
+    operator = bearer(
+        token(
+            scopes=(names.SCOPE_WRITE, names.SCOPE_READ, names.SCOPE_ALL_TENANTS),
+            subject="jdoe",
+            extra_claims={"client_id": OPERATORS_CLIENT, "username": "jdoe"},
+        )
+    )
+    posted = await api.post("/v1/transactions", json=_row(1), headers=operator)
+    read = await api.get("/v1/transactions/abc", headers=operator)
+    assert posted.status_code == 403
+    assert posted.json()["detail"] == "an operator's client may not post transactions"
+    # Past authorization: this test API has no database, so the read itself is unavailable.
+    assert read.status_code == 503
+    assert read.json()["type"].endswith("database-unavailable")
+    assert stored_trans_nums(aws) == []
+
+
+async def test_without_a_readable_registry_no_write_is_served_until_it_can_be_read(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    settings = settings_for(aws, jwks_url, merchant_registry_miss_refresh_s=0.001)
+    merchant = bearer(token())
+    async with aio_client("ssm", settings) as real:
+        ssm = FailingSsm(real)
+        app = create_app(settings, ssm_client=ssm)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+                refused = await api.post("/v1/transactions", json=_row(1), headers=merchant)
+                ready = await api.get("/readyz")
+                ssm.healed = True
+                answers = [await api.post("/v1/transactions", json=_row(2), headers=merchant)]
+                while answers[-1].status_code == 503 and len(answers) < 50:
+                    answers.append(
+                        await api.post("/v1/transactions", json=_row(2), headers=merchant)
+                    )
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("merchant-registry-unavailable")
+    assert "retry-after" in refused.headers
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["merchant_registry"] == "unreachable"
+    assert answers[-1].status_code == 202
+    assert stored_trans_nums(aws) == [_row(2)["trans_num"]]
+
+
+async def test_with_cognito_audiences_a_registered_merchant_is_an_audience(
+    aws: str, jwks_url: str, token: Callable[..., str]
+) -> None:
+    # As in AWS: the audience is the token's client_id, and the configured list names the
+    # operators' client only; merchants (also ones created after deployment) come from the
+    # registry.
+    settings = settings_for(
+        aws,
+        jwks_url,
+        jwt_audience_claim="client_id",
+        jwt_audience=OPERATORS_CLIENT,
+        merchant_registry_miss_refresh_s=0.001,
+    )
+
+    def cognito_token(client_id: str) -> str:
+        return token(subject=client_id, audience="ignored", extra_claims={"client_id": client_id})
+
+    async with running_api(settings) as api:
+        merchant = await api.post(
+            "/v1/transactions", json=_row(1), headers=bearer(cognito_token("merchant-1"))
+        )
+        stranger = await api.post(
+            "/v1/transactions", json=_row(2), headers=bearer(cognito_token("stranger"))
+        )
+        # Created after the API started (cardstream merchant add): an audience at once, its
+        # first request reads the registry again.
+        register(aws, "newcomer")
+        newcomer = await api.post(
+            "/v1/transactions", json=_row(3), headers=bearer(cognito_token("newcomer"))
+        )
+    assert merchant.status_code == 202
+    assert stranger.status_code == 401
+    assert newcomer.status_code == 202, newcomer.text
+    assert sorted(stored_trans_nums(aws)) == sorted([_row(1)["trans_num"], _row(3)["trans_num"]])
 
 
 # --- single records -------------------------------------------------------------------------
@@ -610,14 +782,9 @@ async def test_csv_without_header_is_refused(
 
 
 async def test_limits(aws: str, jwks_url: str, token: Callable[..., str]) -> None:
-    settings = settings_for(
-        aws,
-        jwks_url,
-        max_body_bytes=4096,
-        max_records_per_request=3,
-        rate_limit_records_per_s=0.5,
-        rate_limit_burst=7,
-    )
+    settings = settings_for(aws, jwks_url, max_body_bytes=4096, max_records_per_request=3)
+    # The merchant's own rate limit, from its registry entry.
+    register(aws, "merchant-1", records_per_second=0.5, burst=7)
     headers = bearer(token())
     async with running_api(settings) as api:
         # Each of the two refused batches costs the one record charged before a body is read.
@@ -825,13 +992,8 @@ async def test_a_single_record_body_is_at_most_64_kib(
 async def test_the_rate_limit_is_charged_before_the_body_is_read(
     aws: str, jwks_url: str, token: Callable[..., str]
 ) -> None:
-    settings = settings_for(
-        aws,
-        jwks_url,
-        max_records_per_request=3,
-        rate_limit_records_per_s=0.001,
-        rate_limit_burst=3,
-    )
+    settings = settings_for(aws, jwks_url, max_records_per_request=3)
+    register(aws, "merchant-1", records_per_second=0.001, burst=3)
     headers = {**bearer(token()), "Content-Type": "application/json"}
     async with running_api(settings) as api:
         ok = await api.post(
@@ -1034,7 +1196,12 @@ async def test_health_readiness_and_metrics(
     assert (await api.get("/healthz")).json() == {"status": "ok", "checks": None}
     ready = await api.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"kinesis": "ok", "secrets": "ok", "jwks": "ok"}
+    assert ready.json()["checks"] == {
+        "kinesis": "ok",
+        "secrets": "ok",
+        "jwks": "ok",
+        "merchant_registry": "ok",
+    }
     await api.post("/v1/transactions", json=_row(1), headers=bearer(token()))
     await api.post("/v1/transactions", json=_row(2, amt="x"), headers=bearer(token()))
     metrics = (await api.get("/metrics")).text

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from merchant_entries import register
 from schemathesis.checks import not_a_server_error
 
 from cardstream.local.ports import free_port, wait_for_port
@@ -71,6 +72,7 @@ def _provision(endpoint: str, *, shards: int = 1) -> None:
     boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1").create_secret(
         Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
     )
+    register(endpoint, "merchant-1")
 
 
 def _env(endpoint: str, jwks: Path, port: int, **extra: str) -> dict[str, str]:

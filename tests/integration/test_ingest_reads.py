@@ -18,6 +18,7 @@ import httpx
 import psycopg
 import pytest
 from botocore.exceptions import ReadTimeoutError
+from merchant_entries import register
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
@@ -54,6 +55,7 @@ def aws(moto_reset: str) -> str:
     boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1").create_secret(
         Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
     )
+    register(moto_reset, "merchant-1", "merchant-2")
     return moto_reset
 
 
@@ -106,6 +108,7 @@ async def running_api(
         database_url=api_dsn,
         coalesce_window_ms=1,
         put_backoff_base_s=0.01,
+        operator_client_ids="operator-1",
     )
     async with aio_client("kinesis", settings) as real:
         client = LostAckKinesis(real) if lose_first_ack else None

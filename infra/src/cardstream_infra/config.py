@@ -14,38 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from cardstream_infra.service_ports import DASHBOARD_LISTENER_PORT
+from cardstream_shared import merchant_registry
 from cardstream_shared import resource_names as names
+from cardstream_shared.merchant_registry import MerchantEntry
 
 # The service images: one ECR repository each (data stack), run by digest (services stack).
 IMAGES: Final = ("ingest-api", "stream-writer", "db-loader", "dashboard")
 DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
 PLACEHOLDER_DIGEST: Final = "sha256:" + "0" * 64
-
-
-# A merchant's name: it names its Cognito app client and its registry entry.
-MERCHANT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Merchant:
-    """One merchant of the deployment: its own Cognito app client and registry entry.
-
-    Attributes:
-        name: lower-case letters, digits and dashes.
-        records_per_second: its sustained rate limit at the ingest-api.
-        burst: records it may send at once above that rate.
-    """
-
-    name: str
-    records_per_second: float
-    burst: int
-
-    def __post_init__(self) -> None:
-        if not MERCHANT_NAME.fullmatch(self.name):
-            raise ValueError(f"merchants: {self.name!r} is not lower-case letters, digits, dashes")
-        if self.records_per_second <= 0 or self.burst < 1:
-            raise ValueError(f"merchants: {self.name} needs a positive rate and burst")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,8 +80,9 @@ class DeploymentConfig:
         waf_requests_per_source_per_5_minutes: requests one client address may make in
             five minutes before the firewall answers 429.
         merchants: each merchant's name and rate limit (a JSON list of objects with
-            ``name``, ``records_per_second`` and ``burst``); each gets its own Cognito app
-            client and registry entry.
+            ``name``, ``records_per_second`` and ``burst``, the registry's
+            :class:`~cardstream_shared.merchant_registry.MerchantEntry`); each gets its own
+            Cognito app client and registry entry.
     """
 
     environment: str = "dev"
@@ -138,7 +118,7 @@ class DeploymentConfig:
     operator_cidrs: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
     waf_requests_per_source_per_5_minutes: int = 30_000
-    merchants: tuple[Merchant, ...] = ()
+    merchants: tuple[MerchantEntry, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stream_mode not in ("on_demand", "provisioned"):
@@ -209,6 +189,11 @@ class DeploymentConfig:
         return self.prefix + name.removeprefix("cardstream")
 
     @property
+    def merchant_registry_path(self) -> str:
+        """The merchant registry's parameter path, e.g. ``/cardstream-dev/merchants``."""
+        return "/" + self.scoped(merchant_registry.DEFAULT_PATH.removeprefix("/"))
+
+    @property
     def prefix(self) -> str:
         """Stack-name prefix, e.g. ``cardstream-dev``."""
         return f"cardstream-{self.environment}"
@@ -259,8 +244,8 @@ class DeploymentConfig:
             if name == "merchants":
                 entries = json.loads(value) if isinstance(value, str) else value
                 try:
-                    converted[name] = tuple(Merchant(**entry) for entry in entries)
-                except TypeError as error:
+                    converted[name] = tuple(MerchantEntry.model_validate(e) for e in entries)
+                except ValidationError as error:
                     raise ValueError(f"merchants: {error}") from None
             elif isinstance(default, tuple):
                 parts = value.split(",") if isinstance(value, str) else value

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -140,6 +140,10 @@ class TokenVerifier:
     the app client in ``client_id`` and have no ``aud``; set it to ``client_id`` there so
     the audience is still checked, never skipped. ``scope_prefix`` strips a Cognito resource
     server identifier (``cardstream/transactions:write`` -> ``transactions:write``).
+
+    ``also_accepts`` accepts audiences beyond the configured ones when it answers True: the
+    ingest-api's merchant registry, so that a merchant client created after deployment
+    (``cardstream merchant add``) is an audience as soon as it has its registry entry.
     """
 
     issuer: str
@@ -149,6 +153,7 @@ class TokenVerifier:
     leeway_s: int = 30
     audience_claim: str = "aud"
     scope_prefix: str = ""
+    also_accepts: Callable[[str], Awaitable[bool]] | None = None
     _options: dict[str, Any] = field(init=False)
     _audiences: set[str] = field(init=False)
 
@@ -199,7 +204,7 @@ class TokenVerifier:
             raise TokenError("token signature or format is invalid") from exc
         presented = claims.get(self.audience_claim)
         presented_set = {presented} if isinstance(presented, str) else set(presented or [])
-        if not presented_set & self._audiences:
+        if not presented_set & self._audiences and not await self._accepted(presented_set):
             raise TokenError("token claims are invalid: invalid audience")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
@@ -214,6 +219,14 @@ class TokenVerifier:
             expires_at=float(claims["exp"]),
             person=str(claims["username"]) if claims.get("username") else None,
         )
+
+    async def _accepted(self, audiences: set[Any]) -> bool:
+        if self.also_accepts is None:
+            return False
+        for audience in audiences:
+            if isinstance(audience, str) and await self.also_accepts(audience):
+                return True
+        return False
 
     def _scopes(self, claims: dict[str, Any]) -> Iterable[str]:
         raw = claims.get("scope", claims.get("scp", ""))

@@ -72,3 +72,7 @@ SCOPE_WRITE: Final = "transactions:write"
 SCOPE_READ: Final = "transactions:read"
 SCOPE_ALERTS_REVIEW: Final = "alerts:review"
 SCOPE_ALL_TENANTS: Final = "tenants:all"
+
+# Where an identity provider sends an operator back to the dashboard with an authorization
+# code (the operators' app client names it as its callback URL).
+SIGNIN_CALLBACK_PATH: Final = "/auth/callback"

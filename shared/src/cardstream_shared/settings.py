@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -148,8 +148,11 @@ class TokenVerifierSettings(ServiceSettings):
             )
         return self
 
-    def token_verifier(self) -> TokenVerifier:
-        """A verifier configured from these settings, with its own JWKS cache."""
+    def token_verifier(
+        self, also_accepts: Callable[[str], Awaitable[bool]] | None = None
+    ) -> TokenVerifier:
+        """A verifier configured from these settings, with its own JWKS cache;
+        ``also_accepts`` as :class:`~cardstream_shared.jwt_auth.TokenVerifier` has it."""
         return TokenVerifier(
             issuer=self.jwt_issuer,
             audience=self.jwt_audience,
@@ -162,17 +165,19 @@ class TokenVerifierSettings(ServiceSettings):
             leeway_s=self.jwt_leeway_s,
             audience_claim=self.jwt_audience_claim,
             scope_prefix=self.jwt_scope_prefix,
+            also_accepts=also_accepts,
         )
 
     def bearer_authenticator(
         self,
         audit_logger: logging.Logger,
         on_refusal: Callable[[RefusalError], None] | None = None,
+        also_accepts: Callable[[str], Awaitable[bool]] | None = None,
     ) -> BearerAuthenticator:
         """The service's bearer authentication: a verifier of its own, cached verifications
         living at most as long as the key set (``jwks_ttl_s``)."""
         return BearerAuthenticator(
-            self.token_verifier(),
+            self.token_verifier(also_accepts),
             cache_size=self.token_cache_size,
             max_age_s=self.jwks_ttl_s,
             audit_logger=audit_logger,

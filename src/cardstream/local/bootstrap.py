@@ -16,7 +16,7 @@ from botocore.config import Config
 
 from cardstream.local.provisioning import provision
 
-SERVICES = ("kinesis", "sqs", "s3", "dynamodb", "secretsmanager")
+SERVICES = ("kinesis", "sqs", "s3", "dynamodb", "secretsmanager", "ssm")
 
 
 def clients_for(endpoint_url: str, region: str) -> dict[str, object]:

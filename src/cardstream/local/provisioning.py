@@ -9,12 +9,21 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from cardstream.local.aws_resources import AwsResources, create_all, put_secret
+from cardstream_shared import merchant_registry
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key
+from cardstream_shared.merchant_registry import MerchantEntry
 from cardstream_shared.pan import PanKeyring
+
+# The client of the token ``cardstream up`` prints (the demo posts with it): the local
+# stack's one merchant from the start, with the ingest-api's own default limits.
+LOCAL_DEVELOPER: Final = "local-developer"
+LOCAL_MERCHANTS: Final = {
+    LOCAL_DEVELOPER: MerchantEntry(name=LOCAL_DEVELOPER, records_per_second=20_000, burst=40_000)
+}
 
 
 @dataclass(frozen=True)
@@ -42,8 +51,13 @@ def provision(
     db_port: int,
     db_name: str = names.DB_NAME,
 ) -> Provisioned:
-    """Create every AWS resource and secret; existing secrets are kept (idempotent)."""
+    """Create every AWS resource and secret, and the merchant registry's entries of
+    :data:`LOCAL_MERCHANTS`; existing secrets are kept (idempotent)."""
     resources = create_all(clients, region=region, shards=shards)
+    for client_id, entry in LOCAL_MERCHANTS.items():
+        merchant_registry.put_entry(
+            clients["ssm"], merchant_registry.DEFAULT_PATH, client_id, entry
+        )
     sm = clients["secretsmanager"]
     # A fresh random key per environment: local and test keys never equal production keys.
     put_secret(sm, names.PAN_KEY_SECRET, PanKeyring.new_secret_string("v1"))

@@ -27,7 +27,7 @@ from cardstream.local.bootstrap import clients_for
 from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream.local.ports import free_port, wait_for_port
 from cardstream.local.processes import ChildProcess, base_env, python_module
-from cardstream.local.provisioning import Provisioned, provision
+from cardstream.local.provisioning import LOCAL_DEVELOPER, Provisioned, provision
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import issue_token
 from db_loader.migrate import bootstrap, target_database, with_database
@@ -302,7 +302,7 @@ def start(args: argparse.Namespace) -> tuple[LocalStack, dict[str, Any]]:
             made.signing_key,
             issuer=LOCAL_ISSUER,
             audience=LOCAL_AUDIENCE,
-            subject="local-developer",
+            subject=LOCAL_DEVELOPER,
             scopes=[names.SCOPE_WRITE, names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW],
             ttl_s=12 * 3600,
         )

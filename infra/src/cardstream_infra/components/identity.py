@@ -2,6 +2,9 @@
 
 - Each merchant of the configuration is its own app client (OAuth 2.0 client credentials,
   its own secret) with the merchant scopes, so every token names its merchant (the tenant).
+- Each merchant has its entry in the merchant registry (SSM Parameter Store, under
+  ``registry_path``, named by its client id): the ingest-api's list of merchants and each
+  one's rate limit.
 - Operators are users of the pool, created by an administrator, with MFA. They sign in to
   the dashboard through the pool's hosted UI (authorization code with PKCE) with the
   operator client, whose scopes also review alerts and read every tenant.
@@ -18,16 +21,16 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from cardstream_infra.config import Merchant
+from cardstream_shared import merchant_registry
 from cardstream_shared import resource_names as names
+from cardstream_shared.merchant_registry import MerchantEntry
 
 RESOURCE_SERVER_ID = "cardstream"
 MERCHANT_SCOPES = (names.SCOPE_WRITE, names.SCOPE_READ)
 OPERATOR_SCOPES = (names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS)
-# Where the hosted UI sends an operator back with the authorization code.
-DASHBOARD_CALLBACK_PATH = "/auth/callback"
 _SCOPE_DESCRIPTIONS = {
     names.SCOPE_WRITE: "post transactions",
     names.SCOPE_READ: "read transactions and alerts",
@@ -44,7 +47,8 @@ class IdentityProps:
         domain_prefix: Cognito domain prefix (unique per region): the token endpoint and
             the hosted UI.
         region: the pool's region (part of the token issuer).
-        merchants: one app client each.
+        merchants: one app client and registry entry each.
+        registry_path: the merchant registry's parameter path.
         dashboard_url: the dashboard's address (sign-in callback and sign-out URLs).
         access_token_validity_minutes: lifetime of an access token.
         operator_session_hours: how long an operator stays signed in (refresh token).
@@ -52,14 +56,16 @@ class IdentityProps:
 
     domain_prefix: str
     region: str
-    merchants: Sequence[Merchant]
+    merchants: Sequence[MerchantEntry]
+    registry_path: str
     dashboard_url: str
     access_token_validity_minutes: int = 60
     operator_session_hours: int = 8
 
 
 class Identity(Construct):
-    """User pool, resource server, a client per merchant, the operators' client."""
+    """User pool, resource server, a client and registry entry per merchant, the operators'
+    client."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: IdentityProps) -> None:
         super().__init__(scope, construct_id)
@@ -100,8 +106,9 @@ class Identity(Construct):
         access_token_validity = Duration.minutes(props.access_token_validity_minutes)
         self.merchant_clients: dict[str, cognito.UserPoolClient] = {}
         for merchant in props.merchants:
-            self.merchant_clients[merchant.name] = self.user_pool.add_client(
-                f"Merchant{merchant.name.title().replace('-', '')}",
+            construct_name = merchant.name.title().replace("-", "")
+            client = self.user_pool.add_client(
+                f"Merchant{construct_name}",
                 user_pool_client_name=f"merchant-{merchant.name}",
                 generate_secret=True,
                 auth_flows=cognito.AuthFlow(),
@@ -112,6 +119,20 @@ class Identity(Construct):
                 access_token_validity=access_token_validity,
                 prevent_user_existence_errors=True,
                 enable_token_revocation=True,
+            )
+            self.merchant_clients[merchant.name] = client
+            ssm.StringParameter(
+                self,
+                f"Registry{construct_name}",
+                # The client id is known at deployment only, so it is not checked here.
+                parameter_name=(
+                    f"{merchant_registry.check_path(props.registry_path)}/"
+                    f"{client.user_pool_client_id}"
+                ),
+                string_value=merchant.to_parameter_value(),
+                # A path of several levels, whose client id is a token at synthesis.
+                simple_name=False,
+                description=f"merchant registry entry of {merchant.name}",
             )
         # A public client: the dashboard proves the code's origin with PKCE, so no client
         # secret has to be copied out of Cognito into the dashboard's configuration.
@@ -127,7 +148,7 @@ class Identity(Construct):
                     cognito.OAuthScope.PROFILE,
                     *self._oauth_scopes(OPERATOR_SCOPES),
                 ],
-                callback_urls=[f"{props.dashboard_url}{DASHBOARD_CALLBACK_PATH}"],
+                callback_urls=[f"{props.dashboard_url}{names.SIGNIN_CALLBACK_PATH}"],
                 logout_urls=[f"{props.dashboard_url}/"],
             ),
             supported_identity_providers=[cognito.UserPoolClientIdentityProvider.COGNITO],

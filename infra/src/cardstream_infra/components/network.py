@@ -33,6 +33,8 @@ INTERFACE_ENDPOINTS: dict[str, tuple[ec2.InterfaceVpcEndpointAwsService, str]] =
     "Kinesis": (ec2.InterfaceVpcEndpointAwsService.KINESIS_STREAMS, "kinesis"),
     "Sqs": (ec2.InterfaceVpcEndpointAwsService.SQS, "sqs"),
     "Monitoring": (ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING, "cloudwatch"),
+    # The ingest-api reads the merchant registry from Parameter Store.
+    "Ssm": (ec2.InterfaceVpcEndpointAwsService.SSM, "ssm"),
 }
 
 

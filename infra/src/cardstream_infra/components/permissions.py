@@ -42,6 +42,18 @@ def read_secrets(
     ]
 
 
+def read_merchant_registry(path: str, region: str) -> list[iam.PolicyStatement]:
+    """Read the merchant registry's entries (the ingest-api): the parameters under ``path``
+    and nothing else. They are String parameters, so no key is involved."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadMerchantRegistry",
+            actions=["ssm:GetParametersByPath"],
+            resources=[f"arn:{Aws.PARTITION}:ssm:{region}:{Aws.ACCOUNT_ID}:parameter{path}"],
+        )
+    ]
+
+
 def put_records(stream: kinesis.IStream, key: kms.IKey, region: str) -> list[iam.PolicyStatement]:
     """Produce to the stream (the ingest-api)."""
     return [

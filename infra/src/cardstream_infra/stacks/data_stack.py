@@ -120,6 +120,7 @@ class DataStack(Stack):
                 domain_prefix=f"{config.prefix}-{config.account}",
                 region=config.region,
                 merchants=config.merchants,
+                registry_path=config.merchant_registry_path,
                 dashboard_url=config.dashboard_url,
             ),
         )
@@ -171,6 +172,8 @@ class DataStack(Stack):
                 description=f"app client id of merchant {name}",
                 value=client.user_pool_client_id,
             )
+        # Where `cardstream merchant add --aws --registry-path` writes a new merchant's entry.
+        CfnOutput(self, "MerchantRegistryPath", value=config.merchant_registry_path)
         CfnOutput(self, "OperatorClientId", value=self.identity.operator_client.user_pool_client_id)
         CfnOutput(self, "HostedUiUrl", value=self.identity.hosted_ui_url)
         CfnOutput(

@@ -181,9 +181,14 @@ class ServicesStack(Stack):
                     ),
                     "INGEST_DATABASE_SECRET_ID": role_secrets[names.DB_API_ROLE].secret_arn,
                     "INGEST_DATABASE_SSLMODE": "verify-full",
+                    # Merchants are the clients with a registry entry; operators, the
+                    # operators' client.
+                    "INGEST_MERCHANT_REGISTRY_PATH": config.merchant_registry_path,
+                    "INGEST_OPERATOR_CLIENT_IDS": identity.operator_client.user_pool_client_id,
                 },
                 statements=[
                     *permissions.put_records(data.stream.stream, data.stream.key, region),
+                    *permissions.read_merchant_registry(config.merchant_registry_path, region),
                     *permissions.read_secrets(
                         [data.secrets.pan_key, role_secrets[names.DB_API_ROLE]],
                         secrets_key,

@@ -91,7 +91,10 @@ def _problem(description: str) -> dict[str, Any]:
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing or invalid bearer token."),
-    403: _problem("The token lacks the required scope."),
+    403: _problem(
+        "The token lacks the required scope, or its client is neither a registered merchant"
+        " nor an operator."
+    ),
     422: _problem("The input is not valid; `errors` names each field."),
     429: _problem("Too many requests from this caller; retry after `Retry-After` seconds."),
     503: _problem("The database is unreachable; retry after `Retry-After` seconds."),

@@ -135,11 +135,14 @@ def create_app(
     *,
     metrics: IngestMetrics | None = None,
     kinesis_client: Any | None = None,
+    ssm_client: Any | None = None,
     freeze_heap: bool = False,
 ) -> IngestApp:
-    """The ingest-api application; its lifespan opens clients and loads the PAN keyring.
+    """The ingest-api application; its lifespan opens clients and loads the PAN keyring
+    and the merchant registry.
 
-    ``kinesis_client`` replaces the aiobotocore client (tests inject faults with it).
+    ``kinesis_client`` and ``ssm_client`` replace the aiobotocore clients (tests inject
+    faults with them).
     ``freeze_heap`` (the service process, not tests sharing an interpreter) moves every
     object alive once start-up finished out of the garbage collector's reach.
     """
@@ -148,7 +151,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(
-            settings, metrics=metrics, kinesis_client=kinesis_client
+            settings, metrics=metrics, kinesis_client=kinesis_client, ssm_client=ssm_client
         ) as runtime:
             app.state.runtime = runtime
             if freeze_heap:

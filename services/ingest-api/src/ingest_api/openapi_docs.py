@@ -129,10 +129,14 @@ def _write_errors() -> dict[str, Any]:
             "nested deeper than a record's fields."
         ),
         "401": _problem("Missing or invalid bearer token."),
-        "403": _problem("The token lacks the scope `transactions:write`."),
+        "403": _problem(
+            "The token lacks the scope `transactions:write`, or its client is not a "
+            "registered merchant."
+        ),
         "413": _problem(
-            "Body too large, a single record over 64 KiB, or more records than allowed "
-            "(reading stops at the first record past the limit)."
+            "Body too large, a single record over 64 KiB, more records than allowed "
+            "(reading stops at the first record past the limit), or more than the "
+            "merchant's burst."
         ),
         "415": _problem(
             "Unsupported media type, a charset other than UTF-8, or a `Content-Encoding` "
@@ -169,8 +173,9 @@ def write_paths() -> dict[str, Any]:
                     },
                     **_write_errors(),
                     "503": _problem(
-                        "Kinesis did not store the record in time; it was not accepted "
-                        "(`Retry-After` says when to retry)."
+                        "Kinesis did not store the record in time; it was not accepted, or "
+                        "the merchant registry cannot be read yet (`Retry-After` says when "
+                        "to retry)."
                     ),
                 },
             }
@@ -193,7 +198,8 @@ def write_paths() -> dict[str, Any]:
                     **_write_errors(),
                     "503": _problem(
                         "Some valid records were not stored in time: they have status "
-                        "`not_accepted` in `results` (never claimed accepted); retry those."
+                        "`not_accepted` in `results` (never claimed accepted); retry those. "
+                        "Or the merchant registry cannot be read yet (nothing was read)."
                     ),
                 },
             }

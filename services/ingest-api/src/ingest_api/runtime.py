@@ -1,4 +1,5 @@
-"""What a running ingest-api holds: clients, keyring, producer, limiters, reader.
+"""What a running ingest-api holds: clients, keyring, merchant registry, producer, limiters,
+reader.
 
 Built once per process in the app's lifespan and torn down in reverse order on shutdown,
 so the producer is flushed before the Kinesis client closes.
@@ -23,6 +24,7 @@ from cardstream_shared.pan import PanKeyring
 from ingest_api import kinesis_codec
 from ingest_api.ingest import Ingestor
 from ingest_api.kinesis_producer import KinesisProducer
+from ingest_api.merchants import MerchantRegistry
 from ingest_api.metrics import IngestMetrics
 from ingest_api.rate_limit import TokenBucketLimiter
 from ingest_api.reads import TransactionReader
@@ -45,6 +47,7 @@ class Runtime:
     secrets: Any
     authenticator: BearerAuthenticator
     jwks: JwksCache
+    merchants: MerchantRegistry
     producer: KinesisProducer
     ingestor: Ingestor
     limiter: TokenBucketLimiter
@@ -54,19 +57,27 @@ class Runtime:
 
 
 class Readiness:
-    """``/readyz``: the stream, the secrets and the issuer's keys are reachable.
+    """``/readyz``: the stream, the secrets, the issuer's keys and the merchant registry are
+    reachable.
 
     Results are cached briefly so frequent probes from a load balancer do not turn into a
     stream of AWS calls.
     """
 
     def __init__(
-        self, settings: IngestSettings, *, kinesis: Any, secrets: Any, jwks: JwksCache
+        self,
+        settings: IngestSettings,
+        *,
+        kinesis: Any,
+        secrets: Any,
+        jwks: JwksCache,
+        merchants: MerchantRegistry,
     ) -> None:
         self._settings = settings
         self._kinesis = kinesis
         self._secrets = secrets
         self._jwks = jwks
+        self._merchants = merchants
         self._checked_at = float("-inf")
         self._result: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -79,7 +90,12 @@ class Readiness:
             kinesis, secrets, jwks = await asyncio.gather(
                 self._check_stream(), self._check_secret(), self._check_jwks()
             )
-            self._result = {"kinesis": kinesis, "secrets": secrets, "jwks": jwks}
+            self._result = {
+                "kinesis": kinesis,
+                "secrets": secrets,
+                "jwks": jwks,
+                "merchant_registry": "ok" if self._merchants.healthy else "unreachable",
+            }
             self._checked_at = time.monotonic()
             return self._result
 
@@ -126,21 +142,44 @@ async def open_runtime(
     *,
     metrics: IngestMetrics,
     kinesis_client: Any | None = None,
+    ssm_client: Any | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open every client, load the PAN keyring, and close it all again (flushing first).
+    """Open every client, load the PAN keyring and the merchant registry, and close it all
+    again (flushing first).
 
-    ``kinesis_client`` replaces the real client; tests use it only to inject faults.
+    ``kinesis_client`` and ``ssm_client`` replace the real clients; tests use them only to
+    inject faults.
     """
     async with contextlib.AsyncExitStack() as stack:
         if kinesis_client is None:
             kinesis_client = await stack.enter_async_context(kinesis_codec.kinesis_client(settings))
         secrets = await stack.enter_async_context(aio_client("secretsmanager", settings))
         keyring = await _load_keyring(secrets, settings.pan_key_secret_id)
+        if ssm_client is None:
+            ssm_client = await stack.enter_async_context(aio_client("ssm", settings))
+        merchants = MerchantRegistry(
+            ssm_client,
+            settings.merchant_registry_path,
+            refresh_interval_s=settings.merchant_registry_refresh_s,
+            miss_refresh_interval_s=settings.merchant_registry_miss_refresh_s,
+            timeout_s=settings.aws_connect_timeout_s + settings.aws_read_timeout_s,
+        )
+        # Read before the first request; a registry that cannot be read leaves every write
+        # refused until a later read succeeds.
+        await stack.enter_async_context(merchants.refreshing())
+        operators = settings.operator_clients
+
+        async def accepted_audience(client_id: str) -> bool:
+            # A registered merchant is an audience, also one created after deployment: an
+            # unknown client reads the registry again (RegistryUnavailableError: 503).
+            return client_id in operators or await merchants.lookup(client_id) is not None
+
         authenticator = settings.bearer_authenticator(
             logging.getLogger("ingest_api.audit"),
             on_refusal=lambda refusal: metrics.auth_refusals.labels(
                 status=str(refusal.status)
             ).inc(),
+            also_accepts=accepted_audience,
         )
         producer = KinesisProducer(
             kinesis_client,
@@ -169,6 +208,7 @@ async def open_runtime(
             secrets=secrets,
             authenticator=authenticator,
             jwks=authenticator.verifier.jwks,
+            merchants=merchants,
             producer=producer,
             ingestor=Ingestor(keyring=keyring, producer=producer, metrics=metrics),
             limiter=TokenBucketLimiter(
@@ -183,6 +223,10 @@ async def open_runtime(
             ),
             reader=reader,
             readiness=Readiness(
-                settings, kinesis=kinesis_client, secrets=secrets, jwks=authenticator.verifier.jwks
+                settings,
+                kinesis=kinesis_client,
+                secrets=secrets,
+                jwks=authenticator.verifier.jwks,
+                merchants=merchants,
             ),
         )

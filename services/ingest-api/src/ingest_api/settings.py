@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from cardstream_shared import merchant_registry
 from cardstream_shared import resource_names as names
 from cardstream_shared.settings import DatabaseSettings, TokenVerifierSettings
 
@@ -34,9 +35,21 @@ class IngestSettings(TokenVerifierSettings, DatabaseSettings):
     pool_max_size: int = Field(default=5, ge=1, le=100)
     db_statement_timeout_s: float = Field(default=2.0, gt=0, le=60)
 
+    # Who may call (ingest_api.merchants): the clients with an entry under this Parameter
+    # Store path are merchants, each with its own rate limit; the operators' clients read
+    # and review. Comma-separated client ids.
+    merchant_registry_path: str = Field(
+        default=merchant_registry.DEFAULT_PATH, pattern=merchant_registry.PATH_PATTERN
+    )
+    merchant_registry_refresh_s: float = Field(default=60.0, gt=0, le=3600)
+    # An unknown client makes the registry be read again, at most this often.
+    merchant_registry_miss_refresh_s: float = Field(default=5.0, gt=0, le=3600)
+    operator_client_ids: str = ""
+
     # Limits (OWASP API4): every one is answered before any work is done for the request.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_records_per_request: int = Field(default=5_000, ge=1, le=100_000)
+    # For callers without limits of their own (operators); a merchant's are in its entry.
     rate_limit_records_per_s: float = Field(default=20_000.0, gt=0)
     rate_limit_burst: int = Field(default=40_000, ge=1)
     rate_limit_max_clients: int = Field(default=100_000, ge=1)
@@ -57,6 +70,11 @@ class IngestSettings(TokenVerifierSettings, DatabaseSettings):
     health_check_cache_s: float = Field(default=5.0, ge=0)
     shutdown_grace_s: int = Field(default=20, ge=1, le=3600)
     access_log: bool = False
+
+    @property
+    def operator_clients(self) -> frozenset[str]:
+        """The operators' client ids."""
+        return frozenset(c.strip() for c in self.operator_client_ids.split(",") if c.strip())
 
     @model_validator(mode="after")
     def _consistent_limits(self) -> IngestSettings:

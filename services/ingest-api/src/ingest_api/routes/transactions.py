@@ -37,7 +37,7 @@ from ingest_api.tenancy import TenantScope
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
 
-WRITE = BearerAuth(names.SCOPE_WRITE)
+WRITE = BearerAuth(names.SCOPE_WRITE, merchants_only=True)
 READ = BearerAuth(names.SCOPE_READ)
 
 
@@ -47,7 +47,10 @@ def _problem(description: str) -> dict[str, Any]:
 
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("Missing or invalid bearer token."),
-    403: _problem("The token lacks the required scope."),
+    403: _problem(
+        "The token lacks the required scope, or its client is neither a registered merchant"
+        " nor an operator."
+    ),
     429: _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
 }
 
@@ -68,13 +71,17 @@ def _unreadable(error: BodyError) -> ProblemError:
     return ProblemError(error.status, error.kind, error.detail)
 
 
-def _rate_limit(runtime: Runtime, client_id: str, cost: int) -> None:
+def _rate_limit(request: Request, client_id: str, cost: int) -> None:
+    # At the merchant's own rate and burst (its registry entry, left by BearerAuth); an
+    # operator at the service's.
+    runtime = _runtime(request)
     rate_limit.enforce(
         runtime.limiter,
         client_id,
         cost,
         metrics=runtime.metrics,
         detail="too many records for this client; slow down",
+        merchant=request.state.merchant,
     )
 
 
@@ -87,7 +94,7 @@ async def post_transaction(request: Request) -> Response:
     runtime = _runtime(request)
     if media_type(request) != JSON:
         raise ProblemError(415, "unsupported-media-type", "send application/json")
-    _rate_limit(runtime, principal.client_id, 1)
+    _rate_limit(request, principal.client_id, 1)
     body = await read_body(request, min(runtime.settings.max_body_bytes, MAX_RECORD_BYTES))
     try:
         checked = read_transaction(body)
@@ -140,7 +147,7 @@ async def post_batch(request: Request) -> Response:
         )
     # Charged before the body is read, so that a client past its rate gets no work done;
     # the rest of the batch's cost once its records are counted.
-    _rate_limit(runtime, principal.client_id, 1)
+    _rate_limit(request, principal.client_id, 1)
     body = await read_body(request, runtime.settings.max_body_bytes)
     try:
         records = await read_batch_off_loop(
@@ -150,8 +157,9 @@ async def post_batch(request: Request) -> Response:
         raise _unreadable(error) from None
     if not records:
         raise ProblemError(422, "validation-error", "the batch holds no records")
+    rate_limit.refuse_beyond_burst(runtime.limiter, len(records), request.state.merchant)
     if len(records) > 1:
-        _rate_limit(runtime, principal.client_id, len(records) - 1)
+        _rate_limit(request, principal.client_id, len(records) - 1)
     results = await runtime.ingestor.ingest_many(records, client_id=principal.client_id)
     counts = {"accepted": 0, "rejected": 0, "not_accepted": 0}
     for result in results:
@@ -248,7 +256,7 @@ async def get_transaction(
     the same 404. A token with the operator scope `tenants:all` reads every client's.
     """
     runtime = _runtime(request)
-    _rate_limit(runtime, principal.client_id, 1)
+    _rate_limit(request, principal.client_id, 1)
     try:
         row = await runtime.reader.find(trans_num, TenantScope.of(principal))
     except DatabaseUnavailableError:
