@@ -8,7 +8,11 @@ The API's contract decides what is resent. A record is finished once the API ans
 ``accepted`` or ``rejected`` for it. A 503 names the records that were ``not_accepted``:
 only those are resent, after the ``Retry-After`` the API asked for; a 429 refuses the whole
 request, which is resent after its ``Retry-After``; a 413 splits the request in halves.
-Transport errors and other 5xx answers are retried with jittered exponential backoff. A
+Transport errors and other 5xx answers are retried with jittered exponential backoff.
+
+Given several URLs (instances of the API, as behind a load balancer), requests go to them in
+turn; an instance whose connection failed (a transport error: refused, reset, timed out) is
+left out for ``FAILOVER_S`` and the request goes at once to the next instance. A
 record the run could not finish (``--max-seconds`` passed, retries exhausted, or the token
 was refused) is counted as not accepted, and the exit status is 1.
 """
@@ -27,7 +31,7 @@ import random
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
@@ -47,6 +51,8 @@ CONTENT_TYPES: Final[dict[str, str]] = {
 # The published files' first column is an unnamed row index; JSON bodies leave it out.
 INDEX_COLUMNS: Final = frozenset({"", "Unnamed: 0"})
 MAX_BACKOFF_S: Final = 30.0
+# How long an API instance whose connection failed is left out before it is tried again.
+FAILOVER_S: Final = 5.0
 PROGRESS_INTERVAL_S: Final = 0.5
 
 
@@ -68,6 +74,8 @@ class ReplaySummary:
     not_accepted: int = 0
     rejected_reasons: Counter[str] = field(default_factory=Counter)
     accepted_trans_nums: set[str] = field(default_factory=set)
+    # Records a 503 named as not accepted (each was resent), when trans_nums are collected.
+    named_not_accepted: set[str] = field(default_factory=set)
     requests: int = 0
     throttled: int = 0
     retried_records: int = 0
@@ -149,10 +157,36 @@ def _reason(errors: Any, fallback: str) -> str:
     return fallback
 
 
+class _Instances:
+    """The API instances a replay posts to: in turn, leaving out for ``FAILOVER_S`` one
+    whose connection failed (all failed: the one that failed longest ago)."""
+
+    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
+        self.clients = clients
+        self._down_until = [0.0] * len(clients)
+        self._next = 0
+
+    def pick(self) -> int:
+        now = time.monotonic()
+        count = len(self.clients)
+        for offset in range(count):
+            index = (self._next + offset) % count
+            if self._down_until[index] <= now:
+                self._next = index + 1
+                return index
+        return min(range(count), key=self._down_until.__getitem__)
+
+    def failed(self, index: int) -> bool:
+        """Leave ``index`` out for a while; whether another instance is up meanwhile."""
+        now = time.monotonic()
+        self._down_until[index] = now + FAILOVER_S
+        return any(until <= now for until in self._down_until)
+
+
 class _Replayer:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        instances: _Instances,
         header: list[str],
         *,
         fmt: Format,
@@ -163,7 +197,7 @@ class _Replayer:
         summary: ReplaySummary,
         collect_trans_nums: bool,
     ) -> None:
-        self._client = client
+        self._instances = instances
         self._header = header
         self._keep = [i for i, name in enumerate(header) if name not in INDEX_COLUMNS]
         self._fmt = fmt
@@ -221,8 +255,9 @@ class _Replayer:
                 return
             await self._pacer.take(len(pending))
             single = self._batch == 1
+            instance = self._instances.pick()
             try:
-                response = await self._client.post(
+                response = await self._instances.clients[instance].post(
                     SINGLE_PATH if single else BATCH_PATH,
                     content=self._body(pending),
                     headers={
@@ -239,7 +274,8 @@ class _Replayer:
                     continue
                 self._summary.retried_records += len(pending)
                 work.appendleft(pending)
-                await self._sleep(self._backoff(attempt))
+                if not self._instances.failed(instance):
+                    await self._sleep(self._backoff(attempt))
                 continue
             finally:
                 self._summary.requests += 1
@@ -314,6 +350,10 @@ class _Replayer:
                 self._summary.not_accepted += 1
             else:
                 again.append(record)
+                if self._collect:
+                    self._summary.named_not_accepted.add(
+                        str(item.get("trans_num") or record.trans_num)
+                    )
         if again:
             self._summary.retried_records += len(again)
             work.appendleft(again)
@@ -355,7 +395,7 @@ def read_batches(handle: TextIO, batch: int) -> tuple[list[str], Iterator[list[R
 async def replay_file(
     path: Path,
     *,
-    url: str,
+    url: str | Sequence[str],
     token: str,
     rate: float = 1000.0,
     batch: int = 500,
@@ -367,7 +407,8 @@ async def replay_file(
     progress: TextIO | None = None,
     collect_trans_nums: bool = True,
 ) -> ReplaySummary:
-    """Post the Kaggle-format CSV at ``path`` to the API at ``url``; see the module doc.
+    """Post the Kaggle-format CSV at ``path`` to the API at ``url`` (one URL, or those of
+    several instances of the API); see the module doc.
 
     ``rate`` is in records per second (0: as fast as the API answers), ``concurrency`` the
     number of requests in flight. ``progress``, when given, receives a single updating line.
@@ -379,13 +420,27 @@ async def replay_file(
     deadline = started + max_seconds if max_seconds is not None else None
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("at least one URL is needed")
     with path.open(newline="", encoding="utf-8") as handle:
         header, batches = read_batches(handle, batch)
-        async with httpx.AsyncClient(
-            base_url=url.rstrip("/"), headers=headers, timeout=timeout_s, limits=limits
-        ) as client:
+        async with contextlib.AsyncExitStack() as clients:
+            instances = _Instances(
+                [
+                    await clients.enter_async_context(
+                        httpx.AsyncClient(
+                            base_url=u.rstrip("/"),
+                            headers=headers,
+                            timeout=timeout_s,
+                            limits=limits,
+                        )
+                    )
+                    for u in urls
+                ]
+            )
             replayer = _Replayer(
-                client,
+                instances,
                 header,
                 fmt=fmt,
                 batch=batch,
@@ -464,7 +519,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=500,
         help="records per request; 1 posts to /v1/transactions (default 500)",
     )
-    parser.add_argument("--url", help="API base URL (default: api_url from stack.json)")
+    parser.add_argument(
+        "--url",
+        action="append",
+        help="API base URL; repeat it for several instances of the API "
+        "(default: the API instances in stack.json)",
+    )
     parser.add_argument("--token", help="bearer token (default: token from stack.json)")
     parser.add_argument(
         "--format",
@@ -502,7 +562,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        url = url or str(info["api_url"])
+        url = url or [str(u) for u in info.get("api_urls") or [info["api_url"]]]
         token = token or str(info["token"])
     if args.batch < 1:
         print("cardstream replay: --batch must be at least 1", file=sys.stderr)

@@ -22,6 +22,7 @@ import pytest
 
 from cardstream.cli import main
 from cardstream.generator import write_csv
+from cardstream.local.ports import free_port
 from cardstream.replay import replay_file
 from cardstream_shared.transaction_input import Rejected, read_batch, read_transaction
 
@@ -43,6 +44,7 @@ class FakeApi:
         self.not_accepted: Counter[str] = Counter()
         self.responses: Counter[int] = Counter()
         self.content_types: set[str] = set()
+        self.requests = 0
 
     def action(self) -> str:
         with self.lock:
@@ -52,6 +54,10 @@ class FakeApi:
         if auth != f"Bearer {TOKEN}":
             return 401, {"title": "Unauthorized", "status": 401, "detail": "invalid token"}
         self.content_types.add(content_type)
+        with self.lock:
+            self.requests += 1
+        if self.always == "die":
+            return 0, None  # the instance is killed with the request in flight
         if path == "/v1/transactions":
             return self._single(body)
         form = {"text/csv": "csv", "application/x-ndjson": "ndjson"}.get(content_type, "json")
@@ -148,6 +154,9 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 body,
                 self.headers.get("Authorization", ""),
             )
+            if status == 0:
+                self.close_connection = True
+                return
             with api.lock:
                 api.responses[status] += 1
             data = json.dumps(payload).encode()
@@ -336,6 +345,35 @@ def test_refused_token_stops_the_run(
     assert "not accepted: 30" in out
 
 
+def test_an_instance_that_fails_is_left_out_and_its_records_go_to_the_others(
+    tmp_path: Path, serve: Any
+) -> None:
+    path, valid = _generated(tmp_path, 200)
+    dying, healthy = FakeApi(always="die"), FakeApi()
+    nobody = f"http://127.0.0.1:{free_port()}"  # an instance that is gone: refused
+
+    assert (
+        _replay(
+            path,
+            serve(dying),
+            "--url",
+            nobody,
+            "--url",
+            serve(healthy),
+            "--batch",
+            "10",
+            "--concurrency",
+            "2",
+        )
+        == 0
+    )
+
+    assert set(healthy.stored) == valid
+    assert set(healthy.stored.values()) == {1}
+    # Each failed instance was tried at most once per request in flight, then left out.
+    assert dying.requests <= 2
+
+
 def test_url_and_token_default_from_stack_json(tmp_path: Path, serve: Any) -> None:
     path, valid = _generated(tmp_path, 20)
     api = FakeApi()
@@ -362,13 +400,18 @@ async def test_library_call_reports_progress_and_accepted_trans_nums(
     tmp_path: Path, serve: Any
 ) -> None:
     path, valid = _generated(tmp_path, 40)
-    url = serve(FakeApi())
+    api = FakeApi(["503-partial", "ok", "503-all"])
+    url = serve(api)
     progress = io.StringIO()
 
-    summary = await replay_file(path, url=url, token=TOKEN, rate=0, batch=15, progress=progress)
+    summary = await replay_file(
+        path, url=url, token=TOKEN, rate=0, batch=15, concurrency=1, progress=progress
+    )
 
     assert summary.complete
     assert summary.accepted_trans_nums == valid
+    assert summary.named_not_accepted == set(api.not_accepted)
+    assert len(summary.named_not_accepted) == 16  # one of the first batch, all of the third
     assert summary.records == 40
     assert progress.getvalue().startswith("\rread ")
     assert "accepted 40" in progress.getvalue()

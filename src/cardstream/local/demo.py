@@ -42,7 +42,7 @@ async def run_demo(args: argparse.Namespace, info: dict[str, Any]) -> int:
     started = time.monotonic()
     summary = await replay_file(
         csv_path,
-        url=info["api_url"],
+        url=info["api_urls"],
         token=info["token"],
         rate=args.demo_rate,
         batch=args.demo_batch,

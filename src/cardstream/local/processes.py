@@ -36,8 +36,11 @@ class ChildProcess:
 
     def start(self) -> None:
         """Start in a session of its own, so a Ctrl-C at the terminal reaches only us and we
-        stop children in order."""
+        stop children in order. A child that exited may be started again (as ECS replaces
+        a stopped task); its log goes on in the same file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log is not None:
+            self._log.close()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.args,

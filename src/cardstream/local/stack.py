@@ -50,9 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, default=2, help="Kinesis shard count")
     parser.add_argument("--writers", type=int, default=1, help="stream-writer processes")
     parser.add_argument("--loaders", type=int, default=1, help="db-loader processes")
-    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--apis", type=int, default=1, help="ingest-api processes")
+    parser.add_argument(
+        "--api-port", type=int, default=8000, help="the first ingest-api's port (others: any)"
+    )
     parser.add_argument("--dashboard-port", type=int, default=8050)
     parser.add_argument("--aws-port", type=int, default=0, help="moto port (0: any free port)")
+    parser.add_argument(
+        "--fault-proxy",
+        action="store_true",
+        help="services reach the emulator through cardstream.local.fault_proxy, which can "
+        "fail their calls as AWS does (the chaos soak, bench/soak.py)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the proxy's faults")
     parser.add_argument("--demo-rows", type=int, default=0, help="generate and replay N rows")
     parser.add_argument("--demo-seed", type=int, default=42)
     parser.add_argument("--demo-rate", type=float, default=2000.0, help="records/s offered")
@@ -153,30 +163,33 @@ def _plan_services(
         "jwt_audience": LOCAL_AUDIENCE,
         "jwks_url": jwks_url,
     }
-    api_port = args.api_port or free_port()
     plan: dict[str, list[ChildProcess]] = {
-        "ingest-api": [
+        "ingest-api": [],
+        "stream-writer": [],
+        "db-loader": [],
+        "dashboard": [],
+    }
+    for i in range(1, args.apis + 1):
+        port = (args.api_port if i == 1 else 0) or free_port()
+        name = "ingest-api" if args.apis == 1 else f"ingest-api-{i}"
+        plan["ingest-api"].append(
             ChildProcess(
-                name="ingest-api",
+                name=name,
                 args=python_module("ingest_api"),
                 env=_service_env(
                     "INGEST_",
                     endpoint,
                     host="127.0.0.1",
-                    port=api_port,
+                    port=port,
                     stream_name=made.resources.stream_name,
                     pan_key_secret_id=names.PAN_KEY_SECRET,
                     database_secret_id=names.DB_API_SECRET,
                     **token_settings,
                 ),
-                log_path=logs / "ingest-api.log",
-                health_url=f"http://127.0.0.1:{api_port}/healthz",
+                log_path=logs / f"{name}.log",
+                health_url=f"http://127.0.0.1:{port}/healthz",
             )
-        ],
-        "stream-writer": [],
-        "db-loader": [],
-        "dashboard": [],
-    }
+        )
     for i in range(1, args.writers + 1):
         port = free_port()
         plan["stream-writer"].append(
@@ -284,11 +297,29 @@ def start(args: argparse.Namespace) -> tuple[LocalStack, dict[str, Any]]:
             db_name=target_database(admin_dsn),
         )
         (state_dir / "jwks.json").write_text(json.dumps(made.signing_key.jwks))
+        services_endpoint = endpoint
+        if args.fault_proxy:
+            proxy_port = free_port()
+            proxy = ChildProcess(
+                name="aws-fault-proxy",
+                args=python_module(
+                    "cardstream.local.fault_proxy",
+                    *("--target", endpoint, "--port", str(proxy_port)),
+                    *("--seed", str(args.fault_seed)),
+                ),
+                env=base_env(FAKE_AWS_ENV),
+                log_path=state_dir / "logs" / "aws-fault-proxy.log",
+            )
+            proxy.start()
+            stack.children.append(proxy)
+            services_endpoint = f"http://127.0.0.1:{proxy_port}"
+            wait_for_port("127.0.0.1", proxy_port, timeout_s=60, alive=proxy.alive)
+            _say(f"services reach the AWS emulator through a fault proxy on {services_endpoint}")
 
         bootstrap(admin_dsn, role_passwords=made.role_passwords)
         _say("database roles and migrations applied")
 
-        plan = _plan_services(args, stack, endpoint, made)
+        plan = _plan_services(args, stack, services_endpoint, made)
         for group in plan.values():
             for child in group:
                 child.start()
@@ -306,15 +337,17 @@ def start(args: argparse.Namespace) -> tuple[LocalStack, dict[str, Any]]:
             scopes=[names.SCOPE_WRITE, names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW],
             ttl_s=12 * 3600,
         )
-        api = plan["ingest-api"][0].health_url or ""
-        api_url = api.removesuffix("/healthz")
+        api_urls = [(c.health_url or "").removesuffix("/healthz") for c in plan["ingest-api"]]
+        api_url = api_urls[0]
         dashboard = plan["dashboard"][0].health_url if plan["dashboard"] else None
         info: dict[str, Any] = {
             "state_dir": str(state_dir),
             "api_url": api_url,
+            "api_urls": api_urls,
             "docs_url": f"{api_url}/docs",
             "dashboard_url": dashboard.removesuffix("/healthz") if dashboard else None,
             "aws_endpoint_url": endpoint,
+            "fault_proxy_url": services_endpoint if args.fault_proxy else None,
             "aws_region": REGION,
             "stream_name": made.resources.stream_name,
             "bucket": made.resources.landing_bucket,
@@ -357,7 +390,7 @@ def _print_banner(info: dict[str, Any]) -> None:
     lines = [
         "",
         "cardstream is running locally.",
-        f"  API           {info['api_url']}",
+        f"  API           {', '.join(info['api_urls'])}",
         f"  Swagger UI    {info['docs_url']}",
     ]
     if info.get("dashboard_url"):
