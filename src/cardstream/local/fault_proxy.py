@@ -1,6 +1,6 @@
 """An HTTP proxy between the services and the local AWS emulator that fails calls as AWS does.
 
-The chaos soak and the fault tests point the services' AWS endpoint here;
+The chaos soak (``bench/soak.py``) and the fault tests point the services' AWS endpoint here;
 every call is forwarded to the emulator unchanged, except during a *burst*, when a fraction
 of the calls AWS is known to refuse under load are answered by the proxy instead:
 
