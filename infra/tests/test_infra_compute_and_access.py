@@ -410,6 +410,27 @@ def test_every_hop_through_the_load_balancer_is_https(synth: Any) -> None:
         assert "https://127.0.0.1:" in container["HealthCheck"]["Command"][-1]
 
 
+def test_the_load_balancer_forwards_no_unauthenticated_metrics(synth: Any) -> None:
+    # /metrics needs no token at the services; neither listener lets it through.
+    listeners = synth.resources("AWS::ElasticLoadBalancingV2::Listener", "services")
+    rules = [
+        r["Properties"]
+        for r in synth.resources("AWS::ElasticLoadBalancingV2::ListenerRule", "services").values()
+    ]
+    blocked = set()
+    for rule in rules:
+        (condition,) = rule["Conditions"]
+        if condition["Field"] != "path-pattern":
+            continue
+        assert "/metrics" in condition["PathPatternConfig"]["Values"]
+        assert rule["Priority"] == 1
+        (action,) = rule["Actions"]
+        assert action["Type"] == "fixed-response"
+        assert action["FixedResponseConfig"]["StatusCode"] == "404"
+        blocked.add(rule["ListenerArn"]["Ref"])
+    assert blocked == {key.split("/")[-1] for key in listeners}
+
+
 def test_every_vpc_endpoint_admits_only_this_account(synth: Any) -> None:
     account = synth.config.account
     endpoints = synth.resources("AWS::EC2::VPCEndpoint", "network")

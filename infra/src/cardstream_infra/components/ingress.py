@@ -5,6 +5,7 @@ another. Nothing reaches it from the internet."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
@@ -13,6 +14,9 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from cardstream_infra.service_ports import API_LISTENER_PORT, DASHBOARD_LISTENER_PORT
+
+# Paths the load balancer answers itself (404) instead of forwarding them to a task.
+UNROUTED_PATHS: Final = ("/metrics", "/metrics/*")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,3 +79,16 @@ class InternalLoadBalancer(Construct):
             ssl_policy=ssl_policy,
             open=False,
         )
+        # The services' Prometheus counters need no token inside the VPC; nothing in AWS
+        # scrapes them through the load balancer, so neither listener forwards /metrics.
+        for listener in (self.api_listener, self.dashboard_listener):
+            listener.add_action(
+                "NoMetrics",
+                priority=1,
+                conditions=[elbv2.ListenerCondition.path_patterns(list(UNROUTED_PATHS))],
+                action=elbv2.ListenerAction.fixed_response(
+                    404,
+                    content_type="application/problem+json",
+                    message_body='{"type":"about:blank","title":"Not Found","status":404}',
+                ),
+            )
