@@ -13,7 +13,6 @@ from card_number_forms import ascii_digits, written_card_numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardstream_shared import card_numbers
 from cardstream_shared.card_numbers import find_card_numbers
 from cardstream_shared.json_logging import JsonFormatter
 from cardstream_shared.redaction import RedactingFilter, redact_text, redacted_record
@@ -142,18 +141,3 @@ def test_log_lines_never_carry_a_written_card_number(card: tuple[str, str]) -> N
     line = stream.getvalue()
     assert pan not in ascii_digits(line)
     assert pan not in ascii_digits(json.loads(line)["nested"]["value"])
-
-
-@settings(max_examples=1000, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from([*"0123456789" * 4, *" .-/\\_\t\nab|,:\x00\x1f"])
-        | st.sampled_from(["4111111111111111", "2703186189652095", "60416207185"]),
-        max_size=30,
-    ).map("".join)
-)
-def test_ascii_text_is_read_as_the_pattern_reads_it(text: str) -> None:
-    # ASCII text takes bytes operations instead of the pattern: the same card numbers.
-    for hex_id in (False, True):
-        runs = (run.span() for run in card_numbers._RUN.finditer(text))
-        assert find_card_numbers(text, hex_id=hex_id) == card_numbers._found(text, runs, hex_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 from cardstream_shared.pan import PAN_MAX_DIGITS, PAN_MIN_DIGITS, luhn_valid
@@ -30,18 +29,6 @@ SEPARATORS: Final = (
 # speed, so text without a long digit run costs one search.
 _RUN: Final = re.compile(rf"\d(?:[{SEPARATORS}]*\d){{{PAN_MIN_DIGITS - 1},}}")
 _GROUP: Final = re.compile(r"\d+")
-
-# ASCII text (nearly all text) is read with bytes operations, much cheaper per character
-# than the pattern above: digits and separators become "0", anything else "x", and each
-# stretch of PAN_MIN_DIGITS "0"s or more holds one run of digits (its digits joined by the
-# separators between them), from its first digit to its last.
-_ASCII_SEPARATORS: Final = "".join(
-    chr(c) for c in range(128) if re.fullmatch(f"[{SEPARATORS}]", chr(c))
-)
-_ASCII_RUN_CHARS: Final = bytes(
-    ord("0") if chr(c).isdigit() or chr(c) in _ASCII_SEPARATORS else ord("x") for c in range(256)
-)
-_ASCII_STRETCH: Final = b"0" * PAN_MIN_DIGITS
 
 # Fields that hold identifiers made of hexadecimal digits (and, in ``trans_num``, dashes and
 # underscores): their runs of decimal digits between letters are the id's own, by chance
@@ -73,34 +60,14 @@ def find_card_numbers(text: str, *, hex_id: bool = False) -> list[CardNumber]:
     one in two hundred would otherwise hold a "card number". Only the runs set apart from
     letters (by a separator or the id's ends) are read there.
     """
-    if not text.isascii():
-        return _found(text, (run.span() for run in _RUN.finditer(text)), hex_id)
-    marks = text.encode().translate(_ASCII_RUN_CHARS)
-    runs: list[tuple[int, int]] = []
-    start = marks.find(_ASCII_STRETCH)
-    while start >= 0:
-        end = marks.find(b"x", start)
-        end = len(marks) if end < 0 else end
-        # The run of the stretch: from its first digit to its last.
-        piece = text[start:end]
-        first = start + len(piece) - len(piece.lstrip(_ASCII_SEPARATORS))
-        last = start + len(piece.rstrip(_ASCII_SEPARATORS))
-        if first < last:
-            runs.append((first, last))
-        start = marks.find(_ASCII_STRETCH, end)
-    return _found(text, runs, hex_id)
-
-
-def _found(text: str, runs: Iterable[tuple[int, int]], hex_id: bool) -> list[CardNumber]:
-    """The card numbers of the digit runs (first digit to last) of ``text``; in a
-    hexadecimal id, only of the runs not glued to a letter."""
     found: list[CardNumber] = []
-    for start, end in runs:
+    for run in _RUN.finditer(text):
+        start, end = run.span()
         if hex_id and (
             (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
         ):
             continue
-        found.extend(_within(text[start:end], start))
+        found.extend(_within(run.group(), start))
     return found
 
 
