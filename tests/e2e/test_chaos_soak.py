@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+# The kinds F12 names, stated here rather than read from the script: a kind the script
+# dropped must fail this test.
 FAULT_KINDS = {
     "writer-kill",
     "writer-pause",
