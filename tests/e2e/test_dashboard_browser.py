@@ -43,7 +43,8 @@ from psycopg.rows import dict_row
 from cardstream.generator import write_csv
 from cardstream.local.aws_resources import create_all, put_secret
 from cardstream.local.bootstrap import clients_for
-from cardstream.local.ports import free_port
+from cardstream.local.ports import free_port, wait_for_port
+from cardstream.local.signin_server import DASHBOARD_CLIENT_ID
 from cardstream_monitoring.monitor import AlertMonitor
 from cardstream_monitoring.rules import load_rules
 from cardstream_shared import resource_names as names
@@ -79,6 +80,7 @@ MAP_BOUNDS = (-125.5, -66.0, 24.0, 49.8)  # west, east, south, north: as in dash
 @dataclass
 class Dashboard:
     url: str
+    signin_url: str
     dashboard_dsn: str
     read_token: str
     write_only_token: str
@@ -209,6 +211,26 @@ def dashboard(
     )
 
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # The local stack's sign-in server (Cognito's hosted UI in AWS), as `cardstream up` runs it.
+    put_secret(clients["secretsmanager"], names.JWT_SIGNING_KEY_SECRET, key.to_secret_string())
+    signin_port = free_port()
+    signin_url = f"http://127.0.0.1:{signin_port}"
+    signin_log = (tmp_path / "sign-in.log").open("wb")
+    signin = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cardstream.local.signin_server",
+            *("--port", str(signin_port), "--aws-endpoint-url", moto_reset),
+            *("--signing-key-secret", names.JWT_SIGNING_KEY_SECRET),
+            *("--issuer", ISSUER, "--audience", AUDIENCE),
+            *("--redirect-uri", f"{url}{names.SIGNIN_CALLBACK_PATH}"),
+            *("--person", "fraud-analyst", "--scope", names.SCOPE_READ),
+        ],
+        stdout=signin_log,
+        stderr=subprocess.STDOUT,
+    )
     env = {
         **os.environ,
         "DASHBOARD_ENVIRONMENT": "test",
@@ -224,14 +246,18 @@ def dashboard(
         "DASHBOARD_STREAM_NAME": resources.stream_name,
         "DASHBOARD_BUCKET": resources.landing_bucket,
         "DASHBOARD_WRITER_METRICS_URLS": writer_metrics_url,
+        "DASHBOARD_PUBLIC_URL": url,
+        "DASHBOARD_SIGNIN_AUTHORIZE_URL": f"{signin_url}/oauth2/authorize",
+        "DASHBOARD_SIGNIN_TOKEN_URL": f"{signin_url}/oauth2/token",
+        "DASHBOARD_SIGNIN_CLIENT_ID": DASHBOARD_CLIENT_ID,
     }
     log_path = tmp_path / "dashboard.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dashboard"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    url = f"http://127.0.0.1:{port}"
     try:
+        wait_for_port("127.0.0.1", signin_port, timeout_s=60, alive=lambda: signin.poll() is None)
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, log_path.read_text(errors="replace")
@@ -244,6 +270,7 @@ def dashboard(
             time.sleep(0.2)
         yield Dashboard(
             url=url,
+            signin_url=signin_url,
             dashboard_dsn=dashboard_dsn,
             read_token=read_token,
             write_only_token=write_only,
@@ -263,6 +290,9 @@ def dashboard(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            signin.terminate()
+            signin.wait(20)
+            signin_log.close()
 
 
 def _sql(dsn: str, query: str, *params: Any) -> list[dict[str, Any]]:
@@ -344,10 +374,11 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
                     console_errors.append(message.text) if message.type == "error" else None
                 ),
             )
-            page.goto(f"{dashboard.url}/?token={dashboard.read_token}")
-            # The token moved into the cookie and left the address bar.
-            assert page.url == f"{dashboard.url}/"
+            # The one link `cardstream up` prints: the browser signs in on its way (code and
+            # PKCE at the sign-in server) and lands on the page with its session cookie.
+            page.goto(f"{dashboard.url}/")
             page.wait_for_selector("body[data-state=loaded]", timeout=30_000)
+            assert page.url == f"{dashboard.url}/"
 
             _check_totals(page, totals)
             _check_top_lists(page, dsn)
@@ -360,6 +391,7 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
             (session,) = [c for c in cookies if c["name"] == "cardstream_dashboard"]
             assert session["httpOnly"] is True
             assert session["sameSite"] == "Strict"
+            assert not [url for url in requested if session["value"] in url]
 
             # No card number the demo was fed appears anywhere on the page or in its data.
             with dashboard.demo_csv.open(newline="") as handle:
@@ -376,9 +408,12 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
             browser.close()
 
     assert console_errors == []
-    # Everything the page loaded came from the dashboard itself: no CDN, no map tiles.
+    # Everything the page loaded came from the dashboard itself: no CDN, no map tiles; the
+    # sign-in server was only visited to sign in.
     assert requested
-    assert all(url.startswith(dashboard.url + "/") for url in requested), requested
+    visited = [url for url in requested if not url.startswith(dashboard.url + "/")]
+    assert all(url.startswith(f"{dashboard.signin_url}/oauth2/authorize?") for url in visited)
+    assert len(visited) == 1, visited
 
 
 def _check_totals(page: Any, totals: dict[str, Any]) -> None:
@@ -569,8 +604,9 @@ def _check_pipeline(page: Any, dashboard: Dashboard) -> None:
 def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboard) -> None:
     with httpx.Client(base_url=dashboard.url, timeout=10) as client:
         page = client.get("/")
-        assert page.status_code == 401
-        assert "text/html" in page.headers["content-type"]
+        # No session: the browser is sent to sign in.
+        assert page.status_code == 303
+        assert page.headers["location"] == "/auth/signin"
         api = client.get("/api/dashboard")
         assert api.status_code == 401
         assert api.headers["content-type"] == "application/problem+json"
@@ -580,7 +616,6 @@ def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboa
             "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.write_only_token}"}
         )
         assert writer.status_code == 403
-        assert client.get(f"/?token={dashboard.write_only_token}").status_code == 403
 
         ok = client.get(
             "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.read_token}"}
@@ -591,17 +626,15 @@ def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboa
         assert body["unavailable"] == []
         assert body["panels"]["totals"]["transactions"] == DEMO_ROWS
 
+        # A token in the address is never taken: no session comes of it.
         entry = client.get(f"/?token={dashboard.read_token}")
-        assert entry.status_code == 303
-        assert entry.headers["location"] == "/"
-        cookie = entry.headers["set-cookie"]
-        assert "HttpOnly" in cookie
-        assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+        assert entry.status_code == 400
+        assert "set-cookie" not in entry.headers
         assert "Content-Security-Policy" in entry.headers
 
     log = dashboard.log_path.read_text(errors="replace")
     refusals = [json.loads(line) for line in log.splitlines() if '"auth_refused"' in line]
-    assert [r["status"] for r in refusals] == [401, 401, 401, 403, 403]
+    assert [r["status"] for r in refusals] == [401, 401, 403]
     assert {r["subject"] for r in refusals if r["status"] == 403} == {"merchant-app"}
     assert dashboard.read_token not in log
     assert dashboard.write_only_token not in log

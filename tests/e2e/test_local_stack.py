@@ -106,6 +106,20 @@ def test_demo_run_loads_every_row_once_and_never_leaks_a_card_number(tmp_path: P
                 scanned += 1
                 assert not _leaks(text, pans), f"card number in clear in {where}"
         assert scanned > 5000
+
+        # The one dashboard link printed signs the browser in on its way; no URL holds a token.
+        up_log = (tmp_path / "up.log").read_text(errors="replace")
+        (link,) = re.findall(r"^  Dashboard +(\S+)$", up_log, flags=re.MULTILINE)
+        with httpx.Client(follow_redirects=True, timeout=30) as browser:
+            signed_in = browser.get(link)
+            page = browser.get(link)
+        assert signed_in.status_code == 200, signed_in.text
+        assert page.status_code == 200
+        assert "Real Time Credit Card Fraud Monitoring" in page.text
+        session = browser.cookies["cardstream_dashboard"]
+        visited = [str(r.url) for r in signed_in.history] + [str(signed_in.url), link]
+        assert not [url for url in visited if session in url or "token=" in url]
+        assert "token=" not in up_log
         pids = [pid for pid in info["processes"].values() if pid]
     finally:
         if process.poll() is None:

@@ -106,6 +106,9 @@ def test_cookie_is_secure_outside_local_and_test(jwks_url: str) -> None:
         environment="prod",
         database_url="postgresql://x",
         database_sslmode="verify-full",
+        signin_authorize_url="https://sign-in.example/oauth2/authorize",
+        signin_token_url="https://relay.example/relay/oauth2/token",
+        signin_client_id="operators",
     ).secure_cookie
     assert not _settings(jwks_url, environment="local").secure_cookie
 
@@ -158,13 +161,11 @@ async def test_the_feed_reads_the_views_as_the_dashboard_role(
     token = _token(signing_key, names.SCOPE_READ, names.SCOPE_WRITE)
     async with serving(settings) as client:
         assert (await client.get("/healthz")).status_code == 200
-        entry = await client.get(f"/?token={token}")
-        # The session cookie alone opens the page and the feed afterwards.
+        # The session cookie (what signing in leaves) alone opens the page and the feed.
         client.cookies.set("cardstream_dashboard", token)
         page = await client.get("/")
         feed = await client.get("/api/dashboard")
 
-    assert entry.status_code == 303
     assert page.status_code == 200
     assert "Real Time Credit Card Fraud Monitoring" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]

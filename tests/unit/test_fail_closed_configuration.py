@@ -35,9 +35,14 @@ REPO = Path(__file__).resolve().parents[2]
 TOKENS = {"jwt_issuer": "https://issuer", "jwt_audience": "c1", "jwks_url": "https://k/jwks.json"}
 DATABASE = {"database_secret_id": "db/secret", "database_sslmode": "verify-full"}
 # Each service's settings with what a production deployment sets (the CDK app's values).
+SIGNIN = {
+    "signin_authorize_url": "https://sign-in.example/oauth2/authorize",
+    "signin_token_url": "https://relay.example/relay/oauth2/token",
+    "signin_client_id": "operators",
+}
 PRODUCTION: dict[type[ServiceSettings], dict[str, Any]] = {
     IngestSettings: {**TOKENS, **DATABASE},
-    DashboardSettings: {**TOKENS, **DATABASE},
+    DashboardSettings: {**TOKENS, **DATABASE, **SIGNIN},
     LoaderSettings: {"queue_url": "https://sqs/q", **DATABASE},
     WriterSettings: {"bucket": "landing"},
     RulesSettings: {},
@@ -205,3 +210,17 @@ def test_the_migration_trusts_the_rds_authorities_when_it_verifies_the_server() 
     local = {"PGSSLMODE": "disable"}
     trust_rds_authorities(local)
     assert "PGSSLROOTCERT" not in local
+
+
+def test_the_dashboard_signs_operators_in_over_https_outside_local_and_test() -> None:
+    values = PRODUCTION[DashboardSettings]
+    without = {k: v for k, v in values.items() if k != "signin_client_id"}
+    with pytest.raises(ValidationError, match="DASHBOARD_SIGNIN_CLIENT_ID"):
+        DashboardSettings(environment="prod", **without)
+    plain = {**values, "signin_token_url": "http://relay.example/relay/oauth2/token"}
+    with pytest.raises(ValidationError, match="DASHBOARD_SIGNIN_TOKEN_URL must be an https"):
+        DashboardSettings(environment="prod", **plain)
+    # Locally sign-in may be off, but never half set.
+    assert DashboardSettings(environment="local", **TOKENS, **DATABASE).signin_client is None
+    with pytest.raises(ValidationError, match="sign-in needs all three"):
+        DashboardSettings(environment="local", **without)

@@ -28,6 +28,7 @@ from cardstream.local.embedded_pg import EmbeddedPostgres
 from cardstream.local.ports import free_port, wait_for_port
 from cardstream.local.processes import ChildProcess, base_env, python_module
 from cardstream.local.provisioning import LOCAL_DEVELOPER, Provisioned, provision
+from cardstream.local.signin_server import DASHBOARD_CLIENT_ID
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import issue_token
 from db_loader.migrate import bootstrap, target_database, with_database
@@ -232,6 +233,39 @@ def _plan_services(
         )
     if _module_exists("dashboard.__main__"):
         port = args.dashboard_port or free_port()
+        dashboard_url = f"http://127.0.0.1:{port}"
+        signin_port = free_port()
+        signin_url = f"http://127.0.0.1:{signin_port}"
+        # The dashboard's sign-in provider, as Cognito's hosted UI is in AWS.
+        plan["sign-in"] = [
+            ChildProcess(
+                name="sign-in",
+                args=python_module(
+                    "cardstream.local.signin_server",
+                    "--port",
+                    str(signin_port),
+                    "--aws-endpoint-url",
+                    endpoint,
+                    "--signing-key-secret",
+                    names.JWT_SIGNING_KEY_SECRET,
+                    "--issuer",
+                    LOCAL_ISSUER,
+                    "--audience",
+                    LOCAL_AUDIENCE,
+                    "--redirect-uri",
+                    f"{dashboard_url}{names.SIGNIN_CALLBACK_PATH}",
+                    "--person",
+                    LOCAL_DEVELOPER,
+                    "--scope",
+                    names.SCOPE_READ,
+                    "--scope",
+                    names.SCOPE_ALERTS_REVIEW,
+                ),
+                env=base_env(FAKE_AWS_ENV),
+                log_path=logs / "sign-in.log",
+                health_url=f"{signin_url}/healthz",
+            )
+        ]
         plan["dashboard"].append(
             ChildProcess(
                 name="dashboard",
@@ -243,6 +277,11 @@ def _plan_services(
                     port=port,
                     database_secret_id=names.DB_DASHBOARD_SECRET,
                     **token_settings,
+                    public_url=dashboard_url,
+                    signin_authorize_url=f"{signin_url}/oauth2/authorize",
+                    signin_token_url=f"{signin_url}/oauth2/token",
+                    signin_client_id=DASHBOARD_CLIENT_ID,
+                    signin_scopes=f"{names.SCOPE_READ} {names.SCOPE_ALERTS_REVIEW}",
                     queue_url=made.resources.queue_url,
                     dlq_url=made.resources.dlq_url,
                     stream_name=made.resources.stream_name,
@@ -394,8 +433,8 @@ def _print_banner(info: dict[str, Any]) -> None:
         f"  Swagger UI    {info['docs_url']}",
     ]
     if info.get("dashboard_url"):
-        # A ready link: the dashboard moves the token into an HttpOnly cookie and redirects.
-        lines.append(f"  Dashboard     {info['dashboard_url']}/?token={info['token']}")
+        # Signs the local developer in on the way (a one-time code, never a token in a URL).
+        lines.append(f"  Dashboard     {info['dashboard_url']}/")
     lines += [
         f"  PostgreSQL    {info['database_url'].split('@')[-1]} (analyst role; URL in stack.json)",
         f"  AWS emulator  {info['aws_endpoint_url']}",

@@ -347,6 +347,13 @@ class ServicesStack(Stack):
                     ].secret_arn,
                     "DASHBOARD_DATABASE_SSLMODE": "verify-full",
                     **token_env("DASHBOARD_", identity.operator_client.user_pool_client_id),
+                    # Operators sign in at the hosted UI (authorization code with PKCE); the
+                    # code is exchanged through the private token relay.
+                    "DASHBOARD_PUBLIC_URL": config.dashboard_url,
+                    "DASHBOARD_SIGNIN_AUTHORIZE_URL": f"{identity.hosted_ui_url}/oauth2/authorize",
+                    "DASHBOARD_SIGNIN_TOKEN_URL": f"{self.token_relay.url}oauth2/token",
+                    "DASHBOARD_SIGNIN_CLIENT_ID": identity.operator_client.user_pool_client_id,
+                    "DASHBOARD_SIGNIN_SCOPES": f"openid {identity.scoped(names.SCOPE_READ)}",
                     "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
                     "DASHBOARD_DLQ_URL": data.landing.dlq.queue_url,
                     "DASHBOARD_STREAM_NAME": config.scoped(names.STREAM_NAME),

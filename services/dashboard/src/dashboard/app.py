@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import html
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,16 @@ from dashboard.metrics import DashboardMetrics
 from dashboard.pipeline import PipelineProbe
 from dashboard.queries import JsonDict, Limits, read_panels
 from dashboard.settings import DashboardSettings
+from dashboard.signin import (
+    CALLBACK_PATH,
+    PENDING_COOKIE,
+    PENDING_MAX_AGE_S,
+    SIGNIN_PATH,
+    TOKEN_PARAMETERS,
+    Pending,
+    SignInError,
+    returned_code,
+)
 
 logger = logging.getLogger("dashboard")
 access_logger = logging.getLogger("dashboard.access")
@@ -56,15 +67,26 @@ _SECURITY_HEADERS: Final = {
         "frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    # The page URL may carry ?token= once: never hand it to another site as a referrer.
+    # The callback URL carries a one-time code: never hand it to another site as a referrer.
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
 
 _REFUSAL_PAGE: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cardstream dashboard: {title}</title>
-<link rel="stylesheet" href="/static/dashboard.css"></head>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>
 <body class="refused"><main><h1>{title}</h1><p>{detail}</p></main></body></html>
+"""
+
+# After the callback: the browser goes on to the page from the dashboard's own document, so
+# the SameSite=Strict session cookie is sent (it is not on a redirect that another site's
+# page started). A meta refresh runs under the page's Content-Security-Policy.
+_SIGNED_IN_PAGE: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cardstream dashboard: signed in</title>
+<meta http-equiv="refresh" content="0;url=/">
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>
+<body class="refused"><main><h1>Signed in</h1><p><a href="/">Open the dashboard</a></p></main>
+</body></html>
 """
 
 
@@ -122,6 +144,7 @@ class Runtime:
     settings: DashboardSettings
     metrics: DashboardMetrics
     authenticator: BearerAuthenticator
+    http: httpx.AsyncClient
     pool: asyncpg.Pool
     probe: PipelineProbe
     cache: SnapshotCache
@@ -151,18 +174,23 @@ def _problem(refusal: RefusalError) -> Response:
 def _refusal_page(refusal: RefusalError) -> HTMLResponse:
     if refusal.status == 401:
         title = "Sign-in needed"
-        detail = (
-            "Open the dashboard with a token that carries the transactions:read scope, "
-            "e.g. the URL that <code>cardstream up</code> prints (…/?token=…)."
-        )
+        detail = "Sign-in is not configured for this dashboard (DASHBOARD_SIGNIN_*)."
     else:
         title = "Access denied"
         detail = "Your token does not carry the transactions:read scope."
+    return _page_response(title, detail, refusal.status)
+
+
+def _page_response(title: str, detail: str, status: int) -> HTMLResponse:
     return HTMLResponse(
         _REFUSAL_PAGE.format(title=title, detail=detail),
-        status_code=refusal.status,
+        status_code=status,
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _token_in_url(request: Request) -> bool:
+    return any(name in TOKEN_PARAMETERS for name in request.query_params)
 
 
 async def _database_ok(pool: asyncpg.Pool, timeout_s: float) -> bool:
@@ -232,6 +260,7 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
                 settings=settings,
                 metrics=metrics,
                 authenticator=authenticator,
+                http=http,
                 pool=pool,
                 probe=PipelineProbe(
                     settings,
@@ -267,14 +296,27 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.monotonic()
-        response = await call_next(request)
+        if _token_in_url(request):
+            # A token in a URL lands in access logs and browser history: never read one.
+            audit_logger.warning(
+                "token in URL refused",
+                extra={"event": "token_in_url", "method": request.method, "path": request.url.path},
+            )
+            response: Response = _page_response(
+                "Token in the address refused",
+                "The dashboard never takes a token from its address. "
+                f'<a href="{SIGNIN_PATH}">Sign in</a> instead.',
+                400,
+            )
+        else:
+            response = await call_next(request)
         response.headers.update(_SECURITY_HEADERS)
         route = _route_template(app, request)
         metrics.requests.labels(
             route=route, method=request.method, status=str(response.status_code)
         ).inc()
         if route not in ("/healthz", "/metrics"):
-            # The path only: a query string may carry the token (?token=).
+            # The path only: a query string may carry a one-time code or a refused token.
             access_logger.info(
                 "request",
                 extra={
@@ -304,31 +346,89 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
     @app.get("/", include_in_schema=False)
     async def page(request: Request) -> Response:
         rt = runtime(request)
-        token = request.query_params.get("token")
         try:
-            if token:
-                principal = await rt.authenticator.principal(token, REQUIRED_SCOPE)
-            else:
-                await reader(rt.authenticator, request, allow_header=False)
+            await reader(rt.authenticator, request, allow_header=False)
+        except RefusalError as refusal:
+            if refusal.status == 401 and settings.signin_client is not None:
+                # No session (or an expired one): sign in, quietly, as any web application.
+                return RedirectResponse(
+                    SIGNIN_PATH, status_code=303, headers={"Cache-Control": "no-store"}
+                )
+            rt.authenticator.audit(request, refusal)
+            return _refusal_page(refusal)
+        return HTMLResponse(_PAGE, headers={"Cache-Control": "no-store"})
+
+    def redirect_uri(request: Request) -> str:
+        base = settings.public_url or str(request.base_url)
+        return f"{base.rstrip('/')}{CALLBACK_PATH}"
+
+    @app.get(SIGNIN_PATH, include_in_schema=False)
+    async def sign_in(request: Request) -> Response:
+        client = settings.signin_client
+        if client is None:
+            return _refusal_page(RefusalError(401, "sign-in not configured"))
+        pending = Pending.new()
+        response = RedirectResponse(
+            client.authorization_redirect(pending, redirect_uri(request)),
+            status_code=303,
+            headers={"Cache-Control": "no-store"},
+        )
+        # Lax: it has to come back with the provider's redirect, a navigation that another
+        # site starts; it holds no credential, only what proves the way back is ours.
+        response.set_cookie(
+            PENDING_COOKIE,
+            pending.cookie_value(),
+            max_age=PENDING_MAX_AGE_S,
+            path=CALLBACK_PATH,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookie,
+        )
+        return response
+
+    @app.get(CALLBACK_PATH, include_in_schema=False)
+    async def callback(request: Request) -> Response:
+        rt = runtime(request)
+        client = settings.signin_client
+        if client is None:
+            return _refusal_page(RefusalError(401, "sign-in not configured"))
+        try:
+            pending = Pending.from_cookie(
+                request.cookies.get(PENDING_COOKIE), request.query_params.get("state")
+            )
+            code = returned_code(request.query_params)
+            token = await client.exchange(rt.http, code, pending, redirect_uri(request))
+            principal = await rt.authenticator.principal(token, REQUIRED_SCOPE)
+        except SignInError as exc:
+            logger.warning("sign-in failed", extra={"event": "signin_failed", "reason": str(exc)})
+            # The reason may quote the provider's error parameter: escaped, never markup.
+            reason = html.escape(str(exc))
+            response = _page_response(
+                "Sign-in failed", f'{reason}. <a href="{SIGNIN_PATH}">Sign in again</a>.', 400
+            )
+            response.delete_cookie(PENDING_COOKIE, path=CALLBACK_PATH)
+            return response
         except RefusalError as refusal:
             rt.authenticator.audit(request, refusal)
             return _refusal_page(refusal)
-        if token:
-            # Keep the token in a cookie script cannot read, then drop it from the URL.
-            redirect = RedirectResponse("/", status_code=303)
-            max_age = int((principal.expires_at or time.time()) - time.time())
-            redirect.set_cookie(
-                COOKIE_NAME,
-                token,
-                max_age=max(max_age, 0),
-                path="/",
-                httponly=True,
-                samesite="strict",
-                secure=settings.secure_cookie,
-            )
-            redirect.headers["Cache-Control"] = "no-store"
-            return redirect
-        return HTMLResponse(_PAGE, headers={"Cache-Control": "no-store"})
+        logger.info(
+            "signed in",
+            extra={"event": "signed_in", "subject": principal.subject, "person": principal.person},
+        )
+        response = HTMLResponse(_SIGNED_IN_PAGE, headers={"Cache-Control": "no-store"})
+        max_age = int((principal.expires_at or time.time()) - time.time())
+        # The session: script on the page cannot read it, no other site's request carries it.
+        response.set_cookie(
+            COOKIE_NAME,
+            token,
+            max_age=max(max_age, 0),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=settings.secure_cookie,
+        )
+        response.delete_cookie(PENDING_COOKIE, path=CALLBACK_PATH)
+        return response
 
     @app.get("/api/dashboard", include_in_schema=False)
     async def dashboard_data(request: Request) -> Response:

@@ -1,10 +1,10 @@
 """Who may look: a token with the transactions:read scope, from a header or a cookie.
 
-A browser cannot send a bearer header when it navigates, so the page accepts the token once
-as ``?token=`` on its URL, keeps it in an HttpOnly, SameSite=Strict cookie (script on the
-page cannot read it, and no other site's request carries it) and redirects to the bare URL,
-so the token does not stay in the address bar. The JSON endpoint takes the same cookie or
-an ``Authorization: Bearer`` header (for scripts). Verification, its cache and the refusal
+A browser cannot send a bearer header when it navigates, so the page reads the token from
+the HttpOnly, SameSite=Strict session cookie that signing in leaves (``dashboard.signin``;
+script on the page cannot read it, and no other site's request carries it); a token is
+never read from a URL. The JSON endpoint takes the same cookie or an
+``Authorization: Bearer`` header (for scripts). Verification, its cache and the refusal
 audit record (who, what, when, outcome, origin; never the token) are
 :class:`cardstream_shared.bearer_auth.BearerAuthenticator`.
 """

@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.settings import DatabaseSettings, TokenVerifierSettings
+from dashboard.signin import SignInClient
 
 
 class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
@@ -32,6 +33,17 @@ class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
     # None: Secure outside the local and test environments (a browser drops a Secure cookie
     # set over plain http, which is how the local stack serves the page).
     cookie_secure: bool | None = None
+
+    # Sign-in (dashboard.signin): authorization code with PKCE at the identity provider
+    # (Cognito's hosted UI in AWS, the local stack's sign-in server locally). The token
+    # endpoint is called from this process (in AWS through the private token relay).
+    signin_authorize_url: str | None = None
+    signin_token_url: str | None = None
+    signin_client_id: str | None = None
+    signin_scopes: str = names.SCOPE_READ
+    # The dashboard's address as the browser sees it (the callback URL the provider knows);
+    # unset: the address of the request.
+    public_url: str | None = None
 
     # Pipeline health sources; each is optional and shown as "unknown" when unset.
     queue_url: str | None = None
@@ -64,12 +76,41 @@ class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
             raise ValueError("pool_min_size must be <= pool_max_size")
         if self.database_url is None and not self.database_secret_id:
             raise ValueError("set database_secret_id or database_url")
+        signin = {
+            "signin_authorize_url": self.signin_authorize_url,
+            "signin_token_url": self.signin_token_url,
+            "signin_client_id": self.signin_client_id,
+        }
+        unset = [self.env_name(name) for name, value in signin.items() if not value]
+        if unset and len(unset) < len(signin):
+            raise ValueError(f"set {', '.join(unset)} too: sign-in needs all three")
+        if not self.is_local:
+            if unset:
+                raise ValueError(f"set {', '.join(unset)}: operators sign in through them")
+            for name in ("signin_authorize_url", "signin_token_url"):
+                if not str(signin[name]).startswith("https://"):
+                    raise ValueError(
+                        f"{self.env_name(name)} must be an https URL in environment "
+                        f"{self.environment}"
+                    )
         return self
 
     @property
     def writer_metrics_url_list(self) -> list[str]:
         """The stream-writer base URLs, without empty entries or trailing slashes."""
         return [u.strip().rstrip("/") for u in self.writer_metrics_urls.split(",") if u.strip()]
+
+    @property
+    def signin_client(self) -> SignInClient | None:
+        """The dashboard as the provider's OAuth client; None when sign-in is not set."""
+        if not (self.signin_authorize_url and self.signin_token_url and self.signin_client_id):
+            return None
+        return SignInClient(
+            authorize_url=self.signin_authorize_url,
+            token_url=self.signin_token_url,
+            client_id=self.signin_client_id,
+            scopes=self.signin_scopes,
+        )
 
     @property
     def secure_cookie(self) -> bool:
