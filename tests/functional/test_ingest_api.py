@@ -1188,6 +1188,22 @@ async def test_docs_are_served_without_a_cdn(api: httpx.AsyncClient) -> None:
     batch = schema["paths"]["/v1/transactions/batch"]["post"]["requestBody"]["content"]
     assert set(batch) == {"application/json", "application/x-ndjson", "text/csv"}
     assert "TransactionIn" in schema["components"]["schemas"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, success, model in (
+        ("/v1/transactions", "202", "Receipt"),
+        ("/v1/transactions/batch", "200", "BatchResponse"),
+    ):
+        operation = schema["paths"][path]["post"]
+        assert operation["security"] == [{"BearerAuth": []}]
+        responses = operation["responses"]
+        assert responses[success]["content"] == {
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}
+        }
+        errors = {"400", "401", "403", "413", "415", "422", "429", "503"}
+        assert set(responses) == {success} | errors
+        assert all(responses[status]["content"] == problem for status in errors)
+    for name in ("Problem", "Receipt", "BatchResponse"):
+        assert name in schema["components"]["schemas"]
 
 
 async def test_health_readiness_and_metrics(

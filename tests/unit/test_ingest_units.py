@@ -8,17 +8,21 @@ import hashlib
 import hmac
 import random
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import pytest
+from fastapi import APIRouter, Request, Security
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.responses import Response
 
 from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.stream_records import EnvelopeWriter, new_ingest_ids
 from cardstream_shared.transaction_input import Transaction, echoable_trans_num, read_transaction
+from ingest_api.app import IngestApp
+from ingest_api.auth import BearerAuth
 from ingest_api.kinesis_producer import (
     KinesisProducer,
     OutgoingRecord,
@@ -242,3 +246,37 @@ async def test_coalescing_gathers_while_kinesis_is_busy_then_sends_one_call() ->
     assert all(receipt is not None for receipt in receipts)
     assert kinesis.calls == [1, 9]
     await producer.close()
+
+
+def test_the_write_lane_refuses_a_route_it_would_serve_without_its_dependencies() -> None:
+    # The lane calls an endpoint with the Request alone: a security dependency or a
+    # parameter would be skipped on POSTs, so such a route is refused, never served.
+    async def checked(
+        request: Request,
+        principal: Annotated[Any, Security(BearerAuth("transactions:write"))],
+    ) -> Response:
+        return Response()
+
+    async def with_parameter(request: Request, limit: int) -> Response:
+        return Response()
+
+    async def plain(request: Request) -> Response:
+        return Response()
+
+    for endpoint, kwargs in (
+        (checked, {}),
+        (with_parameter, {}),
+        (plain, {"dependencies": [Security(BearerAuth("transactions:write"))]}),
+    ):
+        router = APIRouter()
+        router.post("/v1/transactions", **kwargs)(endpoint)
+        with pytest.raises(ValueError, match="Request alone"):
+            IngestApp().add_write_lane(router, IngestMetrics())
+    router = APIRouter()
+    router.post("/v1/transactions")(plain)
+    router.get("/v1/transactions")(plain)
+    with pytest.raises(ValueError, match="only POST"):
+        IngestApp().add_write_lane(router, IngestMetrics())
+    served = APIRouter()
+    served.post("/v1/transactions")(plain)
+    IngestApp().add_write_lane(served, IngestMetrics())

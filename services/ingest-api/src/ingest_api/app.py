@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest_api import alerts_routes, openapi_docs, problems
@@ -63,8 +64,8 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, recording_send)
         finally:
             self.metrics.requests_in_progress.dec()
-            # FastAPI routes leave themselves in scope["route"]; the plain write routes leave
-            # only their endpoint, and have no path parameters, so the path is the template.
+            # FastAPI routes leave themselves in scope["route"]; the write lane leaves only
+            # the endpoint, and its routes have no path parameters: the path is the template.
             # Unmatched paths share one label so that scanners cannot grow the series count.
             template = getattr(scope.get("route"), "path", None) or (
                 scope["path"] if scope.get("endpoint") is not None else "unmatched"
@@ -77,14 +78,14 @@ class RequestMetricsMiddleware:
 
 
 class _EndpointApp:
-    """A Starlette endpoint as an ASGI app, answering its :class:`ProblemError` as the
+    """A route's endpoint as an ASGI app, answering its :class:`ProblemError` as the
     installed exception handler does (problems.install)."""
 
     def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # What the router leaves in the scope of a matched plain route.
+        # What the router leaves in the scope of a matched route without path parameters.
         scope["endpoint"] = self.endpoint
         scope["path_params"] = {}
         try:
@@ -95,26 +96,42 @@ class _EndpointApp:
 
 
 class IngestApp(FastAPI):
-    """FastAPI, with the write routes served through a short lane of their own.
+    """FastAPI, with POSTs to the write routes served on a lane of their own (the write lane).
 
-    A single-record POST went through nine ASGI layers before its handler (FastAPI's
-    telemetry, body-limit, exit-stack and exception middleware, Starlette's error
-    middleware, the router's linear match); the ingest benchmark measured FastAPI's own
-    routing at far more than the handler's cost (docs/ingest-api.md, design notes). A POST
-    to a write route's exact path now runs the same
-    middleware the service adds itself (request metrics, then the unexpected-error guard)
-    around the handler, with ProblemError answered as the stack would; any other method or
-    path takes the full stack, where the routes are also registered (405s, OpenAPI).
+    FastAPI's routing costs more than the whole of the rest of a single-record POST can
+    spare (figures in docs/benchmarks.md): its middleware stack (telemetry, body limit,
+    exceptions, exit stack, Starlette's error middleware), the router's linear match and
+    its request handling. A POST to a write route's exact path runs only the middleware the
+    service adds itself (request metrics, then the unexpected-error guard) around the
+    route's endpoint, with :class:`ProblemError` answered as the stack would; any other
+    method or path, and any request under a root path, takes the full stack, where the
+    routes are registered too (OpenAPI, 405).
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._write_lane: dict[str, ASGIApp] = {}
 
-    def add_write_routes(self, routes: Iterable[Route], metrics: IngestMetrics) -> None:
-        """Register ``routes`` (plain POST routes without path parameters) on both paths."""
-        for route in routes:
-            self.router.routes.append(route)
+    def add_write_lane(self, router: APIRouter, metrics: IngestMetrics) -> None:
+        """Include ``router`` and serve POSTs to its routes' exact paths on the write lane.
+
+        The lane calls each endpoint with the raw ``Request`` alone, so a route that takes
+        anything else (a dependency such as a security check, a parameter) is refused
+        rather than served without it.
+        """
+        self.include_router(router)
+        for route in router.routes:
+            if not (
+                isinstance(route, APIRoute)
+                and route.methods == {"POST"}
+                and route.dependant.request_param_name
+                and len(inspect.signature(route.endpoint).parameters) == 1
+                and not route.dependencies
+            ):
+                raise ValueError(
+                    f"{getattr(route, 'path', route)!r}: the write lane serves only POST "
+                    "routes whose endpoint takes the Request alone"
+                )
             self._write_lane[route.path] = RequestMetricsMiddleware(
                 problems.UnexpectedErrorMiddleware(_EndpointApp(route.endpoint)),
                 metrics=metrics,
@@ -174,7 +191,7 @@ def create_app(
         # provider look-up to every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.add_write_routes(transactions.WRITE_ROUTES, metrics)
+    app.add_write_lane(transactions.write_router, metrics)
     app.include_router(transactions.router)
     app.include_router(health.router)
     app.include_router(alerts_routes.router)

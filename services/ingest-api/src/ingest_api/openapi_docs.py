@@ -1,7 +1,8 @@
 """The OpenAPI document's hand-written parts and the self-hosted Swagger UI and ReDoc.
 
 Request bodies are read by the routes themselves (through the shared decoding door), so
-their schemas and examples are declared here rather than inferred from parameters. The
+their schemas and examples are given to FastAPI from here (``openapi_extra``) rather than
+inferred from parameters, and the schemas they refer to are added to the document. The
 documentation pages load their JavaScript and CSS from this service (``static/``), never
 from a CDN, so they work on a machine without internet access.
 """
@@ -23,12 +24,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from cardstream_shared.contract import KAGGLE_FIELDS, TransactionIn, kaggle_example
-from ingest_api.models import BatchResponse, Problem, Receipt
-from ingest_api.problems import PROBLEM_MEDIA_TYPE
+from ingest_api.models import Problem
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
-_TXN_REF: Final = {"$ref": "#/components/schemas/TransactionIn"}
 BEARER_SCHEME: Final = "BearerAuth"
+
+
+def schema_ref(name: str) -> dict[str, str]:
+    """A reference to the document's schema ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _second_example() -> dict[str, Any]:
@@ -66,7 +70,7 @@ def single_request_body() -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": _TXN_REF,
+                    "schema": schema_ref("TransactionIn"),
                     "examples": {
                         "kaggle_row": {
                             "summary": "A row of the published Kaggle data",
@@ -86,7 +90,11 @@ def batch_request_body() -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": {"type": "array", "items": _TXN_REF, "minItems": 1},
+                    "schema": {
+                        "type": "array",
+                        "items": schema_ref("TransactionIn"),
+                        "minItems": 1,
+                    },
                     "examples": {
                         "two_rows": {
                             "summary": "Two Kaggle rows as a JSON array",
@@ -108,102 +116,6 @@ def batch_request_body() -> dict[str, Any]:
                 },
             },
         }
-    }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
-    }
-
-
-def _write_errors() -> dict[str, Any]:
-    return {
-        "400": _problem(
-            "The body cannot be read: not JSON (or not a JSON array of records), not UTF-8, "
-            "nested deeper than a record's fields."
-        ),
-        "401": _problem("Missing or invalid bearer token."),
-        "403": _problem(
-            "The token lacks the scope `transactions:write`, or its client is not a "
-            "registered merchant."
-        ),
-        "413": _problem(
-            "Body too large, a single record over 64 KiB, more records than allowed "
-            "(reading stops at the first record past the limit), or more than the "
-            "merchant's burst."
-        ),
-        "415": _problem(
-            "Unsupported media type, a charset other than UTF-8, or a `Content-Encoding` "
-            "(compressed bodies are not accepted)."
-        ),
-        "422": _problem(
-            "The input is not valid; `errors` names each field and never repeats a value. A "
-            "card number anywhere but `cc_num` is refused with `type: card_number`."
-        ),
-        "429": _problem(
-            "Rate limit exceeded (charged before the body is read); retry after `Retry-After` "
-            "seconds."
-        ),
-    }
-
-
-def write_paths() -> dict[str, Any]:
-    """Path items of the two write routes (plain Starlette routes, see routes.transactions)."""
-    return {
-        "/v1/transactions": {
-            "post": {
-                "tags": ["transactions"],
-                "summary": "Submit one transaction",
-                "description": "Validate one transaction, tokenize its card number and store "
-                "it in the stream. Answers 202 with the receipt (shard and sequence number) "
-                "only once Kinesis stored it.",
-                "operationId": "post_transaction",
-                **single_request_body(),
-                **bearer_security(),
-                "responses": {
-                    "202": {
-                        "description": "Stored in the stream.",
-                        "content": {"application/json": {"schema": _ref("Receipt")}},
-                    },
-                    **_write_errors(),
-                    "503": _problem(
-                        "Kinesis did not store the record in time; it was not accepted, or "
-                        "the merchant registry cannot be read yet (`Retry-After` says when "
-                        "to retry)."
-                    ),
-                },
-            }
-        },
-        "/v1/transactions/batch": {
-            "post": {
-                "tags": ["transactions"],
-                "summary": "Submit many transactions (JSON array, NDJSON or CSV)",
-                "description": "One result per record, in input order: accepted with its "
-                "receipt, or rejected with field-level reasons. One bad record never costs "
-                "the others; a repeated `trans_num` is rejected for the repeats.",
-                "operationId": "post_batch",
-                **batch_request_body(),
-                **bearer_security(),
-                "responses": {
-                    "200": {
-                        "description": "Every valid record is stored.",
-                        "content": {"application/json": {"schema": _ref("BatchResponse")}},
-                    },
-                    **_write_errors(),
-                    "503": _problem(
-                        "Some valid records were not stored in time: they have status "
-                        "`not_accepted` in `results` (never claimed accepted); retry those. "
-                        "Or the merchant registry cannot be read yet (nothing was read)."
-                    ),
-                },
-            }
-        },
     }
 
 
@@ -255,13 +167,13 @@ def install(app: FastAPI) -> None:
                 ref_template="#/components/schemas/{model}"
             )
             components.update(txn_schema.pop("$defs", {}))
+            # Problem documents are declared by reference (their media type is not the
+            # routes' own), so FastAPI does not add their schema itself.
             _, defs = models_json_schema(
-                [(model, "serialization") for model in (Receipt, BatchResponse, Problem)],
-                ref_template="#/components/schemas/{model}",
+                [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
             )
             for name, definition in defs.get("$defs", {}).items():
                 components.setdefault(name, definition)
-            schema["paths"] = write_paths() | schema.get("paths", {})
             txn_schema["examples"] = [kaggle_example()]
             components["TransactionIn"] = txn_schema
             app.openapi_schema = schema

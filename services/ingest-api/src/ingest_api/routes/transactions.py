@@ -9,7 +9,6 @@ from typing import Annotated, Any, Final
 import msgspec
 from fastapi import APIRouter, Path, Request, Security
 from starlette.responses import Response
-from starlette.routing import Route
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import TIMESTAMP_FORMAT
@@ -21,28 +20,31 @@ from cardstream_shared.transaction_input import (
     read_batch_off_loop,
     read_transaction,
 )
-from ingest_api import rate_limit
+from ingest_api import openapi_docs, rate_limit
 from ingest_api.auth import BearerAuth
 from ingest_api.body import BATCH_FORMATS, JSON, media_type, read_body
-from ingest_api.models import (
-    CardOut,
-    Lineage,
-    Problem,
-    TransactionOut,
-)
+from ingest_api.models import BatchResponse, CardOut, Lineage, Receipt, TransactionOut
 from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
 from ingest_api.reads import DatabaseUnavailableError
 from ingest_api.runtime import Runtime
 from ingest_api.tenancy import TenantScope
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
+# The write routes: FastAPI describes them and answers their other methods, while a POST to
+# their exact path is served by the write lane (app.IngestApp.add_write_lane), which calls
+# the handler with the raw Request alone, so they take no dependency and check the bearer
+# token themselves (WRITE, below).
+write_router = APIRouter(prefix="/v1", tags=["transactions"])
 
 WRITE = BearerAuth(names.SCOPE_WRITE, merchants_only=True)
 READ = BearerAuth(names.SCOPE_READ)
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": openapi_docs.schema_ref("Problem")}},
+    }
 
 
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -52,6 +54,33 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         " nor an operator."
     ),
     429: _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
+}
+
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _problem(
+        "The body cannot be read: not JSON (or not a JSON array of records), not UTF-8, "
+        "nested deeper than a record's fields."
+    ),
+    401: _problem("Missing or invalid bearer token."),
+    403: _problem(
+        "The token lacks the scope `transactions:write`, or its client is not a registered "
+        "merchant."
+    ),
+    413: _problem(
+        "Body too large, a single record over 64 KiB, more records than allowed (reading "
+        "stops at the first record past the limit), or more than the merchant's burst."
+    ),
+    415: _problem(
+        "Unsupported media type, a charset other than UTF-8, or a `Content-Encoding` "
+        "(compressed bodies are not accepted)."
+    ),
+    422: _problem(
+        "The input is not valid; `errors` names each field and never repeats a value. A "
+        "card number anywhere but `cc_num` is refused with `type: card_number`."
+    ),
+    429: _problem(
+        "Rate limit exceeded (charged before the body is read); retry after `Retry-After` seconds."
+    ),
 }
 
 
@@ -85,11 +114,25 @@ def _rate_limit(request: Request, client_id: str, cost: int) -> None:
     )
 
 
+@write_router.post(
+    "/transactions",
+    status_code=202,
+    summary="Submit one transaction",
+    operation_id="post_transaction",
+    response_class=Response,
+    responses={
+        202: {"description": "Stored in the stream.", "model": Receipt},
+        **_WRITE_ERRORS,
+        503: _problem(
+            "Kinesis did not store the record in time; it was not accepted, or the merchant "
+            "registry cannot be read yet (`Retry-After` says when to retry)."
+        ),
+    },
+    openapi_extra=openapi_docs.single_request_body() | openapi_docs.bearer_security(),
+)
 async def post_transaction(request: Request) -> Response:
     """Validate one transaction, tokenize its card number and store it in the stream.
-
-    Answers 202 with the receipt (shard and sequence number) only once Kinesis stored it.
-    """
+    Answers 202 with the receipt (shard and sequence number) only once Kinesis stored it."""
     principal = await WRITE(request)
     runtime = _runtime(request)
     if media_type(request) != JSON:
@@ -132,9 +175,25 @@ async def post_transaction(request: Request) -> Response:
     )
 
 
+@write_router.post(
+    "/transactions/batch",
+    summary="Submit many transactions (JSON array, NDJSON or CSV)",
+    operation_id="post_batch",
+    response_class=Response,
+    responses={
+        200: {"description": "Every valid record is stored.", "model": BatchResponse},
+        **_WRITE_ERRORS,
+        503: _problem(
+            "Some valid records were not stored in time: they have status `not_accepted` "
+            "in `results` (never claimed accepted); retry those. Or the merchant registry "
+            "cannot be read yet (nothing was read)."
+        ),
+    },
+    openapi_extra=openapi_docs.batch_request_body() | openapi_docs.bearer_security(),
+)
 async def post_batch(request: Request) -> Response:
     """One result per record, in input order: accepted with its receipt, or rejected with
-    field-level reasons. One bad record never costs the others; a repeated ``trans_num``
+    field-level reasons. One bad record never costs the others; a repeated `trans_num`
     is rejected for the repeats."""
     principal = await WRITE(request)
     runtime = _runtime(request)
@@ -181,15 +240,6 @@ async def post_batch(request: Request) -> Response:
     # The results are msgspec structs in the contract's shape: one call writes them all.
     payload = {"accepted": counts["accepted"], "rejected": counts["rejected"], "results": results}
     return _json(payload, 200)
-
-
-# The write path is served by plain Starlette routes on a lane of their own (app.IngestApp):
-# FastAPI's routing measured at several times the 5% of a request it would be allowed
-# (docs/ingest-api.md, design notes). openapi_docs.write_paths() documents them.
-WRITE_ROUTES: Final = (
-    Route("/v1/transactions", post_transaction, methods=["POST"], name="post_transaction"),
-    Route("/v1/transactions/batch", post_batch, methods=["POST"], name="post_batch"),
-)
 
 
 def _transaction_out(row: dict[str, Any]) -> TransactionOut:
