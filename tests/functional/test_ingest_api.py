@@ -1202,6 +1202,8 @@ async def test_docs_are_served_without_a_cdn(api: httpx.AsyncClient) -> None:
         errors = {"400", "401", "403", "413", "415", "422", "429", "503"}
         assert set(responses) == {success} | errors
         assert all(responses[status]["content"] == problem for status in errors)
+    read = schema["paths"]["/v1/transactions/{trans_num}"]["get"]["responses"]
+    assert read["404"]["content"] == problem
     for name in ("Problem", "Receipt", "BatchResponse"):
         assert name in schema["components"]["schemas"]
 
