@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cardstream_shared.contract import Timestamp, refuse_card_numbers
+from cardstream_shared.contract import NO_NUL, Timestamp, refuse_card_numbers
 
 if TYPE_CHECKING:
     import asyncpg
@@ -148,7 +148,8 @@ class AlertPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: AlertStatus
-    note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH)
+    # PostgreSQL text cannot hold NUL: a note with one would fail in the database.
+    note: str | None = Field(default=None, max_length=MAX_NOTE_LENGTH, pattern=NO_NUL)
 
     @field_validator("note")
     @classmethod

@@ -11,6 +11,9 @@
   clock, and the database appends every change to the alert's audit trail (a trigger the
   api role cannot bypass: it may update only the case columns and cannot write the trail).
 * Every route is rate limited per caller (the token's subject): 429 with ``Retry-After``.
+* A review's body is read within :data:`MAX_REVIEW_BYTES` (413 past it) and refused when
+  compressed or declared in another charset (415) or not UTF-8 (400), before FastAPI parses
+  it; a ``since`` whose UTC time falls outside years 1-9999 is a 422, not a database error.
 
 The reading and the status change are :mod:`cardstream_monitoring.alerts`, in a database
 transaction scoped to the caller's tenant (:mod:`ingest_api.tenancy`); this module is the
@@ -23,10 +26,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator
+from starlette.responses import Response
+from starlette.types import Message
 
 from cardstream_monitoring import alerts
 from cardstream_monitoring.alerts import (
@@ -41,6 +48,7 @@ from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import Principal
 from ingest_api import rate_limit
 from ingest_api.auth import BearerAuth
+from ingest_api.body import media_type, read_body
 from ingest_api.database import DATABASE_ERRORS, DatabaseUnavailableError, LazyPool
 from ingest_api.models import Problem
 from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
@@ -50,6 +58,9 @@ from ingest_api.tenancy import TenantScope, scoped
 logger = logging.getLogger(__name__)
 
 MAX_PAGE: Final = 500
+# A review is a status and a note of at most MAX_NOTE_LENGTH characters: 16 KiB holds any
+# valid one even with every character written as a JSON escape.
+MAX_REVIEW_BYTES: Final = 16 * 1024
 
 READ = BearerAuth(names.SCOPE_READ)
 REVIEW = BearerAuth(names.SCOPE_ALERTS_REVIEW)
@@ -82,7 +93,45 @@ async def _store_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.close()
 
 
-router = APIRouter(prefix="/v1", tags=["alerts"], lifespan=_store_lifespan)
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _BoundedBodyRoute(APIRoute):
+    """A route whose body is read within :data:`MAX_REVIEW_BYTES` before FastAPI parses it.
+
+    FastAPI reads a body parameter's whole body, whatever its size, coding or charset; a
+    ten-megabyte note would be read and parsed only to be refused for its length.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def bounded(request: Request) -> Response:
+            media_type(request)
+            body = await read_body(request, MAX_REVIEW_BYTES)
+            # JSON is UTF-8 (RFC 8259 8.1), which never holds a raw NUL; FastAPI's parser
+            # would also take UTF-16 and UTF-32.
+            if b"\0" in body or not _is_utf8(body):
+                raise ProblemError(400, "encoding", "the body is not UTF-8 JSON")
+
+            async def replay() -> Message:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            return await handler(Request(request.scope, replay))
+
+        return bounded
+
+
+router = APIRouter(
+    prefix="/v1", tags=["alerts"], lifespan=_store_lifespan, route_class=_BoundedBodyRoute
+)
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -95,11 +144,27 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "The token lacks the required scope, or its client is neither a registered merchant"
         " nor an operator."
     ),
+    413: _problem(f"The body exceeds {MAX_REVIEW_BYTES} bytes."),
+    415: _problem("The body is compressed or not UTF-8."),
     422: _problem("The input is not valid; `errors` names each field."),
     429: _problem("Too many requests from this caller; retry after `Retry-After` seconds."),
     503: _problem("The database is unreachable; retry after `Retry-After` seconds."),
 }
 _DB_ERRORS: Final = (*DATABASE_ERRORS, DatabaseUnavailableError)
+
+
+def _in_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """``value`` in UTC (a time without offset is UTC). A time with an offset whose UTC time
+    falls outside years 1-9999 is the caller's mistake: refused here rather than failing
+    in the database driver as if the database were unavailable."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("the time in UTC falls outside years 1 to 9999") from None
 
 
 def _admit(request: Request, principal: Principal) -> TenantScope:
@@ -132,7 +197,9 @@ async def list_alerts(
     status: AlertStatus | None = None,
     rule: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,62}$")] = None,
     severity: AlertSeverity | None = None,
-    since: Annotated[dt.datetime | None, Query(description="created at or after")] = None,
+    since: Annotated[
+        dt.datetime | None, AfterValidator(_in_utc), Query(description="created at or after")
+    ] = None,
     cursor: Annotated[
         int | None, Query(ge=1, le=MAX_ALERT_ID, description="next_cursor of the last page")
     ] = None,

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cardstream_shared.field_errors import FieldError
+from cardstream_shared.redaction import mask_card_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +110,24 @@ def _kind_for_status(status: int) -> str:
     }.get(status, "http-error")
 
 
+# A request's validation errors named in its answer; the rest are counted. A body of many
+# unknown fields would otherwise get an answer several times its size.
+MAX_NAMED_ERRORS: Final = 10
+
+
 def _request_errors(exc: RequestValidationError) -> list[FieldError]:
     result = []
-    for item in exc.errors():
-        # FastAPI prefixes locations with "body", "path", "query" or "header".
-        loc = ".".join(str(part) for part in item.get("loc", ())) or None
-        result.append(FieldError(loc, str(item.get("msg", "invalid")), str(item.get("type"))))
+    errors = exc.errors()
+    for item in errors[:MAX_NAMED_ERRORS]:
+        # FastAPI prefixes locations with "body", "path", "query" or "header". A location
+        # names what the caller sent, a key of its JSON body included: a card number
+        # written as a key is named masked, as in the messages.
+        loc = mask_card_numbers(".".join(str(part) for part in item.get("loc", ()))) or None
+        message = mask_card_numbers(str(item.get("msg", "invalid")))
+        result.append(FieldError(loc, message, str(item.get("type"))))
+    if len(errors) > MAX_NAMED_ERRORS:
+        more = f"and {len(errors) - MAX_NAMED_ERRORS} more errors"
+        result.append(FieldError(None, more, "too_many_errors"))
     return result
 
 
