@@ -542,12 +542,30 @@ async def test_a_token_anywhere_but_the_authorization_header_is_refused(
     api: httpx.AsyncClient, token: Callable[..., str], where: str
 ) -> None:
     value = token(*OPERATOR_SCOPES, names.SCOPE_WRITE, person="Olga")
+    # A parameter named as a token's is refused as such (400); anything else is no token.
+    in_url = where in {"query access_token", "query token", "query id_token"}
     for route, (method, path, kwargs) in TOKEN_ROUTES.items():
         answer = await api.request(method, path, **kwargs, **TOKEN_ELSEWHERE[where](value))
-        assert_problem(answer, 401)
+        assert_problem(answer, 400 if in_url else 401)
         assert value not in answer.text, route
     # The scheme is case-insensitive (RFC 7235 2.1): the same token in the header is good.
     assert (await api.get("/v1/alerts", headers={"Authorization": f"bearer {value}"})).is_success
+
+
+@pytest.mark.parametrize("parameter", ["access_token", "token", "id_token", "Access_Token"])
+async def test_a_token_in_the_url_is_refused_even_beside_a_good_header(
+    api: httpx.AsyncClient, token: Callable[..., str], aws: str, parameter: str
+) -> None:
+    value = token(*OPERATOR_SCOPES, names.SCOPE_WRITE, person="Olga")
+    for route, (method, path, kwargs) in TOKEN_ROUTES.items():
+        answer = await api.request(
+            method, path, headers=bearer(value), params={parameter: value}, **kwargs
+        )
+        body = assert_problem(answer, 400)
+        assert body["type"] == "urn:cardstream:problem:token-in-url", route
+        assert value not in answer.text, route
+    # Nothing was written: the request was refused before it was read.
+    assert stream_data(aws) == []
 
 
 async def test_scopes_are_whole_words_of_the_token(

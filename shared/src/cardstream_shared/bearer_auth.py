@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, Protocol
 
 from cardstream_shared.jwt_auth import Principal, ScopeError, TokenError, TokenVerifier
@@ -103,6 +103,18 @@ class HttpRequest(Protocol):
 
     @property
     def headers(self) -> Mapping[str, str]: ...
+
+
+# Query parameters that would carry a bearer token (OAuth's access_token, and the common
+# others): a URL is logged by load balancers and kept in browser history, so a request
+# naming one is refused without reading it, even beside a good header.
+TOKEN_PARAMETERS: Final = frozenset({"token", "access_token", "id_token"})
+
+
+def token_in_url(query_names: Iterable[str]) -> bool:
+    """Whether a request's query parameter names include one of :data:`TOKEN_PARAMETERS`
+    (in any case)."""
+    return any(name.lower() in TOKEN_PARAMETERS for name in query_names)
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
 from cardstream_shared.aws import aio_client
-from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError
+from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError, token_in_url
 from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.metrics import exposition
 from dashboard.auth import COOKIE_NAME, REQUIRED_SCOPE, reader
@@ -36,7 +36,6 @@ from dashboard.signin import (
     PENDING_COOKIE,
     PENDING_MAX_AGE_S,
     SIGNIN_PATH,
-    TOKEN_PARAMETERS,
     Pending,
     SignInError,
     returned_code,
@@ -190,7 +189,7 @@ def _page_response(title: str, detail: str, status: int) -> HTMLResponse:
 
 
 def _token_in_url(request: Request) -> bool:
-    return any(name in TOKEN_PARAMETERS for name in request.query_params)
+    return token_in_url(request.query_params)
 
 
 async def _database_ok(pool: asyncpg.Pool, timeout_s: float) -> bool:

@@ -35,8 +35,6 @@ PENDING_COOKIE: Final = "cardstream_signin"
 # Long enough to sign in with a password and a second factor, short enough to be useless
 # later.
 PENDING_MAX_AGE_S: Final = 600
-# Query parameters that would carry a bearer token: never read, always refused.
-TOKEN_PARAMETERS: Final = frozenset({"token", "access_token", "id_token"})
 
 
 class SignInError(Exception):

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 from fastapi.security import HTTPBearer
 
-from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError, bearer_token
+from cardstream_shared.bearer_auth import (
+    BearerAuthenticator,
+    RefusalError,
+    bearer_token,
+    token_in_url,
+)
 from cardstream_shared.jwt_auth import Principal
 from cardstream_shared.merchant_registry import MerchantEntry
 from ingest_api.merchants import RegistryUnavailableError
@@ -45,6 +50,15 @@ class BearerAuth(HTTPBearer):
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         runtime = request.app.state.runtime
         authenticator: BearerAuthenticator = runtime.authenticator
+        if token_in_url(request.query_params):
+            # Refused before anything is read: the URL, with the token, is in the load
+            # balancer's access log already; the client must learn to stop sending it.
+            raise ProblemError(
+                400,
+                "token-in-url",
+                "a bearer token is never taken from the URL; send it in the Authorization "
+                "header only",
+            )
         try:
             token = bearer_token(request.headers.get("authorization"))
             principal = await authenticator.principal(token, self.required_scope)
