@@ -188,10 +188,6 @@ def _page_response(title: str, detail: str, status: int) -> HTMLResponse:
     )
 
 
-def _token_in_url(request: Request) -> bool:
-    return token_in_url(request.query_params)
-
-
 async def _database_ok(pool: asyncpg.Pool, timeout_s: float) -> bool:
     try:
         async with asyncio.timeout(timeout_s):
@@ -295,7 +291,7 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.monotonic()
-        if _token_in_url(request):
+        if token_in_url(request.query_params):
             # A token in a URL lands in access logs and browser history: never read one.
             audit_logger.warning(
                 "token in URL refused",
