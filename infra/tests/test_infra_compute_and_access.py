@@ -74,6 +74,27 @@ def _environment(synth: Any, container: str) -> dict[str, Any]:
     return {item["Name"]: item["Value"] for item in definition.get("Environment", [])}
 
 
+def test_the_dashboard_signs_operators_in_asking_for_the_operator_scope(synth: Any) -> None:
+    dashboard = _environment(synth, "dashboard")
+    # The page shows every tenant's data: it asks for tenants:all beside transactions:read.
+    asked = dashboard["DASHBOARD_SIGNIN_SCOPES"].split()
+    assert asked == [
+        "openid",
+        f"cardstream/{names.SCOPE_READ}",
+        f"cardstream/{names.SCOPE_ALL_TENANTS}",
+    ]
+    assert "OperatorClient" in json.dumps(dashboard["DASHBOARD_SIGNIN_CLIENT_ID"])
+    # The hosted UI grants only scopes the operators' client is allowed.
+    (operators,) = [
+        client["Properties"]
+        for client in synth.resources("AWS::Cognito::UserPoolClient", "data").values()
+        if client["Properties"]["ClientName"] == "operators"
+    ]
+    allowed = json.dumps(operators["AllowedOAuthScopes"])
+    for scope in asked:
+        assert scope.removeprefix("cardstream/") in allowed, scope
+
+
 def _task_policy_actions(synth: Any, role_prefix: str) -> set[str]:
     actions: set[str] = set()
     for logical_id, policy in synth.resources("AWS::IAM::ManagedPolicy", "services").items():

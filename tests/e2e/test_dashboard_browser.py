@@ -71,6 +71,8 @@ CHROMIUM_ARGS = [
 ]
 ISSUER = "cardstream-test"
 AUDIENCE = "cardstream"
+# The dashboard shows every tenant's data: operators only.
+OPERATOR = (names.SCOPE_READ, names.SCOPE_ALL_TENANTS)
 DEMO_ROWS = 4000
 # Stream-writer lag per shard, exported with the writer's own metric definitions.
 WRITER_LAGS = {"shardId-000000000000": 1240.0, "shardId-000000000001": 420.0}
@@ -84,6 +86,7 @@ class Dashboard:
     dashboard_dsn: str
     read_token: str
     write_only_token: str
+    merchant_token: str
     queue_url: str
     dlq_url: str
     endpoint: str
@@ -204,7 +207,10 @@ def dashboard(
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(key.jwks))
     read_token = issue_token(
-        key, issuer=ISSUER, audience=AUDIENCE, subject="fraud-analyst", scopes=[names.SCOPE_READ]
+        key, issuer=ISSUER, audience=AUDIENCE, subject="fraud-analyst", scopes=OPERATOR
+    )
+    merchant_token = issue_token(
+        key, issuer=ISSUER, audience=AUDIENCE, subject="merchant-app", scopes=[names.SCOPE_READ]
     )
     write_only = issue_token(
         key, issuer=ISSUER, audience=AUDIENCE, subject="merchant-app", scopes=[names.SCOPE_WRITE]
@@ -226,7 +232,8 @@ def dashboard(
             *("--signing-key-secret", names.JWT_SIGNING_KEY_SECRET),
             *("--issuer", ISSUER, "--audience", AUDIENCE),
             *("--redirect-uri", f"{url}{names.SIGNIN_CALLBACK_PATH}"),
-            *("--person", "fraud-analyst", "--scope", names.SCOPE_READ),
+            *("--person", "fraud-analyst"),
+            *(arg for scope in OPERATOR for arg in ("--scope", scope)),
         ],
         stdout=signin_log,
         stderr=subprocess.STDOUT,
@@ -274,6 +281,7 @@ def dashboard(
             dashboard_dsn=dashboard_dsn,
             read_token=read_token,
             write_only_token=write_only,
+            merchant_token=merchant_token,
             queue_url=resources.queue_url,
             dlq_url=resources.dlq_url,
             endpoint=moto_reset,
@@ -601,7 +609,7 @@ def _check_pipeline(page: Any, dashboard: Dashboard) -> None:
     assert last_load == loads["last_object_loaded_at"].astimezone(UTC).strftime("%H:%M:%S")
 
 
-def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboard) -> None:
+def test_access_needs_the_operator_scopes_and_refusals_are_audited(dashboard: Dashboard) -> None:
     with httpx.Client(base_url=dashboard.url, timeout=10) as client:
         page = client.get("/")
         # No session: the browser is sent to sign in.
@@ -616,6 +624,13 @@ def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboa
             "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.write_only_token}"}
         )
         assert writer.status_code == 403
+        # A merchant's reader (its own tenant only) sees none of every tenant's rows.
+        merchant = client.get(
+            "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.merchant_token}"}
+        )
+        assert merchant.status_code == 403
+        assert "panels" not in merchant.json()
+        assert names.SCOPE_ALL_TENANTS in merchant.json()["detail"]
 
         ok = client.get(
             "/api/dashboard", headers={"Authorization": f"Bearer {dashboard.read_token}"}
@@ -634,8 +649,13 @@ def test_access_needs_the_read_scope_and_refusals_are_audited(dashboard: Dashboa
 
     log = dashboard.log_path.read_text(errors="replace")
     refusals = [json.loads(line) for line in log.splitlines() if '"auth_refused"' in line]
-    assert [r["status"] for r in refusals] == [401, 401, 403]
+    assert [r["status"] for r in refusals] == [401, 401, 403, 403]
     assert {r["subject"] for r in refusals if r["status"] == 403} == {"merchant-app"}
+    assert [r["required_scope"] for r in refusals if r["status"] == 403] == [
+        names.SCOPE_READ,
+        names.SCOPE_ALL_TENANTS,
+    ]
     assert dashboard.read_token not in log
     assert dashboard.write_only_token not in log
+    assert dashboard.merchant_token not in log
     assert "token=" not in log

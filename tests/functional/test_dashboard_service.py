@@ -33,6 +33,8 @@ pytestmark = pytest.mark.functional
 
 ISSUER = "cardstream-test"
 AUDIENCE = "cardstream"
+# What the dashboard needs: it shows every tenant's data.
+OPERATOR = (names.SCOPE_READ, names.SCOPE_ALL_TENANTS)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +133,7 @@ async def test_unreachable_sources_degrade_the_feed_instead_of_failing_it(
         health = await client.get("/healthz")
         feed = await client.get(
             "/api/dashboard",
-            headers={"Authorization": f"Bearer {_token(signing_key, names.SCOPE_READ)}"},
+            headers={"Authorization": f"Bearer {_token(signing_key, *OPERATOR)}"},
         )
         metrics = (await client.get("/metrics")).text
 
@@ -158,7 +160,7 @@ async def test_the_feed_reads_the_views_as_the_dashboard_role(
         jwks_url,
         database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
     )
-    token = _token(signing_key, names.SCOPE_READ, names.SCOPE_WRITE)
+    token = _token(signing_key, *OPERATOR, names.SCOPE_WRITE)
     async with serving(settings) as client:
         assert (await client.get("/healthz")).status_code == 200
         # The session cookie (what signing in leaves) alone opens the page and the feed.
@@ -180,6 +182,50 @@ async def test_the_feed_reads_the_views_as_the_dashboard_role(
     assert body["pipeline"]["stream_lag"] is None
 
 
+async def test_a_reader_without_the_operator_scope_is_refused_and_sees_nothing(
+    jwks_url: str, signing_key: SigningKey, empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = uuid.uuid4().hex
+    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
+    settings = _settings(
+        jwks_url,
+        database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
+    )
+    # A merchant's reader: transactions:read reads its own tenant's rows only, and the
+    # dashboard shows every tenant's.
+    merchant = _token(signing_key, names.SCOPE_READ)
+    async with serving(settings) as client:
+        feed = await client.get("/api/dashboard", headers={"Authorization": f"Bearer {merchant}"})
+        client.cookies.set("cardstream_dashboard", merchant)
+        page = await client.get("/")
+        cookie_feed = await client.get("/api/dashboard")
+        client.cookies.clear()
+        operator = await client.get(
+            "/api/dashboard", headers={"Authorization": f"Bearer {_token(signing_key, *OPERATOR)}"}
+        )
+
+    for refused in (feed, cookie_feed):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json() == {
+            "type": "about:blank",
+            "title": "Forbidden",
+            "status": 403,
+            "detail": f"the token lacks the scope '{names.SCOPE_ALL_TENANTS}'",
+        }
+        assert f'scope="{names.SCOPE_ALL_TENANTS}"' in refused.headers["www-authenticate"]
+    # The page refuses as it does any token without its scopes: no panel, no script.
+    assert page.status_code == 403
+    assert "Access denied" in page.text
+    assert names.SCOPE_ALL_TENANTS in page.text
+    assert "dashboard.js" not in page.text
+    refusals = [r for r in caplog.records if getattr(r, "event", "") == "auth_refused"]
+    assert [getattr(r, "required_scope", None) for r in refusals] == [names.SCOPE_ALL_TENANTS] * 3
+    # The same database answers an operator.
+    assert operator.status_code == 200
+    assert operator.json()["panels"]["totals"]["transactions"] == 0
+
+
 async def test_a_lost_database_keeps_the_last_panels_and_says_so(
     jwks_url: str, signing_key: SigningKey, empty_database: str
 ) -> None:
@@ -191,7 +237,7 @@ async def test_a_lost_database_keeps_the_last_panels_and_says_so(
         snapshot_ttl_s=0,
         snapshot_hold_factor=0,
     )
-    headers = {"Authorization": f"Bearer {_token(signing_key, names.SCOPE_READ)}"}
+    headers = {"Authorization": f"Bearer {_token(signing_key, *OPERATOR)}"}
     database = empty_database.rsplit("/", 1)[1]
     async with serving(settings) as client:
         first = (await client.get("/api/dashboard", headers=headers)).json()
@@ -253,7 +299,7 @@ async def test_without_writer_urls_the_lag_comes_from_cloudwatch(
         database_url="postgresql://nobody:nothing@127.0.0.1:9/cardstream",
         stream_name=names.STREAM_NAME,
     )
-    headers = {"Authorization": f"Bearer {_token(signing_key, names.SCOPE_READ)}"}
+    headers = {"Authorization": f"Bearer {_token(signing_key, *OPERATOR)}"}
     async with serving(settings) as client:
         body = (await client.get("/api/dashboard", headers=headers)).json()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -41,7 +41,13 @@ def signing_key() -> SigningKey:
     return generate_signing_key()
 
 
-def _server(key: SigningKey, **options: Any) -> LocalAuthorizationServer:
+# An operator's scopes, as `cardstream up` runs the sign-in server.
+OPERATOR = (names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS)
+
+
+def _server(
+    key: SigningKey, scopes: tuple[str, ...] = OPERATOR, **options: Any
+) -> LocalAuthorizationServer:
     return LocalAuthorizationServer(
         key=key,
         issuer=ISSUER,
@@ -49,15 +55,14 @@ def _server(key: SigningKey, **options: Any) -> LocalAuthorizationServer:
         client_id=DASHBOARD_CLIENT_ID,
         redirect_uri=CALLBACK,
         person="jdoe",
-        scopes=(names.SCOPE_READ,),
+        scopes=scopes,
         **options,
     )
 
 
-@pytest.fixture(scope="module")
-def provider(signing_key: SigningKey) -> Iterator[str]:
+@contextmanager
+def _serving(server: LocalAuthorizationServer) -> Iterator[str]:
     """The local sign-in server on a loopback port of its own."""
-    server = _server(signing_key)
     port = free_port()
     http = uvicorn.Server(
         uvicorn.Config(create_app(server), host="127.0.0.1", port=port, log_level="warning")
@@ -70,6 +75,12 @@ def provider(signing_key: SigningKey) -> Iterator[str]:
     finally:
         http.should_exit = True
         thread.join()
+
+
+@pytest.fixture(scope="module")
+def provider(signing_key: SigningKey) -> Iterator[str]:
+    with _serving(_server(signing_key)) as url:
+        yield url
 
 
 @asynccontextmanager
@@ -146,6 +157,26 @@ async def test_signing_in_sets_an_httponly_strict_cookie_and_no_url_holds_a_toke
         assert "token" not in parse_qs(urlsplit(location).query)
 
 
+async def test_a_person_without_the_operator_scope_is_refused_and_gets_no_session(
+    tmp_path: Path, signing_key: SigningKey
+) -> None:
+    # Signed in, but allowed to read one tenant's transactions only: the page shows all.
+    with _serving(_server(signing_key, scopes=(names.SCOPE_READ,))) as reader_only:
+        async with dashboard(tmp_path, signing_key, reader_only) as client:
+            callback, _ = await _code(client)
+            refused = await client.get(callback)
+            page = await client.get("/")
+
+    assert refused.status_code == 403
+    assert "Access denied" in refused.text
+    assert names.SCOPE_ALL_TENANTS in refused.text
+    assert "cardstream_dashboard=" not in refused.headers.get("set-cookie", "")
+    assert "cardstream_dashboard" not in client.cookies
+    # Still no session: the page sends the browser to sign in again, never shows data.
+    assert page.status_code == 303
+    assert page.headers["location"] == "/auth/signin"
+
+
 async def test_a_code_works_once(tmp_path: Path, signing_key: SigningKey, provider: str) -> None:
     async with dashboard(tmp_path, signing_key, provider) as client:
         callback, _ = await _code(client)
@@ -189,7 +220,7 @@ async def test_a_token_in_a_url_is_refused_and_never_read(
     tmp_path: Path, signing_key: SigningKey, provider: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = issue_token(
-        signing_key, issuer=ISSUER, audience=AUDIENCE, subject="analyst", scopes=[names.SCOPE_READ]
+        signing_key, issuer=ISSUER, audience=AUDIENCE, subject="analyst", scopes=OPERATOR
     )
     async with dashboard(tmp_path, signing_key, provider) as client:
         page = await client.get(f"/?token={token}")

@@ -167,6 +167,18 @@ async def test_invalid_token_is_a_401_and_a_missing_scope_a_403(
     assert forbidden.value.principal.person == "Ann"
 
 
+async def test_every_scope_asked_is_required_and_the_first_missing_one_is_named(
+    key: SigningKey, verifier: CountingVerifier
+) -> None:
+    auth = _authenticator(verifier, Clock())
+    token = _token(key)
+    assert (await auth.principal(token, "transactions:write")).subject == "merchant-1"
+    with pytest.raises(RefusalError) as forbidden:
+        await auth.principal(token, "transactions:write", "tenants:all", "alerts:review")
+    assert forbidden.value.status == 403
+    assert forbidden.value.scope == "tenants:all"
+
+
 @pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   "])
 def test_a_missing_or_malformed_header_is_a_401(header: str | None) -> None:
     with pytest.raises(RefusalError) as refused:

@@ -157,8 +157,9 @@ class BearerAuthenticator:
         # token -> (principal, Unix time after which the entry is not used)
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
-    async def principal(self, token: str, scope: str | None = None) -> Principal:
-        """The caller behind ``token``, holding ``scope`` if given; :class:`RefusalError` if not."""
+    async def principal(self, token: str, *scopes: str) -> Principal:
+        """The caller behind ``token``, holding every one of ``scopes``; :class:`RefusalError`
+        if not (a 403 names the first scope missing)."""
         now = self._clock()
         cached = self._cache.get(token)
         if cached is not None and now < cached[1]:
@@ -172,7 +173,7 @@ class BearerAuthenticator:
             except TokenError as exc:
                 raise RefusalError(401, str(exc)) from None
             self._remember(token, principal, now)
-        if scope is not None:
+        for scope in scopes:
             try:
                 principal.require(scope)
             except ScopeError:

@@ -260,6 +260,9 @@ def _plan_services(
                     names.SCOPE_READ,
                     "--scope",
                     names.SCOPE_ALERTS_REVIEW,
+                    # The dashboard shows every tenant's data: operators only.
+                    "--scope",
+                    names.SCOPE_ALL_TENANTS,
                 ),
                 env=base_env(FAKE_AWS_ENV),
                 log_path=logs / "sign-in.log",
@@ -281,7 +284,9 @@ def _plan_services(
                     signin_authorize_url=f"{signin_url}/oauth2/authorize",
                     signin_token_url=f"{signin_url}/oauth2/token",
                     signin_client_id=DASHBOARD_CLIENT_ID,
-                    signin_scopes=f"{names.SCOPE_READ} {names.SCOPE_ALERTS_REVIEW}",
+                    signin_scopes=" ".join(
+                        (names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS)
+                    ),
                     queue_url=made.resources.queue_url,
                     dlq_url=made.resources.dlq_url,
                     stream_name=made.resources.stream_name,

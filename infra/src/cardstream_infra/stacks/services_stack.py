@@ -353,7 +353,14 @@ class ServicesStack(Stack):
                     "DASHBOARD_SIGNIN_AUTHORIZE_URL": f"{identity.hosted_ui_url}/oauth2/authorize",
                     "DASHBOARD_SIGNIN_TOKEN_URL": f"{self.token_relay.url}oauth2/token",
                     "DASHBOARD_SIGNIN_CLIENT_ID": identity.operator_client.user_pool_client_id,
-                    "DASHBOARD_SIGNIN_SCOPES": f"openid {identity.scoped(names.SCOPE_READ)}",
+                    # The page shows every tenant's data: the operator scope too.
+                    "DASHBOARD_SIGNIN_SCOPES": " ".join(
+                        [
+                            "openid",
+                            identity.scoped(names.SCOPE_READ),
+                            identity.scoped(names.SCOPE_ALL_TENANTS),
+                        ]
+                    ),
                     "DASHBOARD_QUEUE_URL": data.landing.queue.queue_url,
                     "DASHBOARD_DLQ_URL": data.landing.dlq.queue_url,
                     "DASHBOARD_STREAM_NAME": config.scoped(names.STREAM_NAME),

@@ -26,7 +26,7 @@ from cardstream_shared.aws import aio_client
 from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError, token_in_url
 from cardstream_shared.database import create_pool, database_url
 from cardstream_shared.metrics import exposition
-from dashboard.auth import COOKIE_NAME, REQUIRED_SCOPE, reader
+from dashboard.auth import COOKIE_NAME, REQUIRED_SCOPES, reader
 from dashboard.metrics import DashboardMetrics
 from dashboard.pipeline import PipelineProbe
 from dashboard.queries import JsonDict, Limits, read_panels
@@ -176,7 +176,10 @@ def _refusal_page(refusal: RefusalError) -> HTMLResponse:
         detail = "Sign-in is not configured for this dashboard (DASHBOARD_SIGNIN_*)."
     else:
         title = "Access denied"
-        detail = "Your token does not carry the transactions:read scope."
+        detail = (
+            f"Your sign-in does not carry the {html.escape(str(refusal.scope))} scope: the "
+            "dashboard shows every merchant's transactions and alerts, to operators only."
+        )
     return _page_response(title, detail, refusal.status)
 
 
@@ -393,7 +396,7 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             )
             code = returned_code(request.query_params)
             token = await client.exchange(rt.http, code, pending, redirect_uri(request))
-            principal = await rt.authenticator.principal(token, REQUIRED_SCOPE)
+            principal = await rt.authenticator.principal(token, *REQUIRED_SCOPES)
         except SignInError as exc:
             logger.warning("sign-in failed", extra={"event": "signin_failed", "reason": str(exc)})
             # The reason may quote the provider's error parameter: escaped, never markup.

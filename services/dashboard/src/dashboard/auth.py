@@ -1,4 +1,8 @@
-"""Who may look: a token with the transactions:read scope, from a header or a cookie.
+"""Who may look: an operator's token, from a header or a cookie.
+
+The page shows every tenant's transactions and alerts, so a token needs the operator scope
+``tenants:all`` besides ``transactions:read``; a merchant's token (its own tenant only) is
+refused with 403 and sees nothing.
 
 A browser cannot send a bearer header when it navigates, so the page reads the token from
 the HttpOnly, SameSite=Strict session cookie that signing in leaves (``dashboard.signin``;
@@ -20,14 +24,14 @@ from cardstream_shared.bearer_auth import BearerAuthenticator, RefusalError, bea
 from cardstream_shared.jwt_auth import Principal
 
 COOKIE_NAME: Final = "cardstream_dashboard"
-REQUIRED_SCOPE: Final = names.SCOPE_READ
+REQUIRED_SCOPES: Final = (names.SCOPE_READ, names.SCOPE_ALL_TENANTS)
 
 
 async def reader(
     authenticator: BearerAuthenticator, request: Request, *, allow_header: bool
 ) -> Principal:
     """The reader behind the request's bearer header (if allowed) or session cookie;
-    :class:`RefusalError` unless the token is valid and holds the read scope."""
+    :class:`RefusalError` unless the token is valid and holds :data:`REQUIRED_SCOPES`."""
     header = request.headers.get("authorization")
     if allow_header and header:
         token = bearer_token(header)
@@ -35,4 +39,4 @@ async def reader(
         token = request.cookies.get(COOKIE_NAME) or ""
         if not token:
             raise RefusalError(401, "no token")
-    return await authenticator.principal(token, REQUIRED_SCOPE)
+    return await authenticator.principal(token, *REQUIRED_SCOPES)

@@ -40,7 +40,7 @@ class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
     signin_authorize_url: str | None = None
     signin_token_url: str | None = None
     signin_client_id: str | None = None
-    signin_scopes: str = names.SCOPE_READ
+    signin_scopes: str = f"{names.SCOPE_READ} {names.SCOPE_ALL_TENANTS}"
     # The dashboard's address as the browser sees it (the callback URL the provider knows);
     # unset: the address of the request.
     public_url: str | None = None
