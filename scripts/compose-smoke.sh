@@ -17,6 +17,14 @@ timeout_s="${TIMEOUT_S:-300}"
 # (bootstrap-aws, migrate) finished with status 0.
 docker compose up --detach --no-build --wait --wait-timeout "$timeout_s"
 
+# The dashboard's address signs a browser in at the sign-in service (a cookie jar for a
+# browser): the page, not "sign-in not configured", comes back.
+jar="$(mktemp)"
+trap 'rm -f "$jar"' EXIT
+curl -fsS -L -c "$jar" -b "$jar" -o /dev/null http://127.0.0.1:8050/
+curl -fsS -b "$jar" http://127.0.0.1:8050/ | grep -q "Real Time Credit Card Fraud Monitoring"
+echo "compose-smoke: the dashboard signs a browser in"
+
 # The tools container finds the emulator and the local issuer in its stack.json (the
 # stack-info config of compose.yaml), so `cardstream token` signs a token the API accepts.
 docker compose run --rm -T -e ROWS="$rows" tools sh -euc '

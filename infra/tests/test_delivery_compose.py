@@ -228,3 +228,47 @@ def test_emulator_is_the_single_threaded_moto_entry_point(compose: dict[str, Any
     assert aws["command"][:3] == ["python", "-m", "cardstream.local.moto_server"]
     assert importlib.util.find_spec("cardstream.local.moto_server") is not None
     assert aws["environment"]["CARDSTREAM_HEALTH_URL"].startswith("http://127.0.0.1:5000/")
+
+
+def test_the_dashboard_signs_in_at_the_compose_sign_in_service(
+    compose: dict[str, Any], service_configs: dict[str, Any]
+) -> None:
+    from cardstream.local.signin_server import DASHBOARD_CLIENT_ID, argument_parser
+    from dashboard.auth import REQUIRED_SCOPES
+
+    services = compose["services"]
+    dashboard = services["dashboard"]
+    settings = service_configs["dashboard"].load(_env(dashboard))
+    # Without it the page only says that sign-in is not configured.
+    client = settings.signin_client
+    assert client is not None, "the compose dashboard has no sign-in provider"
+    assert "sign-in" in services, "the compose dashboard's sign-in provider is not in compose"
+    signin = services["sign-in"]
+    command = signin["command"]
+    assert command[:3] == ["python", "-m", "cardstream.local.signin_server"]
+    args = argument_parser().parse_args(command[3:])
+    # It listens beyond its container's loopback and is published on the host's, as the
+    # browser is sent to it; the dashboard's container exchanges codes with it by name.
+    assert args.host == "0.0.0.0"
+    (published,) = signin["ports"]
+    address, host_port, container_port = published.split(":")
+    assert (address, int(container_port)) == ("127.0.0.1", args.port)
+    assert client.authorize_url == f"http://127.0.0.1:{host_port}/oauth2/authorize"
+    assert client.token_url == f"http://sign-in:{args.port}/oauth2/token"
+    assert client.client_id == DASHBOARD_CLIENT_ID
+    # The way back is the dashboard's callback at the address the browser sees.
+    dashboard_port = dashboard["ports"][0].split(":")[1]
+    assert settings.public_url == f"http://127.0.0.1:{dashboard_port}"
+    assert args.redirect_uri == f"{settings.public_url}{names.SIGNIN_CALLBACK_PATH}"
+    # Its tokens are signed with the key the services trust and hold every scope the
+    # dashboard requires.
+    assert (args.issuer, args.audience) == (settings.jwt_issuer, settings.jwt_audience)
+    assert args.signing_key_secret == names.JWT_SIGNING_KEY_SECRET
+    assert args.aws_endpoint_url == "http://aws:5000"
+    assert set(REQUIRED_SCOPES) <= set(client.scopes.split()) <= set(args.scope)
+    # It starts once the bootstrap job made the key, and the dashboard once it answers.
+    assert signin["depends_on"]["bootstrap-aws"]["condition"] == "service_completed_successfully"
+    assert signin["environment"]["CARDSTREAM_HEALTH_URL"] == (
+        f"http://127.0.0.1:{args.port}/healthz"
+    )
+    assert dashboard["depends_on"]["sign-in"]["condition"] == "service_healthy"

@@ -1,7 +1,9 @@
-"""compose.yaml's one-shot bootstrap job, run as written against a real moto server.
+"""compose.yaml's one-shot bootstrap job and its dashboard sign-in, run as written against a
+real moto server.
 
-Docker is not needed: the job's shell command is taken from compose.yaml, with only the
-emulator's address and the JWKS volume path swapped for this machine's.
+Docker is not needed: commands and settings are taken from compose.yaml, with only the
+addresses (emulator, services, published ports) and the JWKS volume path swapped for this
+machine's.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
+import httpx
 import pytest
 import yaml
 
+from cardstream.local.ports import free_port, wait_for_port
 from cardstream_shared import resource_names as names
 
 pytestmark = pytest.mark.integration
@@ -23,29 +28,39 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    return {
+        **os.environ,
+        **{key: str(value) for key, value in service.get("environment", {}).items()},
+        # The image puts its virtualenv first on PATH; here that is this interpreter's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+def _bootstrap(compose: dict[str, Any], endpoint: str, jwks: Path) -> str:
+    """Run the bootstrap job's script against ``endpoint``; its standard output."""
+    job = compose["services"]["bootstrap-aws"]
+    assert job["entrypoint"] == ["/bin/sh", "-c"]
+    script = (
+        job["command"][0].replace("http://aws:5000", endpoint).replace("/jwks/jwks.json", str(jwks))
+    )
+    result = subprocess.run(
+        ["/bin/sh", "-c", script],
+        env=_environment(job),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def test_bootstrap_job_creates_resources_secrets_and_the_jwks(
     moto_reset: str, tmp_path: Path
 ) -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
-    job = compose["services"]["bootstrap-aws"]
-    assert job["entrypoint"] == ["/bin/sh", "-c"]
     jwks = tmp_path / "jwks.json"
-    script = (
-        job["command"][0]
-        .replace("http://aws:5000", moto_reset)
-        .replace("/jwks/jwks.json", str(jwks))
-    )
-    env = {
-        **os.environ,
-        **{key: str(value) for key, value in job["environment"].items()},
-        # The image puts its virtualenv first on PATH; here that is this interpreter's.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    result = subprocess.run(
-        ["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=180
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    made = json.loads(result.stdout)["resources"]
+    made = json.loads(_bootstrap(compose, moto_reset, jwks))["resources"]
     assert made["stream_name"] == names.STREAM_NAME
     assert made["queue_url"].endswith(f"/{names.LANDED_QUEUE}")
 
@@ -77,20 +92,8 @@ def test_tools_container_token_is_accepted_by_the_api_verifier(
 
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     jwks = tmp_path / "jwks.json"
-    script = (
-        compose["services"]["bootstrap-aws"]["command"][0]
-        .replace("http://aws:5000", moto_reset)
-        .replace("/jwks/jwks.json", str(jwks))
-    )
-    env = {
-        **os.environ,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    bootstrap = subprocess.run(
-        ["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=180
-    )
-    assert bootstrap.returncode == 0, bootstrap.stderr[-2000:]
+    _bootstrap(compose, moto_reset, jwks)
+    env = {**_environment({}), "AWS_DEFAULT_REGION": "us-east-1"}
     state = tmp_path / "state"
     state.mkdir()
     info = json.loads(compose["configs"]["stack-info"]["content"])
@@ -121,3 +124,72 @@ def test_tools_container_token_is_accepted_by_the_api_verifier(
     )
     principal = asyncio.run(verifier.verify(token.stdout.strip()))
     assert SCOPE_WRITE in principal.scopes
+
+
+def test_the_compose_dashboard_signs_a_browser_in_at_the_compose_sign_in_service(
+    moto_reset: str, tmp_path: Path
+) -> None:
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    services = compose["services"]
+    jwks = tmp_path / "jwks.json"
+    _bootstrap(compose, moto_reset, jwks)
+    signin_port, dashboard_port = free_port(), free_port()
+    signin_url = f"http://127.0.0.1:{signin_port}"
+    dashboard_url = f"http://127.0.0.1:{dashboard_port}"
+    # Each compose address, as this machine has it.
+    addresses = {
+        "http://aws:5000": moto_reset,
+        "file:///jwks/jwks.json": f"file://{jwks}",
+        "http://sign-in:9000": signin_url,
+        "http://127.0.0.1:9000": signin_url,
+        "http://127.0.0.1:8050": dashboard_url,
+    }
+
+    def here(value: object) -> str:
+        text = str(value)
+        for compose_address, address in addresses.items():
+            text = text.replace(compose_address, address)
+        return text
+
+    signin = services["sign-in"]
+    command = [here(arg) for arg in signin["command"]]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(signin_port)
+    assert command[:2] == ["python", "-m"]
+    dashboard_env = {key: here(value) for key, value in _environment(services["dashboard"]).items()}
+    dashboard_env.update({"DASHBOARD_HOST": "127.0.0.1", "DASHBOARD_PORT": str(dashboard_port)})
+    assert dashboard_env["DASHBOARD_ENVIRONMENT"] == "local"
+    with (
+        (tmp_path / "sign-in.log").open("wb") as signin_log,
+        (tmp_path / "dashboard.log").open("wb") as dashboard_log,
+    ):
+        provider = subprocess.Popen(
+            [sys.executable, *command[1:]],
+            env=_environment(signin),
+            stdout=signin_log,
+            stderr=subprocess.STDOUT,
+        )
+        dashboard = subprocess.Popen(
+            [sys.executable, "-m", "dashboard"],
+            env=dashboard_env,
+            stdout=dashboard_log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for port, process in ((signin_port, provider), (dashboard_port, dashboard)):
+            wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda p=process: p.poll() is None)
+        # A browser: it follows redirects and keeps cookies.
+        with httpx.Client(follow_redirects=True, timeout=30) as browser:
+            signed_in = browser.get(f"{dashboard_url}/")
+            page = browser.get(f"{dashboard_url}/")
+    finally:
+        for process in (dashboard, provider):
+            process.terminate()
+            process.wait(30)
+    visited = [str(r.url) for r in signed_in.history]
+    assert visited[:2] == [f"{dashboard_url}/", f"{dashboard_url}/auth/signin"]
+    assert visited[2].startswith(f"{signin_url}/oauth2/authorize?")
+    assert signed_in.status_code == 200, (tmp_path / "dashboard.log").read_text()[-2000:]
+    assert "Signed in" in signed_in.text
+    assert page.status_code == 200
+    assert "Real Time Credit Card Fraud Monitoring" in page.text

@@ -2,8 +2,9 @@
 
 The dashboard signs its operators in the same way everywhere: authorization code with PKCE
 (``dashboard.signin``). Locally the provider is this process, run by ``cardstream up`` on
-loopback: ``GET /oauth2/authorize`` signs in the local developer (no password: the stack is
-a developer's own, on loopback) and sends the browser back to the dashboard with a one-time
+loopback (and by compose.yaml as its ``sign-in`` service, published on loopback):
+``GET /oauth2/authorize`` signs in the local developer (no password: the stack is a
+developer's own, on loopback) and sends the browser back to the dashboard with a one-time
 code; ``POST /oauth2/token`` exchanges that code, once, within a minute and with the PKCE
 verifier whose challenge it was issued for, for an access token signed with the local
 issuer's key. No token ever travels in a URL.
@@ -157,13 +158,12 @@ def create_app(server: LocalAuthorizationServer) -> Starlette:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cardstream.local.signin_server``: serve on loopback until stopped."""
-    import uvicorn
-
-    from cardstream.token_cmd import signing_key
-
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m cardstream.local.signin_server``."""
     parser = argparse.ArgumentParser(description=__doc__)
+    # Loopback unless told otherwise: in a container (compose.yaml) it must listen beyond
+    # the container's own loopback to be published, and is published on the host's only.
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--aws-endpoint-url", required=True, help="where the signing key is")
     parser.add_argument("--signing-key-secret", required=True)
@@ -172,7 +172,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redirect-uri", required=True, help="the dashboard's callback URL")
     parser.add_argument("--person", required=True)
     parser.add_argument("--scope", action="append", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cardstream.local.signin_server``: serve until stopped."""
+    import uvicorn
+
+    from cardstream.token_cmd import signing_key
+
+    args = argument_parser().parse_args(argv)
     key = signing_key(
         {
             "aws_endpoint_url": args.aws_endpoint_url,
@@ -188,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         person=args.person,
         scopes=tuple(args.scope),
     )
-    uvicorn.run(create_app(server), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(create_app(server), host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
