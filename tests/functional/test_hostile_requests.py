@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import io
 import json
+import socket
 import threading
 import time
 import uuid
@@ -1019,6 +1020,207 @@ async def test_every_route_is_rate_limited_per_caller_with_retry_after(
     assert unaffected.status_code != 429
     assert_problem(refused, 429)
     assert int(refused.headers["retry-after"]) >= 1
+
+
+# The alert routes check a request in this order: a token in the URL (400), the token (401,
+# 403), the caller's rate (429), the body's size and type (413, 415), then what the body and
+# parameters say (422). A request of each alert route refused for what it says, once read:
+JSON_TYPE = {"Content-Type": "application/json"}
+UNREADABLE: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "list alerts": ("GET", "/v1/alerts", {"params": {"limit": 0}}),
+    "read alert": ("GET", "/v1/alerts/0", {}),
+    "review alert": ("PATCH", f"/v1/alerts/{NO_ALERT}", {"content": b'{"status": "reviewed", '}),
+}
+
+
+async def test_an_unauthenticated_alert_request_is_a_401_whatever_it_says(
+    api: httpx.AsyncClient,
+) -> None:
+    for route, (method, path, kwargs) in UNREADABLE.items():
+        for headers in ({}, bearer("not-a-jwt")):
+            answer = await api.request(method, path, headers=headers | JSON_TYPE, **kwargs)
+            assert_problem(answer, 401)
+            assert answer.headers["www-authenticate"].startswith("Bearer"), route
+
+
+async def test_a_caller_past_its_alert_rate_is_refused_before_its_request_is_read(
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
+) -> None:
+    caller = bearer(token(*OPERATOR_SCOPES, subject="hasty-1", person="Hal Hasty")) | JSON_TYPE
+    other = bearer(token(*OPERATOR_SCOPES, subject="calm-2", person="Cal Calm"))
+    review = f"/v1/alerts/{NO_ALERT}"
+    pulled: list[bytes] = []
+
+    async def endless_body() -> AsyncIterator[bytes]:
+        pulled.append(b"{")
+        yield b'{"status": '
+        # Never released: a request whose body is read never ends.
+        await asyncio.Event().wait()
+
+    async with running_api(
+        aws,
+        jwks_url,
+        module_database,
+        alerts_rate_limit_burst=len(UNREADABLE),
+        alerts_rate_limit_per_s=0.001,
+    ) as api:
+        # A request refused for what it says costs its caller a token like any other:
+        # these spend the whole burst.
+        for method, path, kwargs in UNREADABLE.values():
+            assert_problem(await api.request(method, path, headers=caller, **kwargs), 422)
+        past = {
+            route: await api.request(method, path, headers=caller, **kwargs)
+            for route, (method, path, kwargs) in UNREADABLE.items()
+        }
+        past["valid list"] = await api.get("/v1/alerts", headers=caller)
+        # Bodies that would be refused for their size (413) and coding (415).
+        past["oversize"] = await api.patch(review, content=b" " * 100_000, headers=caller)
+        past["gzip"] = await api.patch(
+            review,
+            content=gzip.compress(b'{"status": "reviewed"}'),
+            headers=caller | {"Content-Encoding": "gzip"},
+        )
+        # A body that never ends: answered all the same, without a byte of it read.
+        past["endless"] = await asyncio.wait_for(
+            api.patch(review, content=endless_body(), headers=caller), timeout=120
+        )
+        unaffected = await api.get("/v1/alerts", headers=other)
+    for route, answer in past.items():
+        body = assert_problem(answer, 429)
+        assert body["type"] == "urn:cardstream:problem:rate-limited", route
+        assert int(answer.headers["retry-after"]) >= 1, route
+    assert pulled == []
+    assert unaffected.status_code == 200
+
+
+# Each error an alert route answers, as (route, status): the request that provokes it.
+ALERT_OPERATIONS = {
+    "list alerts": ("get", "/v1/alerts"),
+    "read alert": ("get", "/v1/alerts/{alert_id}"),
+    "review alert": ("patch", "/v1/alerts/{alert_id}"),
+}
+
+
+def _alert_error_requests(
+    own_alert: int, caller: dict[str, str], writer: dict[str, str]
+) -> dict[tuple[str, int], tuple[str, str, dict[str, Any]]]:
+    one = f"/v1/alerts/{own_alert}"
+    review = {"json": {"status": "reviewed"}}
+    requests: dict[tuple[str, int], tuple[str, str, dict[str, Any]]] = {}
+    for route, url, body in (
+        ("list alerts", "/v1/alerts", {}),
+        ("read alert", one, {}),
+        ("review alert", one, review),
+    ):
+        method = ALERT_OPERATIONS[route][0].upper()
+        requests[route, 400] = (method, url, body | {"params": {"token": "x"}, "headers": caller})
+        requests[route, 401] = (method, url, body)
+        requests[route, 403] = (method, url, body | {"headers": writer})
+    requests["list alerts", 422] = (
+        "GET",
+        "/v1/alerts",
+        {"params": {"limit": 0}, "headers": caller},
+    )
+    requests["read alert", 404] = ("GET", f"/v1/alerts/{NO_ALERT}", {"headers": caller})
+    requests["read alert", 422] = ("GET", "/v1/alerts/0", {"headers": caller})
+    patch = {"headers": caller | JSON_TYPE}
+    requests["review alert", 404] = ("PATCH", f"/v1/alerts/{NO_ALERT}", review | patch)
+    # An open alert cannot be opened again.
+    requests["review alert", 409] = ("PATCH", one, {"json": {"status": "open"}} | patch)
+    requests["review alert", 413] = ("PATCH", one, {"content": b" " * 100_000} | patch)
+    requests["review alert", 415] = (
+        "PATCH",
+        one,
+        {"content": b'{"status": "reviewed"}', "headers": caller | {"Content-Type": "text/plain"}},
+    )
+    requests["review alert", 422] = ("PATCH", one, {"json": {"status": "closed"}} | patch)
+    return requests
+
+
+def _assert_declared_problem(
+    schema: dict[str, Any], route: str, status: int, answer: httpx.Response
+) -> None:
+    """``answer`` is a problem document in the project's shape, and the route's OpenAPI
+    operation declares ``status`` as one."""
+    body = assert_problem(answer, status)
+    assert body["title"], (route, body)
+    assert body["detail"], (route, body)
+    if status == 422:
+        assert body["errors"], (route, body)
+        for error in body["errors"]:
+            assert set(error) == {"field", "message", "type"}, (route, error)
+    if status == 401:
+        assert answer.headers["www-authenticate"].startswith("Bearer"), route
+    if status in (429, 503):
+        assert int(answer.headers["retry-after"]) >= 1, route
+    method, path = ALERT_OPERATIONS[route]
+    declared = schema["paths"][path][method]["responses"]
+    assert str(status) in declared, (route, status)
+    assert declared[str(status)]["content"] == {
+        PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }, (route, status)
+
+
+async def test_every_error_of_every_alert_route_is_a_problem_document_openapi_declares(
+    aws: str,
+    jwks_url: str,
+    module_database: str,
+    tenants: dict[str, list[str]],
+    token: Callable[..., str],
+) -> None:
+    operator = bearer(token(*OPERATOR_SCOPES, subject="operator-9", person="Pru Problem"))
+    writer = bearer(token(names.SCOPE_WRITE))
+    async with running_api(aws, jwks_url, module_database) as api:
+        schema = (await api.get("/openapi.json")).json()
+        own_alert = (await alert_ids(api, operator))[tenants[ALICE][1]]
+        requests = _alert_error_requests(own_alert, operator, writer)
+        answers = {
+            key: await api.request(method, url, **kwargs)
+            for key, (method, url, kwargs) in requests.items()
+        }
+        answers["review alert", 400] = await api.patch(
+            f"/v1/alerts/{own_alert}",
+            content=b'{"status": "reviewed", "note": "\xff"}',
+            headers=operator | JSON_TYPE,
+        )
+        # Methods no alert route has.
+        not_allowed = [
+            await api.put(f"/v1/alerts/{own_alert}", headers=operator),
+            await api.post("/v1/alerts", headers=operator),
+        ]
+        assert (await api.get(f"/v1/alerts/{own_alert}", headers=operator)).json()["history"] == []
+    async with running_api(
+        aws, jwks_url, module_database, alerts_rate_limit_burst=1, alerts_rate_limit_per_s=0.001
+    ) as api:
+        for route, (method, path) in ALERT_OPERATIONS.items():
+            url = path.format(alert_id=NO_ALERT)
+            review = {"json": {"status": "reviewed"}} if method == "patch" else {}
+            caller = bearer(token(*OPERATOR_SCOPES, subject=f"spender-{method}{path}", person="S"))
+            await api.request(method, url, headers=caller, **review)
+            answers[route, 429] = await api.request(method, url, headers=caller, **review)
+    # A database that does not answer.
+    nowhere = f"postgresql://nobody@127.0.0.1:{_closed_port()}/nothing"
+    async with running_api(aws, jwks_url, nowhere) as api:
+        for route, (method, path) in ALERT_OPERATIONS.items():
+            url = path.format(alert_id=NO_ALERT)
+            review = {"json": {"status": "reviewed"}} if method == "patch" else {}
+            answers[route, 503] = await api.request(method, url, headers=operator, **review)
+    for (route, status), answer in answers.items():
+        _assert_declared_problem(schema, route, status, answer)
+    for answer in not_allowed:
+        assert_problem(answer, 405)
+    # Every error an alert operation declares is a problem document, and none is left out.
+    for route, (method, path) in ALERT_OPERATIONS.items():
+        responses = schema["paths"][path][method]["responses"]
+        errors = {int(status) for status in responses if not status.startswith("2")}
+        assert errors == {status for r, status in answers if r == route}, route
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # --- API5: function-level authorization ------------------------------------------------------

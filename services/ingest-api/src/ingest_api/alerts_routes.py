@@ -10,10 +10,17 @@
   like the reads; who comes from the token (subject and name), when from the database
   clock, and the database appends every change to the alert's audit trail (a trigger the
   api role cannot bypass: it may update only the case columns and cannot write the trail).
-* Every route is rate limited per caller (the token's subject): 429 with ``Retry-After``.
-* A review's body is read within :data:`MAX_REVIEW_BYTES` (413 past it) and refused when
-  compressed or declared in another charset (415) or not UTF-8 (400), before FastAPI parses
-  it; a ``since`` whose UTC time falls outside years 1-9999 is a 422, not a database error.
+* Every route checks a request in one order, so that a caller who may not call it, or
+  has called too often, gets no work done: a token in the URL (400), the token (401, 403;
+  a review needs a person's), the caller's rate (429 with ``Retry-After``, one token a
+  request per caller, the token's subject), then the body's size and type (a review's body
+  is read within :data:`MAX_REVIEW_BYTES`, 413 past it; refused when not JSON, compressed or
+  declared in another charset, 415, or not UTF-8, 400), then what the parameters and the
+  body say (422; a ``since`` whose UTC time falls outside years 1-9999 is a 422, not a
+  database error). Each route depends on :func:`_reader` or :func:`_reviewer`, which FastAPI
+  solves before the route's parameters; a review's body is read by :func:`_review`, a
+  dependency of the reviewer's, since FastAPI would read and parse a body parameter first.
+* Every error answers ``application/problem+json`` (:mod:`ingest_api.problems`).
 
 The reading and the status change are :mod:`cardstream_monitoring.alerts`, in a database
 transaction scoped to the caller's tenant (:mod:`ingest_api.tenancy`); this module is the
@@ -26,14 +33,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
-from fastapi.routing import APIRoute
-from pydantic import AfterValidator
-from starlette.responses import Response
-from starlette.types import Message
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, ValidationError
 
 from cardstream_monitoring import alerts
 from cardstream_monitoring.alerts import (
@@ -48,10 +53,10 @@ from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import Principal
 from ingest_api import rate_limit
 from ingest_api.auth import BearerAuth
-from ingest_api.body import media_type, read_body
+from ingest_api.body import JSON, media_type, read_body
 from ingest_api.database import DATABASE_ERRORS, DatabaseUnavailableError, LazyPool
-from ingest_api.models import Problem
-from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from ingest_api.openapi_docs import problem, schema_ref
+from ingest_api.problems import ProblemError
 from ingest_api.runtime import Runtime
 from ingest_api.tenancy import TenantScope, scoped
 
@@ -93,63 +98,27 @@ async def _store_lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.close()
 
 
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+router = APIRouter(prefix="/v1", tags=["alerts"], lifespan=_store_lifespan)
 
-
-class _BoundedBodyRoute(APIRoute):
-    """A route whose body is read within :data:`MAX_REVIEW_BYTES` before FastAPI parses it.
-
-    FastAPI reads a body parameter's whole body, whatever its size, coding or charset; a
-    ten-megabyte note would be read and parsed only to be refused for its length.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        if self.body_field is None:
-            return handler
-
-        async def bounded(request: Request) -> Response:
-            media_type(request)
-            body = await read_body(request, MAX_REVIEW_BYTES)
-            # JSON is UTF-8 (RFC 8259 8.1), which never holds a raw NUL; FastAPI's parser
-            # would also take UTF-16 and UTF-32.
-            if b"\0" in body or not _is_utf8(body):
-                raise ProblemError(400, "encoding", "the body is not UTF-8 JSON")
-
-            async def replay() -> Message:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            return await handler(Request(request.scope, replay))
-
-        return bounded
-
-
-router = APIRouter(
-    prefix="/v1", tags=["alerts"], lifespan=_store_lifespan, route_class=_BoundedBodyRoute
+_URL_CREDENTIAL_DOC: Final = (
+    "A query string naming `token`, `access_token` or `id_token` (`type: token-in-url`): a "
+    "token is taken from the `Authorization` header only."
 )
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("Missing or invalid bearer token."),
-    403: _problem(
-        "The token lacks the required scope, or its client is neither a registered merchant"
+    400: problem(_URL_CREDENTIAL_DOC),
+    401: problem("Missing or invalid bearer token."),
+    403: problem(
+        "The token lacks `transactions:read`, or its client is neither a registered merchant"
         " nor an operator."
     ),
-    413: _problem(f"The body exceeds {MAX_REVIEW_BYTES} bytes."),
-    415: _problem("The body is compressed or not UTF-8."),
-    422: _problem("The input is not valid; `errors` names each field."),
-    429: _problem("Too many requests from this caller; retry after `Retry-After` seconds."),
-    503: _problem("The database is unreachable; retry after `Retry-After` seconds."),
+    422: problem("A parameter is not valid; `errors` names each (never its value)."),
+    429: problem(
+        "Too many requests from this caller (charged before the parameters are read); retry "
+        "after `Retry-After` seconds."
+    ),
+    503: problem("The database is unreachable; retry after `Retry-After` seconds."),
 }
+_NOT_FOUND_DOC: Final = "No such alert, or one on another client's transaction (same answer)."
 _DB_ERRORS: Final = (*DATABASE_ERRORS, DatabaseUnavailableError)
 
 
@@ -167,8 +136,8 @@ def _in_utc(value: dt.datetime | None) -> dt.datetime | None:
         raise ValueError("the time in UTC falls outside years 1 to 9999") from None
 
 
-def _admit(request: Request, principal: Principal) -> TenantScope:
-    """Charge the caller's request to its bucket; the tenant scope it reads with."""
+def _charged(request: Request, principal: Principal) -> Principal:
+    """``principal`` once its request is charged to its bucket (429 when it cannot pay)."""
     runtime: Runtime = request.app.state.runtime
     rate_limit.enforce(
         runtime.alert_limiter,
@@ -177,7 +146,51 @@ def _admit(request: Request, principal: Principal) -> TenantScope:
         metrics=runtime.metrics,
         detail="too many alert requests from this caller; slow down",
     )
-    return TenantScope.of(principal)
+    return principal
+
+
+async def _reader(request: Request, principal: Annotated[Principal, Security(READ)]) -> Principal:
+    """The caller of a read, authenticated and charged."""
+    return _charged(request, principal)
+
+
+async def _reviewer(
+    request: Request, principal: Annotated[Principal, Security(REVIEW)]
+) -> Principal:
+    """The caller of a review, authenticated (a person's token) and charged."""
+    if principal.person is None:
+        raise ProblemError(
+            403, "forbidden", "alerts are reviewed by people: sign in as a user to review"
+        )
+    return _charged(request, principal)
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _review(
+    request: Request, reviewer: Annotated[Principal, Depends(_reviewer)]
+) -> AlertPatch:
+    """The review in the body, read only once its caller is admitted (``reviewer``): within
+    :data:`MAX_REVIEW_BYTES`, as UTF-8 JSON, then validated."""
+    if media_type(request) != JSON:
+        raise ProblemError(415, "unsupported-media-type", "send application/json")
+    body = await read_body(request, MAX_REVIEW_BYTES)
+    # JSON is UTF-8 (RFC 8259 8.1), which never holds a raw NUL.
+    if b"\0" in body or not _is_utf8(body):
+        raise ProblemError(400, "encoding", "the body is not UTF-8 JSON")
+    try:
+        return AlertPatch.model_validate_json(body)
+    except ValidationError as error:
+        # Located in the body, as FastAPI locates the errors of a body parameter.
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_input=False)]
+        ) from None
 
 
 def _not_found() -> ProblemError:
@@ -193,7 +206,7 @@ def _not_found() -> ProblemError:
 )
 async def list_alerts(
     request: Request,
-    principal: Annotated[Principal, Security(READ)],
+    principal: Annotated[Principal, Depends(_reader)],
     status: AlertStatus | None = None,
     rule: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,62}$")] = None,
     severity: AlertSeverity | None = None,
@@ -209,7 +222,7 @@ async def list_alerts(
 
     A caller sees the alerts on its own transactions; with `tenants:all`, every alert.
     """
-    scope = _admit(request, principal)
+    scope = TenantScope.of(principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
@@ -234,18 +247,15 @@ async def list_alerts(
     response_model=AlertOut,
     response_model_exclude_none=True,
     summary="One alert with its audit trail",
-    responses={
-        **_ERRORS,
-        404: _problem("No such alert, or one on another client's transaction (same answer)."),
-    },
+    responses={**_ERRORS, 404: problem(_NOT_FOUND_DOC)},
 )
 async def get_alert(
     request: Request,
-    principal: Annotated[Principal, Security(READ)],
+    principal: Annotated[Principal, Depends(_reader)],
     alert_id: Annotated[int, Path(ge=1, le=MAX_ALERT_ID)],
 ) -> AlertOut:
     """The alert, its evidence and every status change so far."""
-    scope = _admit(request, principal)
+    scope = TenantScope.of(principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
@@ -265,24 +275,43 @@ async def get_alert(
     summary="Change an alert's status (case handling)",
     responses={
         **_ERRORS,
-        403: _problem("The token lacks `alerts:review`, or is not a person's."),
-        404: _problem("No such alert, or one on another client's transaction (same answer)."),
-        409: _problem("The alert cannot move from its current status to the one asked."),
+        400: problem(f"{_URL_CREDENTIAL_DOC} Or the body is not UTF-8 or holds NUL."),
+        403: problem(
+            "The token lacks `alerts:review` or is not a person's, or its client is neither a "
+            "registered merchant nor an operator."
+        ),
+        404: problem(_NOT_FOUND_DOC),
+        409: problem("The alert cannot move from its current status to the one asked."),
+        413: problem(f"The body exceeds {MAX_REVIEW_BYTES} bytes."),
+        415: problem(
+            "The body is not `application/json`, is declared in a charset other than UTF-8, or "
+            "has a `Content-Encoding` (compressed bodies are not accepted)."
+        ),
+        422: problem(
+            "The body or a parameter is not valid; `errors` names each field (never its "
+            "value). A note holding a card number is refused with `type: card_number`."
+        ),
+        429: problem(
+            "Too many requests from this caller (charged before the body is read); retry "
+            "after `Retry-After` seconds."
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": schema_ref("AlertPatch")}},
+        }
     },
 )
 async def patch_alert(
     request: Request,
-    principal: Annotated[Principal, Security(REVIEW)],
+    principal: Annotated[Principal, Depends(_reviewer)],
     alert_id: Annotated[int, Path(ge=1, le=MAX_ALERT_ID)],
-    change: AlertPatch,
+    change: Annotated[AlertPatch, Depends(_review)],
 ) -> AlertOut:
     """Move the alert to `status`; the change is recorded with the person (the token's
     subject and name) and the time, in the alert's append-only audit trail."""
-    scope = _admit(request, principal)
-    if principal.person is None:
-        raise ProblemError(
-            403, "forbidden", "alerts are reviewed by people: sign in as a user to review"
-        )
+    scope = TenantScope.of(principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()

@@ -23,8 +23,10 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from cardstream_monitoring.alerts import AlertPatch
 from cardstream_shared.contract import KAGGLE_FIELDS, TransactionIn, kaggle_example
 from ingest_api.models import Problem
+from ingest_api.problems import PROBLEM_MEDIA_TYPE
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 BEARER_SCHEME: Final = "BearerAuth"
@@ -33,6 +35,15 @@ BEARER_SCHEME: Final = "BearerAuth"
 def schema_ref(name: str) -> dict[str, str]:
     """A reference to the document's schema ``name``."""
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def problem(description: str) -> dict[str, Any]:
+    """An error response of a route's ``responses``: a problem document
+    (:mod:`ingest_api.problems`)."""
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema_ref("Problem")}},
+    }
 
 
 def _second_example() -> dict[str, Any]:
@@ -167,10 +178,12 @@ def install(app: FastAPI) -> None:
                 ref_template="#/components/schemas/{model}"
             )
             components.update(txn_schema.pop("$defs", {}))
-            # Problem documents are declared by reference (their media type is not the
-            # routes' own), so FastAPI does not add their schema itself.
+            # Problem documents and the review body are declared by reference (a problem's
+            # media type is not the routes' own; the review is read by a dependency), so
+            # FastAPI does not add their schemas itself.
             _, defs = models_json_schema(
-                [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
+                [(Problem, "serialization"), (AlertPatch, "validation")],
+                ref_template="#/components/schemas/{model}",
             )
             for name, definition in defs.get("$defs", {}).items():
                 components.setdefault(name, definition)

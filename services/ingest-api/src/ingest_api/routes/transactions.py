@@ -24,7 +24,7 @@ from ingest_api import openapi_docs, rate_limit
 from ingest_api.auth import BearerAuth
 from ingest_api.body import BATCH_FORMATS, JSON, media_type, read_body
 from ingest_api.models import BatchResponse, CardOut, Lineage, Receipt, TransactionOut
-from ingest_api.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from ingest_api.problems import ProblemError
 from ingest_api.reads import DatabaseUnavailableError
 from ingest_api.runtime import Runtime
 from ingest_api.tenancy import TenantScope
@@ -40,45 +40,38 @@ WRITE = BearerAuth(names.SCOPE_WRITE, merchants_only=True)
 READ = BearerAuth(names.SCOPE_READ)
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": openapi_docs.schema_ref("Problem")}},
-    }
-
-
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("Missing or invalid bearer token."),
-    403: _problem(
+    401: openapi_docs.problem("Missing or invalid bearer token."),
+    403: openapi_docs.problem(
         "The token lacks the required scope, or its client is neither a registered merchant"
         " nor an operator."
     ),
-    429: _problem("Rate limit exceeded; retry after `Retry-After` seconds."),
+    429: openapi_docs.problem("Rate limit exceeded; retry after `Retry-After` seconds."),
 }
 
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _problem(
+    400: openapi_docs.problem(
         "The body cannot be read: not JSON (or not a JSON array of records), not UTF-8, "
         "nested deeper than a record's fields."
     ),
-    401: _problem("Missing or invalid bearer token."),
-    403: _problem(
+    401: openapi_docs.problem("Missing or invalid bearer token."),
+    403: openapi_docs.problem(
         "The token lacks the scope `transactions:write`, or its client is not a registered "
         "merchant."
     ),
-    413: _problem(
+    413: openapi_docs.problem(
         "Body too large, a single record over 64 KiB, more records than allowed (reading "
         "stops at the first record past the limit), or more than the merchant's burst."
     ),
-    415: _problem(
+    415: openapi_docs.problem(
         "Unsupported media type, a charset other than UTF-8, or a `Content-Encoding` "
         "(compressed bodies are not accepted)."
     ),
-    422: _problem(
+    422: openapi_docs.problem(
         "The input is not valid; `errors` names each field and never repeats a value. A "
         "card number anywhere but `cc_num` is refused with `type: card_number`."
     ),
-    429: _problem(
+    429: openapi_docs.problem(
         "Rate limit exceeded (charged before the body is read); retry after `Retry-After` seconds."
     ),
 }
@@ -123,7 +116,7 @@ def _rate_limit(request: Request, client_id: str, cost: int) -> None:
     responses={
         202: {"description": "Stored in the stream.", "model": Receipt},
         **_WRITE_ERRORS,
-        503: _problem(
+        503: openapi_docs.problem(
             "Kinesis did not store the record in time; it was not accepted, or the merchant "
             "registry cannot be read yet (`Retry-After` says when to retry)."
         ),
@@ -183,7 +176,7 @@ async def post_transaction(request: Request) -> Response:
     responses={
         200: {"description": "Every valid record is stored.", "model": BatchResponse},
         **_WRITE_ERRORS,
-        503: _problem(
+        503: openapi_docs.problem(
             "Some valid records were not stored in time: they have status `not_accepted` "
             "in `results` (never claimed accepted); retry those. Or the merchant registry "
             "cannot be read yet (nothing was read)."
@@ -286,12 +279,12 @@ def _transaction_out(row: dict[str, Any]) -> TransactionOut:
     response_model=TransactionOut,
     responses={
         **_COMMON_ERRORS,
-        404: _problem(
+        404: openapi_docs.problem(
             "No loaded transaction with this trans_num that this client posted (or, with"
             " `tenants:all`, at all)."
         ),
-        422: _problem("trans_num is not a valid id."),
-        503: _problem("The database is unavailable."),
+        422: openapi_docs.problem("trans_num is not a valid id."),
+        503: openapi_docs.problem("The database is unavailable."),
     },
 )
 async def get_transaction(
