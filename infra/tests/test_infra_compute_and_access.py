@@ -95,6 +95,21 @@ def test_the_dashboard_signs_operators_in_asking_for_the_operator_scope(synth: A
         assert scope.removeprefix("cardstream/") in allowed, scope
 
 
+def test_signing_out_of_the_dashboard_ends_the_hosted_ui_session(synth: Any) -> None:
+    dashboard = _environment(synth, "dashboard")
+    # The hosted UI's logout endpoint, at the same domain as its authorization endpoint.
+    authorize = json.dumps(dashboard["DASHBOARD_SIGNIN_AUTHORIZE_URL"])
+    logout = json.dumps(dashboard["DASHBOARD_SIGNOUT_URL"])
+    assert authorize.replace("/oauth2/authorize", "/logout") == logout
+    # It sends the browser back to the dashboard's address, a sign-out URL of the client.
+    (operators,) = [
+        client["Properties"]
+        for client in synth.resources("AWS::Cognito::UserPoolClient", "data").values()
+        if client["Properties"]["ClientName"] == "operators"
+    ]
+    assert operators["LogoutURLs"] == [f"{dashboard['DASHBOARD_PUBLIC_URL']}/"]
+
+
 def _task_policy_actions(synth: Any, role_prefix: str) -> set[str]:
     actions: set[str] = set()
     for logical_id, policy in synth.resources("AWS::IAM::ManagedPolicy", "services").items():

@@ -412,16 +412,26 @@ def test_every_panel_matches_the_views_and_the_page_is_saved(
             update_docs = os.environ.get("CARDSTREAM_UPDATE_SCREENSHOT") == "1"
             shot = (repo_root / "docs" if update_docs else tmp_path) / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
+
+            # Signing out as a person does: the page's button posts from the page (its
+            # policy allows the form, the browser names the page's origin); the session
+            # cookie is gone and the next page load goes through sign-in again.
+            page.click("form.signout button")
+            page.wait_for_selector("text=Signed out")
+            assert page.url == f"{dashboard.url}/auth/signout"
+            assert not [c for c in context.cookies() if c["name"] == "cardstream_dashboard"]
+            page.goto(f"{dashboard.url}/")
+            page.wait_for_selector("body[data-state=loaded]", timeout=30_000)
         finally:
             browser.close()
 
     assert console_errors == []
     # Everything the page loaded came from the dashboard itself: no CDN, no map tiles; the
-    # sign-in server was only visited to sign in.
+    # sign-in server was only visited to sign in (before and after signing out).
     assert requested
     visited = [url for url in requested if not url.startswith(dashboard.url + "/")]
     assert all(url.startswith(f"{dashboard.signin_url}/oauth2/authorize?") for url in visited)
-    assert len(visited) == 1, visited
+    assert len(visited) == 2, visited
 
 
 def _check_totals(page: Any, totals: dict[str, Any]) -> None:

@@ -219,6 +219,8 @@ async def test_a_reader_without_the_operator_scope_is_refused_and_sees_nothing(
     assert "Access denied" in page.text
     assert names.SCOPE_ALL_TENANTS in page.text
     assert "dashboard.js" not in page.text
+    # A session that cannot open the page can be ended from its refusal.
+    assert '<form class="signout" method="post" action="/auth/signout">' in page.text
     refusals = [r for r in caplog.records if getattr(r, "event", "") == "auth_refused"]
     assert [getattr(r, "required_scope", None) for r in refusals] == [names.SCOPE_ALL_TENANTS] * 3
     # The same database answers an operator.

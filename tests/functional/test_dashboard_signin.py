@@ -85,7 +85,7 @@ def provider(signing_key: SigningKey) -> Iterator[str]:
 
 @asynccontextmanager
 async def dashboard(
-    tmp_path: Path, signing_key: SigningKey, provider: str
+    tmp_path: Path, signing_key: SigningKey, provider: str, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(signing_key.jwks))
@@ -102,6 +102,7 @@ async def dashboard(
         signin_authorize_url=f"{provider}/oauth2/authorize",
         signin_token_url=f"{provider}/oauth2/token",
         signin_client_id=DASHBOARD_CLIENT_ID,
+        **overrides,
     )
     app = create_dashboard(settings)
     async with app.router.lifespan_context(app):
@@ -175,6 +176,95 @@ async def test_a_person_without_the_operator_scope_is_refused_and_gets_no_sessio
     # Still no session: the page sends the browser to sign in again, never shows data.
     assert page.status_code == 303
     assert page.headers["location"] == "/auth/signin"
+
+
+async def _signed_in(client: httpx.AsyncClient) -> str:
+    """Sign ``client`` in; its session token."""
+    callback, _ = await _code(client)
+    assert (await client.get(callback)).status_code == 200
+    return str(client.cookies["cardstream_dashboard"])
+
+
+async def test_signing_out_deletes_the_session_and_the_next_page_load_signs_in_again(
+    tmp_path: Path, signing_key: SigningKey, provider: str
+) -> None:
+    async with dashboard(tmp_path, signing_key, provider) as client:
+        token = await _signed_in(client)
+        page = await client.get("/")
+        # What Chromium sends from the page: its referrer policy (no-referrer) makes the
+        # origin opaque, Sec-Fetch-Site still says it is the dashboard's own.
+        signed_out = await client.post(
+            "/auth/signout", headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+        )
+        after = await client.get("/")
+        feed = await client.get("/api/dashboard")
+        # The session is the token itself and nothing is revoked: a copy of it taken before
+        # signing out still opens the feed until it expires (docs/dashboard.md).
+        copy = await client.get("/api/dashboard", headers={"Authorization": f"Bearer {token}"})
+
+    # The page offers sign-out, a form its Content-Security-Policy lets it post.
+    assert '<form class="signout" method="post" action="/auth/signout">' in page.text
+    assert "form-action 'self'" in page.headers["content-security-policy"]
+    assert signed_out.status_code == 200
+    assert "Signed out" in signed_out.text
+    assert '<a href="/auth/signin">Sign in again</a>' in signed_out.text
+    assert "http-equiv" not in signed_out.text  # no provider logout endpoint here
+    deleted = next(
+        c
+        for c in signed_out.headers.get_list("set-cookie")
+        if c.startswith("cardstream_dashboard=")
+    )
+    assert deleted.startswith('cardstream_dashboard=""')
+    assert "Max-Age=0" in deleted
+    assert "Path=/" in deleted
+    assert "cardstream_dashboard" not in client.cookies
+    assert after.status_code == 303
+    assert after.headers["location"] == "/auth/signin"
+    assert feed.status_code == 401
+    assert copy.status_code == 200
+
+
+async def test_signing_out_ends_the_providers_session_where_it_has_a_logout_endpoint(
+    tmp_path: Path, signing_key: SigningKey, provider: str
+) -> None:
+    logout = "https://sign-in.example/logout"
+    async with dashboard(tmp_path, signing_key, provider, signout_url=logout) as client:
+        await _signed_in(client)
+        signed_out = await client.post("/auth/signout", headers={"Origin": DASHBOARD})
+
+    assert signed_out.status_code == 200
+    assert "cardstream_dashboard" not in client.cookies
+    # Cognito's /logout ends the hosted UI's session and sends the browser back to the
+    # dashboard's address (a sign-out URL of the operators' client), which asks for sign-in.
+    expected = f"{logout}?client_id={DASHBOARD_CLIENT_ID}&amp;logout_uri=http%3A%2F%2Fdashboard%2F"
+    assert f'<meta http-equiv="refresh" content="0;url={expected}">' in signed_out.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": DASHBOARD, "Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+async def test_a_sign_out_another_site_asks_for_is_refused(
+    tmp_path: Path, signing_key: SigningKey, provider: str, headers: dict[str, str]
+) -> None:
+    async with dashboard(tmp_path, signing_key, provider) as client:
+        await _signed_in(client)
+        refused = await client.post("/auth/signout", headers=headers)
+        by_link = await client.get("/auth/signout")
+        page = await client.get("/")
+
+    assert refused.status_code == 403
+    assert "Sign-out refused" in refused.text
+    assert "set-cookie" not in refused.headers
+    # Only a POST signs out; a link or an image cannot.
+    assert by_link.status_code == 405
+    assert page.status_code == 200
 
 
 async def test_a_code_works_once(tmp_path: Path, signing_key: SigningKey, provider: str) -> None:

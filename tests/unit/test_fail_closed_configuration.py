@@ -220,6 +220,9 @@ def test_the_dashboard_signs_operators_in_over_https_outside_local_and_test() ->
     plain = {**values, "signin_token_url": "http://relay.example/relay/oauth2/token"}
     with pytest.raises(ValidationError, match="DASHBOARD_SIGNIN_TOKEN_URL must be an https"):
         DashboardSettings(environment="prod", **plain)
+    logout = {**values, "signout_url": "http://sign-in.example/logout"}
+    with pytest.raises(ValidationError, match="DASHBOARD_SIGNOUT_URL must be an https"):
+        DashboardSettings(environment="prod", **logout)
     # Locally sign-in may be off, but never half set.
     assert DashboardSettings(environment="local", **TOKENS, **DATABASE).signin_client is None
     with pytest.raises(ValidationError, match="sign-in needs all three"):

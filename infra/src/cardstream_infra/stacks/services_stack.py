@@ -353,6 +353,9 @@ class ServicesStack(Stack):
                     "DASHBOARD_SIGNIN_AUTHORIZE_URL": f"{identity.hosted_ui_url}/oauth2/authorize",
                     "DASHBOARD_SIGNIN_TOKEN_URL": f"{self.token_relay.url}oauth2/token",
                     "DASHBOARD_SIGNIN_CLIENT_ID": identity.operator_client.user_pool_client_id,
+                    # Signing out ends the hosted UI's session too; it sends the browser back
+                    # to the dashboard's address (the operators' client's sign-out URL).
+                    "DASHBOARD_SIGNOUT_URL": f"{identity.hosted_ui_url}/logout",
                     # The page shows every tenant's data: the operator scope too.
                     "DASHBOARD_SIGNIN_SCOPES": " ".join(
                         [

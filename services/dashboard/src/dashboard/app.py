@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -36,6 +37,7 @@ from dashboard.signin import (
     PENDING_COOKIE,
     PENDING_MAX_AGE_S,
     SIGNIN_PATH,
+    SIGNOUT_PATH,
     Pending,
     SignInError,
     returned_code,
@@ -62,7 +64,7 @@ _DB_ERRORS: Final = (
 _SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -74,7 +76,23 @@ _SECURITY_HEADERS: Final = {
 _REFUSAL_PAGE: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>cardstream dashboard: {title}</title>
 <link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>
-<body class="refused"><main><h1>{title}</h1><p>{detail}</p></main></body></html>
+<body class="refused"><main><h1>{title}</h1><p>{detail}</p>{after}</main></body></html>
+"""
+
+# A POST from the dashboard's own page (SIGNOUT_PATH checks the origin).
+_SIGNOUT_FORM: Final = (
+    f'<form class="signout" method="post" action="{SIGNOUT_PATH}">'
+    '<button type="submit">Sign out</button></form>'
+)
+
+# After signing out: with a provider logout endpoint the browser goes on to it (a meta
+# refresh: the page's form-action allows only the dashboard's own address, also for
+# redirects), else it is offered a new sign-in.
+_SIGNED_OUT_PAGE: Final = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cardstream dashboard: signed out</title>
+{refresh}<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css">
+</head><body class="refused"><main><h1>Signed out</h1>
+<p><a href="{signin}">Sign in again</a></p></main></body></html>
 """
 
 # After the callback: the browser goes on to the page from the dashboard's own document, so
@@ -180,12 +198,14 @@ def _refusal_page(refusal: RefusalError) -> HTMLResponse:
             f"Your sign-in does not carry the {html.escape(str(refusal.scope))} scope: the "
             "dashboard shows every merchant's transactions and alerts, to operators only."
         )
+        # A session that cannot open the page can at least be ended.
+        return _page_response(title, detail, refusal.status, after=_SIGNOUT_FORM)
     return _page_response(title, detail, refusal.status)
 
 
-def _page_response(title: str, detail: str, status: int) -> HTMLResponse:
+def _page_response(title: str, detail: str, status: int, *, after: str = "") -> HTMLResponse:
     return HTMLResponse(
-        _REFUSAL_PAGE.format(title=title, detail=detail),
+        _REFUSAL_PAGE.format(title=title, detail=detail, after=after),
         status_code=status,
         headers={"Cache-Control": "no-store"},
     )
@@ -356,9 +376,12 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             return _refusal_page(refusal)
         return HTMLResponse(_PAGE, headers={"Cache-Control": "no-store"})
 
+    def public_base(request: Request) -> str:
+        """The dashboard's address as the browser sees it, without a trailing slash."""
+        return (settings.public_url or str(request.base_url)).rstrip("/")
+
     def redirect_uri(request: Request) -> str:
-        base = settings.public_url or str(request.base_url)
-        return f"{base.rstrip('/')}{CALLBACK_PATH}"
+        return f"{public_base(request)}{CALLBACK_PATH}"
 
     @app.get(SIGNIN_PATH, include_in_schema=False)
     async def sign_in(request: Request) -> Response:
@@ -426,6 +449,61 @@ def create_app(settings: DashboardSettings, *, metrics: DashboardMetrics | None 
             secure=settings.secure_cookie,
         )
         response.delete_cookie(PENDING_COOKIE, path=CALLBACK_PATH)
+        return response
+
+    def same_origin(request: Request) -> bool:
+        """Whether a browser sent the request from the dashboard's own pages.
+
+        Browsers say in ``Sec-Fetch-Site`` whether a request comes from another site. They
+        send ``Origin: null`` from the dashboard's pages (their referrer policy is
+        no-referrer), so ``Origin`` is compared only when it names an origin; a request
+        with neither comes from no browser page, so no other site can have made it.
+        """
+        own = urlsplit(public_base(request))
+        origin = request.headers.get("origin", "null")
+        if origin != "null" and origin != f"{own.scheme}://{own.netloc}":
+            return False
+        return request.headers.get("sec-fetch-site", "same-origin") == "same-origin"
+
+    @app.post(SIGNOUT_PATH, include_in_schema=False)
+    async def sign_out(request: Request) -> Response:
+        rt = runtime(request)
+        if not same_origin(request):
+            # Another site's form: its request leaves this browser's session alone.
+            audit_logger.warning(
+                "cross-site sign-out refused",
+                extra={"event": "signout_refused", "origin": request.headers.get("origin")},
+            )
+            return _page_response(
+                "Sign-out refused", "Sign out from the dashboard's own page.", 403
+            )
+        token = request.cookies.get(COOKIE_NAME)
+        if token:
+            try:
+                principal = await rt.authenticator.principal(token)
+            except RefusalError:
+                pass
+            else:
+                logger.info(
+                    "signed out",
+                    extra={
+                        "event": "signed_out",
+                        "subject": principal.subject,
+                        "person": principal.person,
+                    },
+                )
+        client = settings.signin_client
+        logout = client.logout_redirect(f"{public_base(request)}/") if client else None
+        refresh = (
+            f'<meta http-equiv="refresh" content="0;url={html.escape(logout)}">\n' if logout else ""
+        )
+        response = HTMLResponse(
+            _SIGNED_OUT_PAGE.format(refresh=refresh, signin=SIGNIN_PATH),
+            headers={"Cache-Control": "no-store"},
+        )
+        response.delete_cookie(
+            COOKIE_NAME, path="/", httponly=True, samesite="strict", secure=settings.secure_cookie
+        )
         return response
 
     @app.get("/api/dashboard", include_in_schema=False)

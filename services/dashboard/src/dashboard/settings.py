@@ -41,6 +41,10 @@ class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
     signin_token_url: str | None = None
     signin_client_id: str | None = None
     signin_scopes: str = f"{names.SCOPE_READ} {names.SCOPE_ALL_TENANTS}"
+    # The provider's logout endpoint (Cognito's /logout; the browser goes there after
+    # signing out, and comes back to PUBLIC_URL/). Unset: signing out ends the dashboard's
+    # session only.
+    signout_url: str | None = None
     # The dashboard's address as the browser sees it (the callback URL the provider knows);
     # unset: the address of the request.
     public_url: str | None = None
@@ -87,8 +91,13 @@ class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
         if not self.is_local:
             if unset:
                 raise ValueError(f"set {', '.join(unset)}: operators sign in through them")
-            for name in ("signin_authorize_url", "signin_token_url"):
-                if not str(signin[name]).startswith("https://"):
+            urls = {
+                "signin_authorize_url": self.signin_authorize_url,
+                "signin_token_url": self.signin_token_url,
+                "signout_url": self.signout_url,
+            }
+            for name, url in urls.items():
+                if url is not None and not url.startswith("https://"):
                     raise ValueError(
                         f"{self.env_name(name)} must be an https URL in environment "
                         f"{self.environment}"
@@ -110,6 +119,7 @@ class DashboardSettings(TokenVerifierSettings, DatabaseSettings):
             token_url=self.signin_token_url,
             client_id=self.signin_client_id,
             scopes=self.signin_scopes,
+            logout_url=self.signout_url,
         )
 
     @property

@@ -10,6 +10,13 @@ at the token endpoint, server to server (in AWS through the private token relay)
 the access token like any other and keeps it in the session cookie: HttpOnly, SameSite=Strict,
 Secure outside local and test, expiring with the token. A bearer token is never read from a
 URL: a request that carries one in its query string is refused.
+
+Signing out (``POST /auth/signout``, from the dashboard's own pages only) deletes the
+session cookie and, where the provider has a logout endpoint (Cognito's ``/logout``), ends
+the provider's own session too, so the next sign-in asks for the password again. The
+session is the access token itself, verified by its signature, and the dashboard keeps no
+refresh token: nothing is revoked, and a copy of the token taken before signing out stays
+valid until it expires.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from cardstream_shared import resource_names as names
 
 CALLBACK_PATH: Final = names.SIGNIN_CALLBACK_PATH
 SIGNIN_PATH: Final = "/auth/signin"
+SIGNOUT_PATH: Final = "/auth/signout"
 # What the browser carries between the redirect to the provider and its way back.
 PENDING_COOKIE: Final = "cardstream_signin"
 # Long enough to sign in with a password and a second factor, short enough to be useless
@@ -94,12 +102,14 @@ class SignInClient:
         token_url: its token endpoint, as the dashboard reaches it.
         client_id: the dashboard's (the operators') client id.
         scopes: the scopes asked for, space-separated.
+        logout_url: the provider's logout endpoint, if it has one (Cognito's ``/logout``).
     """
 
     authorize_url: str
     token_url: str
     client_id: str
     scopes: str
+    logout_url: str | None = None
 
     def authorization_redirect(self, pending: Pending, redirect_uri: str) -> str:
         """Where to send the browser to sign in."""
@@ -115,6 +125,14 @@ class SignInClient:
             }
         )
         return f"{self.authorize_url}?{query}"
+
+    def logout_redirect(self, return_to: str) -> str | None:
+        """Where to send the browser to end the provider's session (it comes back to
+        ``return_to``, a sign-out URL the provider knows); None without a logout endpoint."""
+        if self.logout_url is None:
+            return None
+        query = urlencode({"client_id": self.client_id, "logout_uri": return_to})
+        return f"{self.logout_url}?{query}"
 
     async def exchange(
         self, http: httpx.AsyncClient, code: str, pending: Pending, redirect_uri: str
