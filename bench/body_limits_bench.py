@@ -35,24 +35,15 @@ from pathlib import Path
 
 import aiohttp
 import boto3
+from ingest_bench_setup import FAKE_AWS, REGION, ingest_env, prepare_merchant, start, stop
 
-from cardstream.local.ports import free_port, wait_for_port
-from cardstream_shared import resource_names as names
+from cardstream.local.ports import free_port
 from cardstream_shared.contract import KAGGLE_FIELDS, kaggle_example
-from cardstream_shared.jwt_auth import generate_signing_key, issue_token
-from cardstream_shared.merchant_registry import DEFAULT_PATH, MerchantEntry, put_entry
-from cardstream_shared.pan import PanKeyring
 
-REGION = "us-east-1"
 STREAM = "bench-bodies"
 MAX_BODY = 8 * 1024 * 1024
 MAX_RECORDS = 5_000
 REPO = Path(__file__).resolve().parent.parent
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-}
 
 
 # --- the worst bodies ------------------------------------------------------------------------
@@ -203,42 +194,14 @@ async def answer(api: str, token: str, media_type: str, body: bytes) -> Answer:
     return Answer(status, seconds, worst * 1000)
 
 
-# --- processes -------------------------------------------------------------------------------
-
-
-def start(args: list[str], env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    process = subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    wait_for_port("127.0.0.1", port, timeout_s=90, alive=lambda: process.poll() is None)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+# --- the API's settings ------------------------------------------------------------------------
 
 
 def api_env(base: dict[str, str], endpoint: str, port: int, state: Path) -> dict[str, str]:
     return {
-        **base,
-        "INGEST_ENVIRONMENT": "local",
-        "INGEST_AWS_ENDPOINT_URL": endpoint,
-        "INGEST_PORT": str(port),
-        "INGEST_STREAM_NAME": STREAM,
-        "INGEST_JWT_ISSUER": "cardstream-local",
-        "INGEST_JWT_AUDIENCE": "cardstream",
-        "INGEST_JWKS_URL": f"file://{state / 'jwks.json'}",
-        "INGEST_LOG_LEVEL": "WARNING",
+        **ingest_env(base, endpoint, port, state, STREAM),
         "INGEST_MAX_BODY_BYTES": str(MAX_BODY),
         "INGEST_MAX_RECORDS_PER_REQUEST": str(MAX_RECORDS),
-        # The benchmark measures reading bodies, not the rate limiter (these limits are the
-        # baseline's; the merchant's own are in its registry entry).
-        "INGEST_RATE_LIMIT_RECORDS_PER_S": "100000000",
-        "INGEST_RATE_LIMIT_BURST": "100000000",
     }
 
 
@@ -285,30 +248,10 @@ def run(args: argparse.Namespace, baseline_tree: Path | None) -> list[list[str]]
                 )
             )
             endpoint = f"http://127.0.0.1:{moto_port}"
-            boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION).create_secret(
-                Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
-            )
             kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION)
             kinesis.create_stream(StreamName=STREAM, ShardCount=2)
             kinesis.get_waiter("stream_exists").wait(StreamName=STREAM)
-            # The benchmark's client is a merchant of the registry, with the highest limits
-            # an entry takes.
-            put_entry(
-                boto3.client("ssm", endpoint_url=endpoint, region_name=REGION),
-                DEFAULT_PATH,
-                "bench-merchant",
-                MerchantEntry(name="bench-merchant", records_per_second=1e6, burst=10_000_000),
-            )
-            key = generate_signing_key()
-            (state / "jwks.json").write_text(json.dumps(key.jwks))
-            token = issue_token(
-                key,
-                issuer="cardstream-local",
-                audience="cardstream",
-                subject="bench-merchant",
-                scopes=[names.SCOPE_WRITE],
-                ttl_s=3600,
-            )
+            token = prepare_merchant(endpoint, state)
             apis: dict[str, str] = {}
             trees: dict[str, Path | None] = {"ingest-api": None, "baseline": baseline_tree}
             for name, tree in trees.items():

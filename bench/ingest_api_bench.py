@@ -34,21 +34,14 @@ from typing import Any
 import aiohttp
 import boto3
 import psutil
+from ingest_bench_setup import FAKE_AWS, REGION, ingest_env, prepare_merchant, start, stop
 
-from cardstream.local.ports import free_port, wait_for_port
+from cardstream.local.ports import free_port
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import kaggle_example
-from cardstream_shared.jwt_auth import generate_signing_key, issue_token
-from cardstream_shared.merchant_registry import DEFAULT_PATH, MerchantEntry, put_entry
 from cardstream_shared.pan import PanKeyring
 
-REGION = "us-east-1"
 STREAM = "bench-transactions"
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-}
 PANS = ["2703186189652095", "4613314721966", "3598215285024754", "6011438889172900"]
 
 
@@ -216,20 +209,8 @@ async def open_loop(
 # --- orchestration ---------------------------------------------------------------------------
 
 
-def start(name: str, args: list[str], env: dict[str, str], port: int, log: Path) -> Server:
-    handle = log.open("wb")
-    process = subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: process.poll() is None)
-    return Server(name, f"http://127.0.0.1:{port}", process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def start_server(name: str, args: list[str], env: dict[str, str], port: int, log: Path) -> Server:
+    return Server(name, f"http://127.0.0.1:{port}", start(args, env, port, log))
 
 
 async def measure(
@@ -360,7 +341,7 @@ def main() -> int:
         state = Path(tmp)
         try:
             moto_port = free_port()
-            moto = start(
+            moto = start_server(
                 "moto",
                 [sys.executable, "-m", "cardstream.local.moto_server", "--port", str(moto_port)],
                 env,
@@ -369,46 +350,11 @@ def main() -> int:
             )
             processes.append(moto.process)
             endpoint = moto.url
-            secrets = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION)
-            secrets.create_secret(
-                Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
-            )
             fresh_stream(endpoint, args.shards)
-            # The benchmark's client is a merchant of the registry, with the highest limits
-            # an entry takes.
-            put_entry(
-                boto3.client("ssm", endpoint_url=endpoint, region_name=REGION),
-                DEFAULT_PATH,
-                "bench-merchant",
-                MerchantEntry(name="bench-merchant", records_per_second=1e6, burst=10_000_000),
-            )
-            key = generate_signing_key()
-            (state / "jwks.json").write_text(json.dumps(key.jwks))
-            token = issue_token(
-                key,
-                issuer="cardstream-local",
-                audience="cardstream",
-                subject="bench-merchant",
-                scopes=[names.SCOPE_WRITE],
-                ttl_s=3600,
-            )
+            token = prepare_merchant(endpoint, state)
             api_port = free_port()
-            api_env = {
-                **env,
-                "INGEST_ENVIRONMENT": "local",
-                "INGEST_AWS_ENDPOINT_URL": endpoint,
-                "INGEST_PORT": str(api_port),
-                "INGEST_STREAM_NAME": STREAM,
-                "INGEST_JWT_ISSUER": "cardstream-local",
-                "INGEST_JWT_AUDIENCE": "cardstream",
-                "INGEST_JWKS_URL": f"file://{state / 'jwks.json'}",
-                "INGEST_LOG_LEVEL": "WARNING",
-                # The benchmark measures the service, not its rate limiter (these limits
-                # are the baseline's; the merchant's own are in its registry entry).
-                "INGEST_RATE_LIMIT_RECORDS_PER_S": "10000000",
-                "INGEST_RATE_LIMIT_BURST": "10000000",
-            }
-            api = start(
+            api_env = ingest_env(env, endpoint, api_port, state, STREAM)
+            api = start_server(
                 "ingest-api",
                 [sys.executable, "-m", "ingest_api"],
                 api_env,
@@ -417,7 +363,7 @@ def main() -> int:
             )
             processes.append(api.process)
             base_port = free_port()
-            base = start(
+            base = start_server(
                 "baseline",
                 [
                     sys.executable,
