@@ -3,7 +3,11 @@ validation path from the contract it must agree with (used by the fast-path test
 
 Whitespace that Python strips and pydantic does not, other scripts' characters, numbers
 where text is expected and text where numbers are, unknown and sensitive fields, and a
-key repeated at the end of the object (every JSON reader here keeps the last one).
+key repeated at the start or the end of the object, written plainly, with whitespace
+before its colon or with an escaped letter (the doors refuse such a record naming the
+key); values holding an escaped quote and a colon (``\\":``), which look like a key's
+end to a count of the text. :func:`repeated_names` is the reference the doors' answers
+are held to.
 """
 
 from __future__ import annotations
@@ -46,8 +50,36 @@ def mutated_json(
             record[name] = value
     for extra in draw(st.sets(st.sampled_from(extra_fields))):
         record[extra] = draw(anything)
+    if draw(st.integers(0, 3)) == 0:
+        # A value that looks like it ends a key to a count of quotes and colons.
+        name = draw(st.sampled_from(names))
+        record[name] = draw(st.sampled_from(['a": b', 'x" :1', '":"'])) + str(record.get(name))
     body = json.dumps(record, ensure_ascii=draw(st.booleans()))
     if draw(st.booleans()):
         name = draw(st.sampled_from(names))
-        body = body[:-1] + f", {json.dumps(name)}: {json.dumps(draw(field_values[name]))}}}"
+        key = draw(st.sampled_from(KEY_SPELLINGS))(name)
+        member = f"{key}{draw(st.sampled_from(['', ' ', chr(10)]))}: "
+        member += json.dumps(draw(field_values[name]))
+        if draw(st.booleans()):
+            body = body[:-1] + f", {member}}}"
+        else:
+            body = "{" + member + ("" if body == "{}" else ", ") + body[1:]
     return body.encode()
+
+
+# How a repeated key is written: as JSON writes it, or with its first letter escaped.
+KEY_SPELLINGS = [json.dumps, lambda name: f'"\\u{ord(name[0]):04x}{name[1:]}"']
+
+
+def repeated_names(body: bytes) -> list[str]:
+    """The keys an object of ``body`` (valid JSON) names more than once, as Python's
+    ``json`` reads them: the reference for the doors."""
+    found: list[str] = []
+
+    def each_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in pairs]
+        found.extend(n for n in dict.fromkeys(names) if names.count(n) > 1 and n not in found)
+        return dict(pairs)
+
+    json.loads(body, object_pairs_hook=each_object)
+    return found

@@ -103,13 +103,16 @@ async def test_lease_writes_are_fenced_by_the_counter(moto_reset: str) -> None:
         assert (final.owner, final.checkpoint, final.pending) == (None, SHARD_END, None)
 
 
-async def test_worker_lands_every_record_and_quarantines_the_bad_one(moto_reset: str) -> None:
+async def test_worker_lands_every_record_and_quarantines_the_bad_ones(moto_reset: str) -> None:
     clients = _clients(moto_reset)
     create_all(clients, region=REGION, shards=2)
     pans = _pans(12)
     entries = _entries(300, pans)
     bad_pan = pans[0]
     entries.insert(150, {"Data": f'{{"cc_num": "{bad_pan}"}}'.encode(), "PartitionKey": "raw"})
+    # A valid record naming its amount twice: which one a reader takes is the reader's.
+    ambiguous = entries[10]["Data"][:-1] + b',"amt":"9999.99"}'
+    entries.insert(200, {"Data": ambiguous, "PartitionKey": "raw"})
     clients["kinesis"].put_records(StreamName=names.STREAM_NAME, Records=entries)
 
     health_port = free_port()
@@ -160,11 +163,13 @@ async def test_worker_lands_every_record_and_quarantines_the_bad_one(moto_reset:
         assert metadata["writer-id"] == "functional"
         assert metadata["trigger"] in {"records", "age", "bytes", "shutdown"}
         assert int(metadata["bytes"]) == sum(len(line) + 1 for line in lines)
-    [(q_lines, q_metadata)] = quarantined.values()
-    [entry] = [orjson.loads(line) for line in q_lines]
-    assert "cc_num" in entry["reason"]
-    assert bad_pan not in q_lines[0].decode()
-    assert q_metadata["record-count"] == "1"
+    q_lines = [line for lines, _ in quarantined.values() for line in lines]
+    reasons = [orjson.loads(line)["reason"] for line in q_lines]
+    assert len(reasons) == 2
+    [ambiguous_reason] = [reason for reason in reasons if "amt: duplicate key" in reason]
+    assert "cc_num" in next(reason for reason in reasons if reason != ambiguous_reason)
+    assert all(bad_pan not in line.decode() for line in q_lines)
+    assert sum(int(metadata["record-count"]) for _, metadata in quarantined.values()) == 2
 
     # Every lease was released on shutdown, checkpointed at the last record of its shard.
     items = clients["dynamodb"].scan(TableName=names.LEASE_TABLE)["Items"]

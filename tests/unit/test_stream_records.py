@@ -5,7 +5,8 @@ accepts must be one the contract accepts, with the very same facts: the door's a
 the contract's, fact for fact and error for error. Hypothesis mutates
 valid envelopes field by field with the values that separate the two: whitespace the two
 strip functions disagree on, other scripts' digits, non-canonical numbers, times and ids,
-impossible dates, unknown and sensitive fields, duplicate keys.
+impossible dates, unknown and sensitive fields, duplicate keys (a record naming a key twice
+is refused naming the key, whichever path it takes, before the contract reads it).
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ import secrets
 import uuid
 from typing import Any
 
+import msgspec
 import pytest
 from card_number_forms import card_texts
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from record_mutations import anything, mutated_json, numbers, padded
+from record_mutations import KEY_SPELLINGS, anything, mutated_json, numbers, padded, repeated_names
 
 from cardstream.generator import iter_rows
 from cardstream_shared.canonical_transactions import canonical_envelope
 from cardstream_shared.contract import StreamEnvelope, TransactionIn
 from cardstream_shared.field_errors import FieldError, from_validation_error
 from cardstream_shared.pan import PanKeyring
+from cardstream_shared.redaction import mask_card_numbers
 from cardstream_shared.stream_records import StreamFacts, contract_facts, read_stream_record
 
 pytestmark = pytest.mark.unit
@@ -160,7 +163,18 @@ lines = mutated_json(BASE, FIELD_VALUES, ["cvv", "CVV-2", "pin", "note", "cc_num
 
 
 def contract_verdict(line: bytes) -> StreamFacts | list[FieldError]:
-    """What the contract alone says of a line."""
+    """What the contract alone says of a line, once it names each key once."""
+    try:
+        msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        pass
+    else:
+        repeated = repeated_names(line)
+        if repeated:
+            return [
+                FieldError(mask_card_numbers(name), "duplicate key", "duplicate_key")
+                for name in repeated
+            ]
     try:
         return contract_facts(StreamEnvelope.model_validate_json(line))
     except ValidationError as error:
@@ -189,6 +203,21 @@ def test_every_envelope_the_stream_writer_writes_takes_the_fast_path() -> None:
         line = envelope.to_json_bytes()
         assert canonical_envelope(line) is not None
         assert read_stream_record(line) == contract_verdict(line)
+
+
+@pytest.mark.parametrize("spelling", KEY_SPELLINGS)
+@pytest.mark.parametrize("name", ["amt", "client_id", "card_token", "is_fraud", "received_at"])
+def test_a_stream_record_naming_a_key_twice_is_refused_naming_the_key(
+    spelling: Any, name: str
+) -> None:
+    line = valid_envelopes(1, 3)[0].to_json_bytes()
+    value = json.dumps(json.loads(line)[name]).encode()
+    for repeated in (
+        line[:-1] + b"," + spelling(name).encode() + b":" + value + b"}",
+        b"{" + spelling(name).encode() + b" : " + value + b"," + line[1:],
+    ):
+        # The same value twice: still refused, a reader cannot tell it is the same.
+        assert read_stream_record(repeated) == [FieldError(name, "duplicate key", "duplicate_key")]
 
 
 def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:

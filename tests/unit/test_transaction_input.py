@@ -7,7 +7,8 @@ facts on the stream; the door gives the contract's answer either way. Hypothesis
 valid records field by field with the values that separate the two: surrounding whitespace
 (Python strips more characters than pydantic), newlines before the end of a pattern, other
 scripts' digits, numbers where text is expected and text where numbers are, years before
-1000, impossible dates, NUL, unknown and sensitive fields, repeated keys.
+1000, impossible dates, NUL, unknown and sensitive fields, repeated keys (a record naming a
+key twice is refused naming it, whichever path it takes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from card_number_forms import ascii_digits, card_texts, written_card_numbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from record_mutations import mutated_json, numbers, padded
+from record_mutations import KEY_SPELLINGS, mutated_json, numbers, padded, repeated_names
 
 from cardstream.generator import iter_rows
 from cardstream_shared.canonical_transactions import (
@@ -32,6 +33,9 @@ from cardstream_shared.canonical_transactions import (
     facts_json,
 )
 from cardstream_shared.contract import TransactionIn, kaggle_example
+from cardstream_shared.field_errors import FieldError
+from cardstream_shared.redaction import mask_card_numbers
+from cardstream_shared.repeated_keys import repeated_keys
 from cardstream_shared.transaction_input import (
     BodyError,
     Rejected,
@@ -58,11 +62,26 @@ def contract_facts(txn: TransactionIn) -> bytes:
 
 
 def contract_verdict(body: bytes) -> TransactionIn | None:
-    """What the contract alone says of a record's JSON (None: refused)."""
+    """What the contract alone says of a record's JSON (None: refused, as is a record that
+    names a key twice)."""
     try:
-        return TransactionIn.model_validate(msgspec.json.decode(body))
+        data = msgspec.json.decode(body)
+        if repeated_names(body):
+            return None
+        return TransactionIn.model_validate(data)
     except (ValidationError, msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+def repeated_key_errors(body: bytes) -> list[FieldError]:
+    """The errors the door gives a record naming keys twice (none for one that does not,
+    or that is not JSON: NaN is Python's but no JSON)."""
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return []
+    names = repeated_names(body)
+    return [FieldError(mask_card_numbers(n), "duplicate key", "duplicate_key") for n in names]
 
 
 def test_generated_and_published_rows_take_the_fast_path_with_the_contracts_bytes() -> None:
@@ -180,6 +199,11 @@ def test_fast_path_accepts_only_what_the_contract_accepts_with_the_same_facts(
     if checked is None:
         assert fast is None, "fast path accepted a record the contract refuses"
         assert not isinstance(door, Transaction)
+        repeated = repeated_key_errors(body)
+        if repeated:
+            # Refused for its repeated keys alone, naming each.
+            assert isinstance(door, Rejected)
+            assert door.errors == repeated
         return
     assert isinstance(door, Transaction)
     assert (door.trans_num, door.cc_num) == (checked.trans_num, checked.cc_num)
@@ -203,6 +227,104 @@ def test_an_array_read_at_once_gives_each_elements_own_answer(elements: list[byt
         assert None in one_by_one
         return
     assert whole == one_by_one
+
+
+@pytest.mark.parametrize("spelling", KEY_SPELLINGS)
+@pytest.mark.parametrize("form", ["json", "ndjson", "single"])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_record_naming_a_key_twice_is_refused_naming_the_key_whichever_value_is_valid(
+    spelling: Any, form: str, where: str
+) -> None:
+    # A record without its label is one key shorter: a repeat must not pass for the label.
+    unlabelled = {k: v for k, v in kaggle_example().items() if k != "is_fraud"}
+    record = json.dumps(kaggle_example())
+    for name, value, base in (
+        ("amt", '"1.00"', record),
+        ("merchant", '"fraud_Other"', record),
+        ("is_fraud", "0", record),
+        ("amt", '"1.00"', json.dumps(unlabelled)),
+    ):
+        repeat = f"{spelling(name)}: {value}"
+        text = base[:-1] + f", {repeat}}}" if where == "after" else "{" + repeat + ", " + base[1:]
+        outcome = _outcome_of_text(text, form)
+        assert isinstance(outcome, Rejected), (name, form)
+        assert outcome.errors == [FieldError(name, "duplicate key", "duplicate_key")]
+        assert outcome.trans_num == kaggle_example()["trans_num"]
+    # Whitespace before a colon counts as much as none.
+    spaced = record[:-1] + ', "amt" \t : "2.00"}'
+    assert _outcome_of_text(spaced, form) == Rejected(
+        kaggle_example()["trans_num"], [FieldError("amt", "duplicate key", "duplicate_key")]
+    )
+
+
+def _outcome_of_text(text: str, form: str) -> Transaction | Rejected:
+    if form == "single":
+        return read_transaction(text.encode())
+    [outcome] = read_batch((f"[{text}]" if form == "json" else text).encode(), form, max_records=5)  # type: ignore[arg-type]
+    return outcome
+
+
+def test_a_repeated_key_is_named_masked_and_a_repeated_trans_num_is_not_echoed() -> None:
+    pan = "4111111111111111"
+    record = json.dumps(kaggle_example())[:-1]
+    body = f'{record}, "{pan}": 1, "{pan}": 2, "trans_num": "other"}}'.encode()
+    outcome = read_transaction(body)
+    assert isinstance(outcome, Rejected)
+    assert outcome.trans_num is None
+    # In the order of their first use.
+    assert [(e.field, e.type) for e in outcome.errors] == [
+        ("trans_num", "duplicate_key"),
+        (mask_card_numbers(pan), "duplicate_key"),
+    ]
+    assert pan not in msgspec.json.encode(outcome).decode()
+
+
+def test_a_value_that_looks_like_a_keys_end_is_no_repeat() -> None:
+    # An escaped quote and a colon in a value: the count of the text suggests one key more
+    # than the record has; read again, the record names each key once and is accepted.
+    record = kaggle_example() | {"merchant": 'fraud_"Kub": and Sons', "job": 'a " : b'}
+    body = json.dumps(record).encode()
+    assert canonical_transaction(body) is None
+    outcome = read_transaction(body)
+    assert isinstance(outcome, Transaction)
+    assert msgspec.json.decode(outcome.facts)["merchant"] == 'fraud_"Kub": and Sons'
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused() -> None:
+    header = ",".join([*kaggle_example(), "amt"])
+    row = ",".join([*(f'"{v}"' for v in kaggle_example().values()), "1.00"])
+    with pytest.raises(BodyError) as refused:
+        read_batch(f"{header}\n{row}\n".encode(), "csv", max_records=5)
+    assert (refused.value.status, refused.value.kind) == (422, "csv-header")
+
+
+# Keys as generated text: a few short names (so that objects repeat some), escapes included.
+_keys = st.sampled_from(["a", "b", "amt", "\u00e9", "a.b", "", " "])
+_json_scalar_text = st.sampled_from(["1", '"x"', "null", '"a\\": b"', '"\\u0022:"', "[]"])
+
+
+@st.composite
+def json_texts(draw: st.DrawFn, depth: int = 3) -> str:
+    """JSON text of nested objects and arrays whose objects may name a key twice, spelled
+    differently, with any whitespace before the colons."""
+    if depth == 0 or draw(st.integers(0, 2)) == 0:
+        return draw(_json_scalar_text)
+    if draw(st.booleans()):
+        items = draw(st.lists(json_texts(depth - 1), max_size=3))
+        return "[" + ",".join(items) + "]"
+    members = []
+    for _ in range(draw(st.integers(0, 4))):
+        key = draw(st.sampled_from(KEY_SPELLINGS))(draw(_keys) or "k")
+        space = draw(st.sampled_from(["", " ", "\n\t"]))
+        members.append(f"{key}{space}:{draw(json_texts(depth - 1))}")
+    return "{" + ",".join(members) + "}"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_texts())
+def test_repeated_keys_are_found_in_nested_objects_as_pythons_json_finds_them(text: str) -> None:
+    raw = text.encode()
+    assert repeated_keys(raw, msgspec.json.decode(raw)) == repeated_names(raw)
 
 
 def test_the_contract_has_no_check_the_fast_path_does_not_mirror() -> None:

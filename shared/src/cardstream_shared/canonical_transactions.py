@@ -4,9 +4,9 @@ The contract (:mod:`cardstream_shared.contract`) runs Python code for five field
 model checks of every record, after the record's JSON was read into a dict. Records in the
 canonical form (the form of the published data and of ``kaggle_example``: times as
 ``YYYY-MM-DD HH:MM:SS``, amounts, zips and card numbers as strings of digits, labels as
-0/1 or null, no surrounding spaces), and stream records as ingest-api writes them, are
-decoded here straight from their JSON bytes into msgspec structs whose constraints are the
-contract's (figures in ``docs/benchmarks.md``).
+0/1 or null, no surrounding spaces, each key once), and stream records as ingest-api
+writes them, are decoded here straight from their JSON bytes into msgspec structs whose
+constraints are the contract's (figures in ``docs/benchmarks.md``).
 
 The fast path accepts a subset of what the contract accepts, with the same values: a
 record it declines (``None``) is not thereby invalid, it goes to the contract, which
@@ -105,19 +105,23 @@ class _CanonicalFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     unix_time: Annotated[int, msgspec.Meta(ge=0, le=10**11)]
     merch_lat: Latitude
     merch_long: Longitude
-    is_fraud: Literal[0, 1] | None = None
 
 
 class CanonicalTransaction(_CanonicalFacts, kw_only=True, forbid_unknown_fields=True):
     """One transaction as a merchant sends it; ``cc_num`` comes last (not second, as in the
     contract) so that :func:`facts_json` can leave it out by its length."""
 
+    # UNSET while decoding when the record has no is_fraud (how many keys it named counts),
+    # None once checked, as the contract has it.
+    is_fraud: Literal[0, 1] | msgspec.UnsetType | None = msgspec.UNSET
     cc_num: Annotated[str, msgspec.Meta(min_length=PAN_MIN_DIGITS, max_length=PAN_MAX_DIGITS)]
 
 
 class CanonicalEnvelope(_CanonicalFacts, kw_only=True, forbid_unknown_fields=True):
-    """One stream record as ingest-api writes it (``StreamEnvelope.to_json_bytes``)."""
+    """One stream record as ingest-api writes it (``StreamEnvelope.to_json_bytes``), which
+    names every field, ``is_fraud`` included."""
 
+    is_fraud: Literal[0, 1] | None
     schema_version: Literal[1]
     ingest_id: str
     received_at: str
@@ -169,12 +173,30 @@ def _decoded(decoder: msgspec.json.Decoder[_Decoded], raw: bytes) -> _Decoded | 
         return None
 
 
+# A decoded object keeps the last value of a repeated key, so the text is held to name
+# each key once: every key is followed by a colon of its own, outside any string, and the
+# canonical times hold two colons each, so text with no more colons than the decoded
+# record's fields and its times' colons repeats no key. (A colon in any other value sends
+# the record to the contract's path, which counts keys exactly: repeated_keys.)
+_TIME_COLONS: Final = 2
+_TRANSACTION_KEYS: Final = len(CanonicalTransaction.__struct_fields__)
+_ENVELOPE_COLONS: Final = len(CanonicalEnvelope.__struct_fields__) + 2 * _TIME_COLONS
+
+
+def _transaction_colons(t: CanonicalTransaction) -> int:
+    """The colons of a record in canonical form that names each of its fields once."""
+    missing = t.is_fraud is msgspec.UNSET
+    return _TRANSACTION_KEYS - missing + _TIME_COLONS
+
+
 def _checked(t: CanonicalTransaction) -> CanonicalTransaction | None:
     form = _SEPARATOR.join(
         (t.trans_date_trans_time, t.category, t.amt, t.state, t.zip, t.trans_num)
     )
     if _FACTS_FORM.fullmatch(form) is None or not _facts_ok(t) or not luhn_valid(t.cc_num):
         return None
+    if t.is_fraud is msgspec.UNSET:
+        t.is_fraud = None
     return t
 
 
@@ -182,7 +204,9 @@ def canonical_transaction(raw: bytes) -> CanonicalTransaction | None:
     """The transaction of one JSON object in canonical form, or None: then the contract
     (``TransactionIn``) decides; it may well accept it."""
     t = _decoded(_DECODER, raw)
-    return None if t is None else _checked(t)
+    if t is None or raw.count(b":") != _transaction_colons(t):
+        return None
+    return _checked(t)
 
 
 def canonical_transaction_array(body: bytes) -> list[CanonicalTransaction | None] | None:
@@ -190,14 +214,18 @@ def canonical_transaction_array(body: bytes) -> list[CanonicalTransaction | None
     one call when every element decodes in canonical form; None when one does not (then
     each element must be tried on its own)."""
     items = _decoded(_ARRAY_DECODER, body)
-    return None if items is None else [_checked(t) for t in items]
+    # Each element holds at least its own count of colons: the sums are equal only when
+    # each element's are (the array's own text holds none).
+    if items is None or body.count(b":") != sum(map(_transaction_colons, items)):
+        return None
+    return [_checked(t) for t in items]
 
 
 def canonical_envelope(line: bytes) -> CanonicalEnvelope | None:
     """The stream record of one landed line in canonical form, or None: then the contract
     (``StreamEnvelope``) decides."""
     e = _decoded(_ENVELOPE_DECODER, line)
-    if e is None:
+    if e is None or line.count(b":") != _ENVELOPE_COLONS:
         return None
     form = _SEPARATOR.join(
         (

@@ -16,7 +16,9 @@ Behind the door, a record in the form ingest-api writes takes the fast path
 record, good or bad, goes through the contract
 (:class:`cardstream_shared.contract.StreamEnvelope`). The fast path accepts a subset of what
 the contract accepts and gives the same facts: ``tests/unit/test_stream_records.py`` holds
-the two together with mutated envelopes.
+the two together with mutated envelopes. A record naming a key more than once is refused
+naming the key (:mod:`cardstream_shared.repeated_keys`): the writer quarantines it, the
+loader does not load it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import os
 import uuid
 from typing import Final, NamedTuple
 
+import msgspec
 import pydantic_core
 from pydantic import ValidationError
 
 from cardstream_shared.canonical_transactions import canonical_envelope
 from cardstream_shared.contract import SCHEMA_VERSION, StreamEnvelope
-from cardstream_shared.field_errors import FieldError, from_validation_error
+from cardstream_shared.field_errors import FieldError, from_validation_error, record_error
 from cardstream_shared.pan import CardToken
+from cardstream_shared.repeated_keys import repeated_key_errors
 from cardstream_shared.transaction_input import Transaction
 
 _VERSION_4: Final = bytes((byte & 0x0F) | 0x40 for byte in range(256))
@@ -157,11 +161,27 @@ def read_stream_record(data: bytes) -> StreamFacts | list[FieldError]:
             e.state, e.city_pop, e.zip, e.lat, e.long, e.street, e.first, e.last, e.gender,
             e.dob, e.job, e.is_fraud, e.ingest_id, e.client_id, received,
         )  # fmt: skip
+    repeated = _repeated_keys(data)
+    if repeated:
+        return repeated
     try:
         envelope = StreamEnvelope.model_validate_json(data)
     except ValidationError as error:
         return from_validation_error(error)
     return contract_facts(envelope)
+
+
+def _repeated_keys(data: bytes) -> list[FieldError]:
+    """The keys the record names more than once (which value would count depends on the
+    reader); none for text that is not JSON, which the contract refuses as such."""
+    try:
+        decoded = msgspec.json.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return []
+    try:
+        return repeated_key_errors(data, decoded)
+    except (ValueError, RecursionError):
+        return record_error("not valid JSON: nested too deeply to read", "json_invalid")
 
 
 def contract_facts(e: StreamEnvelope) -> StreamFacts:

@@ -15,7 +15,10 @@ Behind the door, a record in canonical JSON form takes the fast path
 other record is decoded by msgspec and validated by the contract
 (:class:`cardstream_shared.contract.TransactionIn`), which accepts it or names every wrong
 field. Both give the same :class:`Transaction`: ``tests/unit/test_transaction_input.py``
-holds them together with generated and mutated records.
+holds them together with generated and mutated records. A record that names a key more
+than once (which of its values counts depends on the reader) is refused naming the key
+(:mod:`cardstream_shared.repeated_keys`; the fast path declines it), as is a CSV header
+naming a column twice.
 
 Work is bounded before it is done: a batch stops being read at the first record past
 ``max_records``; a record longer than :data:`MAX_RECORD_BYTES`, or with more than
@@ -50,6 +53,7 @@ from cardstream_shared.contract import (
 )
 from cardstream_shared.field_errors import FieldError, from_validation_error, record_error
 from cardstream_shared.redaction import mask_card_numbers
+from cardstream_shared.repeated_keys import repeated_key_errors
 
 BatchFormat = Literal["json", "ndjson", "csv"]
 
@@ -122,11 +126,12 @@ def read_transaction(body: bytes) -> Outcome:
         return Transaction(fast.trans_num, fast.cc_num, facts_json(fast))
     try:
         data = _decoded(body)
+        repeated = _repeated_keys(body, data)
     except _NotJsonError as exc:
         raise BodyError(400, "json-invalid", f"the body is {exc}") from None
     if not isinstance(data, dict):
         raise BodyError(422, "validation-error", "the body must be a JSON object")
-    return _from_fields(data)
+    return _refused_as_ambiguous(data, repeated) if repeated else _from_fields(data)
 
 
 def read_batch(body: bytes, form: BatchFormat, *, max_records: int) -> list[Outcome]:
@@ -180,8 +185,8 @@ def _csv_rows(lines: Iterable[str]) -> Iterator[dict[str, str] | Rejected]:
         raise BodyError(
             422,
             "csv-header",
-            "text/csv needs a header row naming the Kaggle fields (cc_num included) and no "
-            "other column",
+            "text/csv needs a header row naming the Kaggle fields (cc_num included), each "
+            "once, and no other column",
         )
     keep = [i for i, name in enumerate(header) if name not in INDEX_COLUMNS]
     while True:
@@ -245,9 +250,27 @@ def _from_json(raw: bytes) -> Outcome:
         return Transaction(fast.trans_num, fast.cc_num, facts_json(fast))
     try:
         data = _decoded(raw)
+        repeated = _repeated_keys(raw, data)
     except _NotJsonError as exc:
         return Rejected(None, record_error(str(exc), "json_invalid"))
-    return _from_fields(data)
+    return _refused_as_ambiguous(data, repeated) if repeated else _from_fields(data)
+
+
+def _repeated_keys(raw: bytes, data: Any) -> list[FieldError]:
+    """The keys ``raw`` (valid JSON, ``data`` its value) repeats, as field errors."""
+    try:
+        return repeated_key_errors(raw, data)
+    except RecursionError:
+        raise _NotJsonError("not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise _NotJsonError(f"not valid JSON: {exc}") from None
+
+
+def _refused_as_ambiguous(data: Any, repeated: list[FieldError]) -> Rejected:
+    """A record naming a key more than once: its ``trans_num`` is echoed only when it is
+    not one of them."""
+    ambiguous = any(error.field == "trans_num" for error in repeated)
+    return Rejected(None if ambiguous else echoable_trans_num(data), repeated)
 
 
 def _from_fields(data: Any) -> Outcome:
@@ -415,4 +438,5 @@ def _csv_lines(body: bytes, *, max_lines: int) -> Iterator[str]:
 
 def _header_ok(header: list[str]) -> bool:
     names = [h for h in header if h not in INDEX_COLUMNS]
-    return set(names) <= set(KAGGLE_FIELDS) and "cc_num" in names
+    # A column named twice would leave one of its cells unread, as a repeated JSON key.
+    return set(names) <= set(KAGGLE_FIELDS) and "cc_num" in names and len(set(names)) == len(names)

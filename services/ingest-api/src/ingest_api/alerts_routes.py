@@ -36,6 +36,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
+import msgspec
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, ValidationError
@@ -51,6 +52,7 @@ from cardstream_monitoring.alerts import (
 )
 from cardstream_shared import resource_names as names
 from cardstream_shared.jwt_auth import Principal
+from cardstream_shared.repeated_keys import repeated_key_errors
 from ingest_api import rate_limit
 from ingest_api.auth import BearerAuth
 from ingest_api.body import JSON, media_type, read_body
@@ -177,13 +179,21 @@ async def _review(
     request: Request, reviewer: Annotated[Principal, Depends(_reviewer)]
 ) -> AlertPatch:
     """The review in the body, read only once its caller is admitted (``reviewer``): within
-    :data:`MAX_REVIEW_BYTES`, as UTF-8 JSON, then validated."""
+    :data:`MAX_REVIEW_BYTES`, as UTF-8 JSON naming each key once, then validated."""
     if media_type(request) != JSON:
         raise ProblemError(415, "unsupported-media-type", "send application/json")
     body = await read_body(request, MAX_REVIEW_BYTES)
     # JSON is UTF-8 (RFC 8259 8.1), which never holds a raw NUL.
     if b"\0" in body or not _is_utf8(body):
         raise ProblemError(400, "encoding", "the body is not UTF-8 JSON")
+    try:
+        repeated = repeated_key_errors(body, msgspec.json.decode(body), prefix="body.")
+    except (ValueError, RecursionError):
+        # Not JSON: the model's reading below names what is wrong with it.
+        repeated = []
+    if repeated:
+        # Which of a repeated key's values counts depends on the reader: neither does.
+        raise ProblemError(422, "validation-error", "the request is not valid", errors=repeated)
     try:
         return AlertPatch.model_validate_json(body)
     except ValidationError as error:
