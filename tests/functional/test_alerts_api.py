@@ -53,7 +53,12 @@ def jwks_url(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) 
 
 @pytest.fixture
 def token(signing_key: SigningKey) -> Callable[..., str]:
-    def make(*scopes: str, subject: str = "merchant-1", name: str | None = None) -> str:
+    def make(
+        *scopes: str,
+        subject: str = "merchant-1",
+        name: str | None = None,
+        client: str | None = None,
+    ) -> str:
         claims = {}
         if name:
             # A person's token carries the username (Cognito user pools do the same).
@@ -61,6 +66,8 @@ def token(signing_key: SigningKey) -> Callable[..., str]:
         if names.SCOPE_ALL_TENANTS in scopes:
             # Operators sign in through the operators' client.
             claims["client_id"] = OPERATORS_CLIENT
+        if client is not None:
+            claims["client_id"] = client
         return issue_token(
             signing_key,
             issuer=ISSUER,
@@ -257,6 +264,58 @@ async def test_evidence_shown_to_a_merchant_names_no_other_merchants_transaction
     # merchant-2's own transaction completed the burst: named to merchant-2.
     assert as_m2["evidence"]["trigger_trans_num"] == theirs[-1]
     assert "total_amount" not in as_m2["evidence"]
+
+
+async def test_no_answer_of_any_alert_route_shows_a_merchant_another_merchants_evidence(
+    aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
+) -> None:
+    # A card probed at four merchants, two posting through merchant-1, two (with amounts of
+    # their own, the last completing the burst) through merchant-2.
+    probes = [probe(22, i, "1.50" if i < 2 else "2.75") for i in range(4)]
+    clients = ["merchant-1", "merchant-1", "merchant-2", "merchant-2"]
+    await load(module_database, list(zip(probes, clients, strict=True)))
+    ours = probes[0]["trans_num"]
+    theirs = [p["trans_num"] for p in probes[2:]]
+    read, review, every = names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS
+    # Every combination of scopes a person of merchant-1's client can hold; tenants:all in
+    # a merchant's token lifts nothing (only the operators' client reads every tenant).
+    merchant_people = [
+        (read,),
+        (review,),
+        (read, review),
+        (read, every),
+        (read, review, every),
+    ]
+    operator = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
+    async with running_api(aws, jwks_url, module_database) as api:
+        alert = (await _alert_ids(api, operator))[ours]
+        answers: list[httpx.Response] = []
+        for scopes in merchant_people:
+            headers = bearer(token(*scopes, name="Mia", client="merchant-1"))
+            if read in scopes:
+                answers.append(await api.get(f"/v1/alerts/{alert}", headers=headers))
+                answers.append(await api.get("/v1/alerts", params={"limit": 500}, headers=headers))
+            if review in scopes:
+                for status in ("reviewed", "open"):
+                    answers.append(
+                        await api.patch(
+                            f"/v1/alerts/{alert}", json={"status": status}, headers=headers
+                        )
+                    )
+        whole = await api.patch(
+            f"/v1/alerts/{alert}", json={"status": "reviewed"}, headers=operator
+        )
+    assert len(answers) == 14
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        for other in theirs:
+            assert other not in answer.text
+        assert "2.75" not in answer.text
+        assert "8.5" not in answer.text
+        assert "total_amount" not in answer.text
+    # The operator's answer holds what the merchants' leave out.
+    assert whole.json()["evidence"]["trigger_trans_num"] == theirs[-1]
+    assert whole.json()["evidence"]["total_amount"] == 8.5
 
 
 @settings(

@@ -228,7 +228,9 @@ OBJECT_ROUTES = {
 
 
 @pytest.mark.parametrize("route", list(OBJECT_ROUTES))
-@pytest.mark.parametrize("caller", ["reader", "reviewer (person)"])
+@pytest.mark.parametrize(
+    "caller", ["reader", "reviewer (person)", "reviewer holding tenants:all (merchant's client)"]
+)
 async def test_another_tenants_object_answers_exactly_like_an_unknown_one(
     api: httpx.AsyncClient,
     tenants: dict[str, list[str]],
@@ -237,7 +239,10 @@ async def test_another_tenants_object_answers_exactly_like_an_unknown_one(
     caller: str,
 ) -> None:
     scopes = (names.SCOPE_READ,) + ((names.SCOPE_ALERTS_REVIEW,) if "reviewer" in caller else ())
-    alice = bearer(token(*scopes, person="Alice A" if "person" in caller else None))
+    # The operators' scope lifts tenant scoping for the operators' client only.
+    scopes += (names.SCOPE_ALL_TENANTS,) if "tenants:all" in caller else ()
+    person = "Alice A" if "reviewer" in caller else None
+    alice = bearer(token(*scopes, person=person, client_id=ALICE))
     operator = bearer(token(*OPERATOR_SCOPES, subject="operator-1", person="Olga"))
     ids = await alert_ids(api, operator)
     method, template, body = OBJECT_ROUTES[route]

@@ -167,6 +167,11 @@ async def _reviewer(
     return _charged(request, principal)
 
 
+def _tenant_scope(request: Request, principal: Principal) -> TenantScope:
+    # BearerAuth leaves no registry entry for an operator's client.
+    return TenantScope.of(principal, operator=request.state.merchant is None)
+
+
 def _is_utf8(body: bytes) -> bool:
     try:
         body.decode("utf-8")
@@ -232,7 +237,7 @@ async def list_alerts(
 
     A caller sees the alerts on its own transactions; with `tenants:all`, every alert.
     """
-    scope = TenantScope.of(principal)
+    scope = _tenant_scope(request, principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
@@ -265,7 +270,7 @@ async def get_alert(
     alert_id: Annotated[int, Path(ge=1, le=MAX_ALERT_ID)],
 ) -> AlertOut:
     """The alert, its evidence and every status change so far."""
-    scope = TenantScope.of(principal)
+    scope = _tenant_scope(request, principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()
@@ -321,7 +326,7 @@ async def patch_alert(
 ) -> AlertOut:
     """Move the alert to `status`; the change is recorded with the person (the token's
     subject and name) and the time, in the alert's append-only audit trail."""
-    scope = TenantScope.of(principal)
+    scope = _tenant_scope(request, principal)
     store: LazyPool = request.app.state.alert_store
     try:
         pool = await store.get()

@@ -1,13 +1,13 @@
 """Whose rows a request reads, and the database transaction that reads them so.
 
 The tenant of a transaction (and of its alerts) is the client that posted it. A caller
-reads its own tenant's rows (``Principal.client_id``) unless it holds ``tenants:all``, an
-operator's scope. The decision is enforced twice: the queries filter on the tenant, and
-PostgreSQL's row-level security filters on the settings :func:`scoped` makes at the start
-of the request's database transaction (``set_config(..., true)``: ``SET LOCAL``, gone at
-its end, so a pooled connection carries nothing to the next request). A query that
-forgets its filter still reads only the caller's rows; a session that sets nothing reads
-none.
+reads its own tenant's rows (``Principal.client_id``) unless it is an operator (a client
+of ``INGEST_OPERATOR_CLIENT_IDS``) holding ``tenants:all``. The decision is enforced
+twice: the queries filter on the tenant, and PostgreSQL's row-level security filters on
+the settings :func:`scoped` makes at the start of the request's database transaction
+(``set_config(..., true)``: ``SET LOCAL``, gone at its end, so a pooled connection carries
+nothing to the next request). A query that forgets its filter still reads only the
+caller's rows; a session that sets nothing reads none.
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ class TenantScope:
     all_tenants: bool
 
     @classmethod
-    def of(cls, principal: Principal) -> TenantScope:
-        """The scope ``principal``'s token grants."""
-        return cls(principal.client_id, names.SCOPE_ALL_TENANTS in principal.scopes)
+    def of(cls, principal: Principal, *, operator: bool) -> TenantScope:
+        """The scope ``principal``'s token grants: every tenant to an ``operator`` (a client
+        of the operators) holding ``tenants:all``; a merchant's client reads its own tenant
+        whatever scopes its token names."""
+        return cls(principal.client_id, operator and names.SCOPE_ALL_TENANTS in principal.scopes)
 
     @property
     def only(self) -> str | None:

@@ -301,7 +301,9 @@ async def get_transaction(
     runtime = _runtime(request)
     _rate_limit(request, principal.client_id, 1)
     try:
-        row = await runtime.reader.find(trans_num, TenantScope.of(principal))
+        # BearerAuth leaves no registry entry for an operator's client.
+        scope = TenantScope.of(principal, operator=request.state.merchant is None)
+        row = await runtime.reader.find(trans_num, scope)
     except DatabaseUnavailableError:
         raise ProblemError(
             503,
