@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
@@ -23,6 +22,7 @@ from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.metrics import LoaderMetrics
 from db_loader.object_reader import Limits, UnreadableObjectError, fetch_object
+from db_loader.prepare_workers import prepare_pool
 from db_loader.rows import prepare_object
 from db_loader.settings import LoaderSettings
 from db_loader.sqs_poller import DependencyUnavailableError, SqsPoller
@@ -162,10 +162,7 @@ class LoaderService:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, serve health and metrics, poll until ``stop``, then shut down cleanly."""
         if self.settings.prepare_processes:
-            # spawn, not fork: the loader process has threads (asyncio, botocore).
-            self._executor = ProcessPoolExecutor(
-                self.settings.prepare_processes, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._executor = prepare_pool(self.settings.prepare_processes)
         self.pool = await create_pool(
             await database_url(self.settings),
             application_name=APPLICATION_NAME,
