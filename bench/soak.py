@@ -70,7 +70,7 @@ from urllib.parse import unquote_plus
 
 import boto3
 import httpx
-import orjson
+import msgspec
 import psutil
 import psycopg
 
@@ -657,7 +657,7 @@ def stream_positions(soak: Soak) -> tuple[dict[str, tuple[int, int, int]], int]:
             response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             for record in response["Records"]:
                 count += 1
-                trans_num = orjson.loads(record["Data"])["trans_num"]
+                trans_num = msgspec.json.decode(record["Data"])["trans_num"]
                 card = cards.setdefault(record["PartitionKey"], len(cards))
                 position = (shard_depth, int(record["SequenceNumber"]), card)
                 if trans_num not in positions or position < positions[trans_num]:
@@ -671,7 +671,7 @@ def stream_positions(soak: Soak) -> tuple[dict[str, tuple[int, int, int]], int]:
 def landed_lines(s3: Any, bucket: str, key: str) -> Iterator[str]:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     for line in gzip.decompress(body).splitlines():
-        yield str(orjson.loads(line)["trans_num"])
+        yield str(msgspec.json.decode(line)["trans_num"])
 
 
 def order_check(soak: Soak) -> Check:

@@ -33,7 +33,7 @@ from urllib.parse import unquote_plus
 
 import boto3
 import httpx
-import orjson
+import msgspec
 import psutil
 
 from cardstream.local.aws_resources import create_all
@@ -288,7 +288,7 @@ def main() -> None:
             while iterator:
                 page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
                 for record in page["Records"]:
-                    trans_num = orjson.loads(record["Data"])["trans_num"]
+                    trans_num = msgspec.json.decode(record["Data"])["trans_num"]
                     arrivals[trans_num] = record["ApproximateArrivalTimestamp"]
                 iterator = page["NextShardIterator"] if page["Records"] else None
 
@@ -308,12 +308,12 @@ def main() -> None:
                 sqs.delete_message(
                     QueueUrl=resources.queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
-        paced_ids = {orjson.loads(entry["Data"])["trans_num"] for entry in paced}
+        paced_ids = {msgspec.json.decode(entry["Data"])["trans_num"] for entry in paced}
         latencies = []
         for key, at in written_at.items():
             body = clients["s3"].get_object(Bucket=resources.landing_bucket, Key=key)["Body"]
             for line in gzip.decompress(body.read()).splitlines():
-                trans_num = orjson.loads(line)["trans_num"]
+                trans_num = msgspec.json.decode(line)["trans_num"]
                 if trans_num in paced_ids:
                     latencies.append((at - arrivals[trans_num]).total_seconds())
 

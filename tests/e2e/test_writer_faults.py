@@ -30,7 +30,7 @@ from typing import Any
 
 import boto3
 import httpx
-import orjson
+import msgspec
 import psycopg
 import pytest
 
@@ -110,7 +110,7 @@ class Producer:
                 if "ErrorCode" in outcome:
                     refused.append(entry)
                 else:
-                    self.produced.append(orjson.loads(entry["Data"])["trans_num"])
+                    self.produced.append(msgspec.json.decode(entry["Data"])["trans_num"])
             pending = refused
 
     def start(self, per_tick: int = 10, tick_s: float = 0.05) -> None:
@@ -324,7 +324,7 @@ def landed(s3: Any) -> list[Landed]:
                 key,
                 shard_id,
                 int(first),
-                [orjson.loads(line)["trans_num"] for line in lines],
+                [msgspec.json.decode(line)["trans_num"] for line in lines],
                 response["Metadata"],
             )
         )

@@ -690,7 +690,8 @@ async def test_canonical_and_other_forms_of_a_record_put_the_same_facts_on_the_s
     api: httpx.AsyncClient, token: Callable[..., str], aws: str
 ) -> None:
     # _row(1) is canonical (the fast path); the others take the contract's path: numbers
-    # where the published form has text, a "T" in the time, an integer orjson cannot read.
+    # where the published form has text, a "T" in the time, an integer wider than the fast
+    # path's 64 bits.
     rows = [
         _row(1),
         _row(2, amt=4.97, zip=28654, cc_num=int(_row(2)["cc_num"])),

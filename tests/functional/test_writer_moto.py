@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import httpx
-import orjson
+import msgspec
 import pytest
 
 from cardstream.local.aws_resources import create_all
@@ -153,7 +153,9 @@ async def test_worker_lands_every_record_and_quarantines_the_bad_ones(moto_reset
     objects = _landed(clients["s3"])
     raw = {key: value for key, value in objects.items() if key.startswith("raw/")}
     quarantined = {key: value for key, value in objects.items() if key.startswith("quarantine/")}
-    trans_nums = [orjson.loads(line)["trans_num"] for lines, _ in raw.values() for line in lines]
+    trans_nums = [
+        msgspec.json.decode(line)["trans_num"] for lines, _ in raw.values() for line in lines
+    ]
     assert sorted(trans_nums) == [f"f{i:06d}" for i in range(300)]
     for key, (lines, metadata) in raw.items():
         shard, first, last = key.rsplit("/", 1)[1].removesuffix(".jsonl.gz").rsplit("-", 2)
@@ -164,7 +166,7 @@ async def test_worker_lands_every_record_and_quarantines_the_bad_ones(moto_reset
         assert metadata["trigger"] in {"records", "age", "bytes", "shutdown"}
         assert int(metadata["bytes"]) == sum(len(line) + 1 for line in lines)
     q_lines = [line for lines, _ in quarantined.values() for line in lines]
-    reasons = [orjson.loads(line)["reason"] for line in q_lines]
+    reasons = [msgspec.json.decode(line)["reason"] for line in q_lines]
     assert len(reasons) == 2
     [ambiguous_reason] = [reason for reason in reasons if "amt: duplicate key" in reason]
     assert "cc_num" in next(reason for reason in reasons if reason != ambiguous_reason)

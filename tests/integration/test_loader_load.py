@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import orjson
+import msgspec
 import psycopg
 import pytest
 from card_number_forms import ascii_digits, written_card_numbers
@@ -222,15 +222,15 @@ async def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(
 ) -> None:
     rows = source_rows(5)
     good = lines_of(rows)
-    schema_violation = orjson.loads(good[0])
+    schema_violation = msgspec.json.decode(good[0])
     schema_violation.update(trans_num="bad-1", amt="-3.00")
-    with_pan = orjson.loads(good[1])
+    with_pan = msgspec.json.decode(good[1])
     with_pan.update(trans_num="bad-2", cc_num="4111111111111111")
     lines = [
         *good,
         b'{"trans_num": "x", not json',
-        orjson.dumps(schema_violation),
-        orjson.dumps(with_pan),
+        msgspec.json.encode(schema_violation),
+        msgspec.json.encode(with_pan),
         b"[1, 2]",
     ]
     result = await load(pool, obj("raw/poison.jsonl.gz"), lines)
@@ -260,13 +260,13 @@ async def test_a_card_number_in_any_field_of_a_landed_line_is_quarantined_never_
 ) -> None:
     """Another producer's lines (never ingest-api's): a card number in any text field, or
     as a field's name, is quarantined, not loaded, and stored nowhere in clear."""
-    base = orjson.loads(lines_of(source_rows(1))[0])
+    base = msgspec.json.decode(lines_of(source_rows(1))[0])
     fields = [*StreamEnvelope.TEXT_FIELDS, "note"]
     lines = []
     for (_, text), field in zip(cards, fields, strict=False):
-        lines.append(orjson.dumps({**base, "trans_num": f"pan-{len(lines)}", field: text}))
+        lines.append(msgspec.json.encode({**base, "trans_num": f"pan-{len(lines)}", field: text}))
     _, named = cards[-1]
-    lines.append(orjson.dumps({**base, "trans_num": "pan-key", named: "1"}))
+    lines.append(msgspec.json.encode({**base, "trans_num": "pan-key", named: "1"}))
     result = await load(pool, obj(f"raw/pans-{uuid.uuid4().hex}.jsonl.gz"), lines)
     assert (result.inserted_count, result.quarantined_count) == (0, len(lines))
     with psycopg.connect(admin_dsn) as conn:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-import orjson
+import msgspec
 import psycopg
 import pytest
 from card_testing_bursts import load_burst
@@ -175,15 +175,15 @@ async def test_evidence_keeps_only_the_readers_own_transactions_and_figures(
             " 'medium', 1.5, $2::jsonb FROM cardstream.alert WHERE trans_num = $1 LIMIT 1"
             " RETURNING alert_id",
             mine[0],
-            orjson.dumps(evidence).decode(),
+            msgspec.json.encode(evidence).decode(),
         )
     finally:
         await conn.close()
     query = "SELECT evidence FROM cardstream.tenant_alert_detail WHERE alert_id = $1"
     async with api_session(module_database, tenant="merchant-a") as api:
-        as_tenant = orjson.loads(await api.fetchval(query, alert_id))
+        as_tenant = msgspec.json.decode(await api.fetchval(query, alert_id))
     async with api_session(module_database, tenant="merchant-a", all_tenants=True) as api:
-        as_operator = orjson.loads(await api.fetchval(query, alert_id))
+        as_operator = msgspec.json.decode(await api.fetchval(query, alert_id))
     assert as_tenant == {"amount": 812.0, "history_count": 7, "trigger_trans_num": mine[1]}
     assert as_operator == evidence
 

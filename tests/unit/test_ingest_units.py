@@ -10,7 +10,7 @@ import random
 import uuid
 from typing import Annotated, Any
 
-import orjson
+import msgspec
 import pytest
 from fastapi import APIRouter, Request, Security
 from hypothesis import given, settings
@@ -129,7 +129,7 @@ def test_envelope_bytes_equal_the_contract_serialization(
         txn, card, client_id=client_id, received_at=received, ingest_id=ingest_id
     ).to_json_bytes()
     writer = EnvelopeWriter(client_id=client_id, received_at=received)
-    door = read_transaction(orjson.dumps(row))
+    door = read_transaction(msgspec.json.encode(row))
     assert isinstance(door, Transaction)
     assert writer.to_json_bytes(door, card, ingest_id=ingest_id) == expected
 
@@ -155,7 +155,7 @@ def test_timestamps_serialize_as_strftime_writes_them(
     when = naive.replace(tzinfo=zone)
     row = kaggle_example() | {"trans_date_trans_time": when, "dob": "0001-01-01"}
     txn = TransactionIn.model_validate(row)
-    dumped = orjson.loads(txn.model_dump_json())["trans_date_trans_time"]
+    dumped = msgspec.json.decode(txn.model_dump_json())["trans_date_trans_time"]
     assert dumped == when.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -171,7 +171,7 @@ def test_ingest_ids_are_canonical_random_version_4_uuids() -> None:
 
 def test_envelopes_without_a_given_id_parse_as_the_contract() -> None:
     keyring = PanKeyring.from_secret_string(PanKeyring.new_secret_string())
-    txn = read_transaction(orjson.dumps(kaggle_example()))
+    txn = read_transaction(msgspec.json.encode(kaggle_example()))
     assert isinstance(txn, Transaction)
     card = keyring.tokenize(txn.cc_num)
     writer = EnvelopeWriter(client_id="merchant-1", received_at=dt.datetime.now(dt.UTC))

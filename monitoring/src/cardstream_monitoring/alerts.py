@@ -19,7 +19,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import orjson
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cardstream_shared.contract import NO_NUL, Timestamp, refuse_card_numbers
@@ -175,7 +175,7 @@ def _alert(row: asyncpg.Record, history: list[asyncpg.Record] | None = None) -> 
     data = dict(row)
     evidence = data["evidence"]
     data["evidence"] = dict(
-        orjson.loads(evidence) if isinstance(evidence, str | bytes) else evidence
+        msgspec.json.decode(evidence) if isinstance(evidence, str | bytes) else evidence
     )
     if history is not None:
         data["history"] = [StatusChange(**dict(h)) for h in history]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-import orjson
+import msgspec
 
 from cardstream_monitoring.notifier import AlertNotice
 from cardstream_monitoring.rules import Rules
@@ -397,7 +397,7 @@ class RuleEngine:
                 rule=row["rule"],
                 severity=row["severity"],
                 score=row["score"],
-                evidence=orjson.loads(row["evidence"]),
+                evidence=msgspec.json.decode(row["evidence"]),
                 created_at=row["created_at"],
                 card_last4=row["card_last4"],
                 loaded_at=row["loaded_at"],

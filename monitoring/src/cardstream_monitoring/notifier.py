@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
-import orjson
+import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class AlertNotice:
 
     def body(self) -> bytes:
         """JSON body of the webhook request."""
-        return orjson.dumps(
+        return msgspec.json.encode(
             {
                 "type": "cardstream.alert",
                 "alert_id": self.alert_id,

@@ -3,7 +3,7 @@
 botocore reads a JSON answer by walking its output shape member by member. For an answer a
 service reads thousands of times a second (Kinesis ``GetRecords`` in the stream-writer,
 ``PutRecords`` in ingest-api) that walk costs more than the rest of the service's work per
-record; a reader written for that one shape does the same in one orjson call.
+record; a reader written for that one shape does the same in one msgspec call.
 
 The readers are installed by registering a response-parser factory on the session that
 creates the client (``register_component("response_parser_factory", ...)``, botocore's

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import orjson
+import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -169,7 +169,10 @@ class Runtime:
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+        msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -181,7 +184,7 @@ def _problem(refusal: RefusalError) -> Response:
         "detail": refusal.detail,
     }
     return Response(
-        orjson.dumps(body),
+        msgspec.json.encode(body),
         status_code=refusal.status,
         media_type="application/problem+json",
         headers={"WWW-Authenticate": refusal.challenge, "Cache-Control": "no-store"},

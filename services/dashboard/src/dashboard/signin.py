@@ -31,7 +31,7 @@ from typing import Final
 from urllib.parse import urlencode
 
 import httpx
-import orjson
+import msgspec
 
 from cardstream_shared import resource_names as names
 
@@ -158,8 +158,8 @@ class SignInClient:
         if response.status_code != 200:
             raise SignInError(f"the token endpoint refused the code ({response.status_code})")
         try:
-            token = orjson.loads(response.content).get("access_token")
-        except (orjson.JSONDecodeError, AttributeError):
+            token = msgspec.json.decode(response.content).get("access_token")
+        except (msgspec.DecodeError, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
             raise SignInError("the token endpoint answered without an access token")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
+import msgspec
 
 from cardstream_shared.field_errors import FieldError
 from cardstream_shared.redaction import redact_data, redacted_record
@@ -42,7 +42,7 @@ def masked_line(
     reasons = [error.as_dict() for error in errors]
     if data is not None:
         masked = redact_data(data)
-        if len(orjson.dumps(masked)) <= MAX_STORED_CHARS:
+        if len(msgspec.json.encode(masked)) <= MAX_STORED_CHARS:
             return QuarantineEntry(line_number, reasons, masked, None)
     return QuarantineEntry(line_number, reasons, None, redacted_record(line, MAX_STORED_CHARS))
 
@@ -58,8 +58,8 @@ async def store(conn: DbConnection, object_id: int, entries: Sequence[Quarantine
             (
                 object_id,
                 e.line_number,
-                orjson.dumps(e.reasons).decode(),
-                orjson.dumps(e.row_masked).decode() if e.row_masked is not None else None,
+                msgspec.json.encode(e.reasons).decode(),
+                msgspec.json.encode(e.row_masked).decode() if e.row_masked is not None else None,
                 e.raw_masked,
             )
             for e in entries

@@ -6,7 +6,7 @@ the producer (figures in docs/benchmarks.md). Both are plain JSON for the Kinesi
 protocol: a body ``{"StreamName", "Records": [{"Data": <base64>, "PartitionKey"}]}`` and an
 answer ``{"FailedRecordCount", "Records": [{"SequenceNumber", "ShardId"} | {"ErrorCode",
 "ErrorMessage"}], ...}`` of strings and integers only. msgspec writes the body in one call
-(it encodes ``bytes`` as base64, as botocore does blobs) and orjson reads the answer in one.
+(it encodes ``bytes`` as base64, as botocore does blobs) and reads the answer in one.
 
 Both go through botocore's public hooks: the answer through the session's response-parser
 component (:data:`READERS`, given to ``cardstream_shared.aws.aio_client``), the request
@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import msgspec
-import orjson
 
 from cardstream_shared.aws import aio_client
 from cardstream_shared.settings import ServiceSettings
@@ -51,7 +50,7 @@ def write_records(params: dict[str, Any], context: dict[str, Any], **_: Any) -> 
     producer builds the parameters), so botocore would not have checked the others."""
     records = context.pop(_HELD, None)
     if records is not None:
-        body = orjson.loads(params["body"])
+        body = msgspec.json.decode(params["body"])
         body["Records"] = records
         params["body"] = _ENCODER.encode(body)
 
@@ -72,8 +71,8 @@ def read_put_records(raw_body: bytes, shape: Any) -> dict[str, Any] | None:
     integers, which need no conversion. ``None`` (botocore reads it) if it is not a JSON
     object."""
     try:
-        parsed = orjson.loads(raw_body)
-    except orjson.JSONDecodeError:
+        parsed = msgspec.json.decode(raw_body)
+    except msgspec.DecodeError:
         return None
     if not isinstance(parsed, dict):
         return None

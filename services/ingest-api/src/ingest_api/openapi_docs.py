@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
+import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
@@ -65,7 +65,7 @@ def csv_example() -> str:
 def ndjson_example() -> str:
     """Two transactions as newline-delimited JSON."""
     return "".join(
-        orjson.dumps(row).decode() + "\n" for row in (kaggle_example(), _second_example())
+        msgspec.json.encode(row).decode() + "\n" for row in (kaggle_example(), _second_example())
     )
 
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-import orjson
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -87,7 +87,7 @@ def problem_response(
 ) -> Response:
     """A ``Response`` carrying a problem document."""
     return Response(
-        orjson.dumps(problem_body(status, kind, detail, errors=errors, extra=extra)),
+        msgspec.json.encode(problem_body(status, kind, detail, errors=errors, extra=extra)),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=dict(headers or {}),

@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-import orjson
+import msgspec
 
 from cardstream_shared.redaction import redact_text, redacted_record
 from cardstream_shared.stream_records import read_stream_record
@@ -36,7 +36,7 @@ class Quarantined:
 
     def to_json_line(self) -> bytes:
         """One NDJSON line for the quarantine object."""
-        return orjson.dumps(
+        return msgspec.json.encode(
             {
                 "sequence_number": self.sequence_number,
                 "partition_key": redact_text(self.partition_key),

@@ -17,7 +17,7 @@ from binascii import a2b_base64
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 from botocore.exceptions import ClientError
 
 from cardstream_shared.aws import aio_client
@@ -33,7 +33,7 @@ def read_get_records(raw_body: bytes, shape: Any) -> dict[str, Any]:
     ``ApproximateArrivalTimestamp`` from epoch seconds to an aware datetime), without its
     walk of the model and dateutil for each record's timestamp (figures in
     docs/benchmarks.md)."""
-    body = orjson.loads(raw_body)
+    body = msgspec.json.decode(raw_body)
     records = []
     for record in body.get("Records") or ():
         parsed = {
