@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gzip
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -34,7 +35,8 @@ from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import KnownDimensions, LoadResult, PartitionCache, load_batch
 from db_loader.migrate import bootstrap, with_credentials
-from db_loader.rows import prepare
+from db_loader.object_reader import Limits
+from db_loader.rows import prepare, prepare_object
 
 pytestmark = pytest.mark.integration
 
@@ -249,6 +251,31 @@ async def test_bad_rows_are_quarantined_with_reasons_and_good_rows_load(
     assert everything is not None
     assert "4111111111111111" not in everything[0]
     assert quarantined[1][2]["trans_num"] == "bad-1"
+
+
+async def test_an_over_long_line_is_quarantined_and_the_rest_of_its_object_loads(
+    pool: asyncpg.Pool, admin_dsn: str
+) -> None:
+    """A hand-made object with one line past the line bound: the line is quarantined with
+    its reason (its beginning, masked), the object's other lines load."""
+    good = lines_of(source_rows(4))
+    long_line = b'{"note": "card 4111111111111111 ' + b"x" * 20_000 + b'"}'
+    body = gzip.compress(b"\n".join([good[0], good[1], long_line, good[2], good[3]]) + b"\n")
+    limits = Limits(max_object_bytes=1 << 20, max_decompressed_bytes=1 << 20, max_line_bytes=8192)
+    batch = prepare_object("raw/long.jsonl.gz", body, limits)
+    result = await load_batch(pool, obj("raw/long.jsonl.gz"), batch, partitions=PartitionCache())
+    assert (result.inserted_count, result.quarantined_count) == (4, 1)
+    with psycopg.connect(admin_dsn) as conn:
+        [(line_number, reasons, raw_masked)] = conn.execute(
+            "SELECT line_number, reasons, raw_masked FROM cardstream.quarantined_row"
+        ).fetchall()
+    assert line_number == 3
+    assert reasons == [
+        {"field": None, "message": "line exceeds 8192 bytes", "type": "line_too_long"}
+    ]
+    assert raw_masked.startswith('{"note": "card ')
+    assert "4111111111111111" not in raw_masked
+    assert count(admin_dsn, "SELECT count(*) FROM cardstream.transaction") == 4
 
 
 @settings(

@@ -19,7 +19,7 @@ from cardstream_shared.contract import StreamEnvelope, TransactionIn, kaggle_exa
 from cardstream_shared.pan import PanKeyring
 from cardstream_shared.redaction import redact_data
 from db_loader.migrate import MissingSettingError, admin_url
-from db_loader.object_reader import Limits, UnreadableObjectError, decode_lines
+from db_loader.object_reader import Limits, OverlongLine, UnreadableObjectError, decode_lines
 from db_loader.rows import prepare, split_label, with_label
 from db_loader.sqs_poller import PoisonMessageError, parse_message
 
@@ -85,13 +85,29 @@ def test_gzip_members_and_a_missing_final_newline() -> None:
         (gzip.compress(b"x" * 2_000_000), "too_large"),
         (gzip.compress(b"{}\n")[:-6], "truncated"),
         (b"\x1f\x8bnot really gzip", "not_gzip"),
-        (gzip.compress(b"y" * 5000 + b"\n"), "line_too_long"),
     ],
 )
 def test_unreadable_objects(body: bytes, reason: str) -> None:
     with pytest.raises(UnreadableObjectError) as caught:
         list(decode_lines([body], gzipped=True, limits=LIMITS))
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("chunk_size", [7, 4096, 1 << 20])
+def test_an_over_long_line_costs_only_itself(chunk_size: int) -> None:
+    long = b"y" * 10_000
+    body = gzip.compress(b'{"a": 1}\n' + long + b'\n{"b": 2}\n' + long + b"z\n\n" + long)
+    chunks = [body[i : i + chunk_size] for i in range(0, len(body), chunk_size)]
+    lines = list(decode_lines(chunks, gzipped=True, limits=LIMITS))
+    excerpt = OverlongLine(b"y" * 4096, 4096)
+    assert lines == [
+        (1, b'{"a": 1}'),
+        (2, excerpt),
+        (3, b'{"b": 2}'),
+        (4, excerpt),
+        (5, b""),
+        (6, excerpt),
+    ]
 
 
 def test_decompression_error_is_not_a_zlib_error() -> None:

@@ -1,9 +1,12 @@
 """Read a landed object: stream it from S3, gunzip it incrementally, split NDJSON lines.
 
 Every size is bounded (docs/reliability.md F10): the object, its decompressed content (a
-small gzip can expand enormously) and each line. An object that breaks a bound, is not
-valid gzip, or no longer exists is unreadable: the error propagates, the SQS message is not
-deleted, and the redrive policy moves it to the DLQ after maxReceiveCount receives.
+small gzip can expand enormously) and each line. An object that breaks an object bound, is
+not valid gzip, or no longer exists is unreadable: the error propagates, the SQS message is
+not deleted, and the redrive policy moves it to the DLQ after maxReceiveCount receives. A
+line over its bound costs only itself: it comes out as an :class:`OverlongLine` (its
+beginning; the rest is read past, never held), which the rows quarantine, and the object's
+other lines load.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from isal import isal_zlib
 from db_loader.ledger import SourceObject
 
 _CHUNK_BYTES: Final = 256 * 1024
+# What an over-long line keeps for its quarantine row: enough to recognise it.
+_EXCERPT_BYTES: Final = 4096
 # The class isal raises for bad input (its type stub declares an instance, not a class).
 _INFLATE_ERROR: Final = cast("type[Exception]", isal_zlib.error)
 
@@ -40,6 +45,18 @@ class Limits:
     max_object_bytes: int
     max_decompressed_bytes: int
     max_line_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class OverlongLine:
+    """A line longer than ``limit`` bytes, by its first bytes."""
+
+    excerpt: bytes
+    limit: int
+
+
+# One numbered line of an object (1-based).
+Line = tuple[int, bytes | OverlongLine]
 
 
 class _Decoder:
@@ -91,39 +108,53 @@ class LineSplitter:
         self._decoder = _Decoder(gzipped, limits)
         self._limits = limits
         self._pending = b""
+        # The line being read past, once it is over the bound.
+        self._overlong: OverlongLine | None = None
         self._next_line = 1
         self._read = 0
 
-    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+    def feed(self, chunk: bytes) -> list[Line]:
         """Lines completed by ``chunk``."""
         self._read += len(chunk)
         if self._read > self._limits.max_object_bytes:
             raise UnreadableObjectError(
                 "too_large", f"object exceeds {self._limits.max_object_bytes} bytes"
             )
-        parts = (self._pending + self._decoder.feed(chunk)).split(b"\n")
+        data = self._decoder.feed(chunk)
+        lines: list[Line] = []
+        if self._overlong is not None:
+            end = data.find(b"\n")
+            if end < 0:
+                return lines
+            lines.append((self._next_line, self._overlong))
+            self._next_line += 1
+            self._overlong = None
+            data = data[end + 1 :]
+        parts = (self._pending + data).split(b"\n")
         self._pending = parts.pop()
         limit = self._limits.max_line_bytes
-        # The bound is checked at C speed; the offending line is looked for only once found.
-        if len(self._pending) > limit or (parts and max(map(len, parts)) > limit):
-            for offset, part in enumerate((*parts, self._pending)):
-                if len(part) > limit:
-                    raise UnreadableObjectError(
-                        "line_too_long", f"line {self._next_line + offset} exceeds {limit} bytes"
-                    )
-        lines = list(enumerate(parts, start=self._next_line))
+        if len(self._pending) > limit:
+            self._overlong = OverlongLine(self._pending[:_EXCERPT_BYTES], limit)
+            self._pending = b""
+        numbered: list[Line] = list(enumerate(parts, start=self._next_line))
+        # The bound is checked at C speed; the over-long lines are looked for only then.
+        if parts and max(map(len, parts)) > limit:
+            numbered = [
+                (n, OverlongLine(part[:_EXCERPT_BYTES], limit) if len(part) > limit else part)
+                for n, part in enumerate(parts, start=self._next_line)
+            ]
         self._next_line += len(parts)
-        return lines
+        return lines + numbered if lines else numbered
 
-    def finish(self) -> list[tuple[int, bytes]]:
+    def finish(self) -> list[Line]:
         """The last line, if the object does not end with a newline."""
         self._decoder.finish()
+        if self._overlong is not None:
+            return [(self._next_line, self._overlong)]
         return [(self._next_line, self._pending)] if self._pending else []
 
 
-def decode_lines(
-    chunks: Iterable[bytes], *, gzipped: bool, limits: Limits
-) -> Iterator[tuple[int, bytes]]:
+def decode_lines(chunks: Iterable[bytes], *, gzipped: bool, limits: Limits) -> Iterator[Line]:
     """Numbered lines of an object given as chunks (local files, tests)."""
     splitter = LineSplitter(gzipped=gzipped, limits=limits)
     for chunk in chunks:

@@ -19,8 +19,9 @@ from typing import Any, Final
 
 import msgspec
 
+from cardstream_shared.field_errors import record_error
 from cardstream_shared.stream_records import StreamFacts, read_stream_record
-from db_loader.object_reader import Limits, decode_lines, is_gzip_key
+from db_loader.object_reader import Limits, Line, OverlongLine, decode_lines, is_gzip_key
 from db_loader.quarantine import QuarantineEntry, masked_line
 
 # Column order of each fact's CSV record (the loader puts the object id in front).
@@ -197,7 +198,7 @@ def _as_object(line: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def prepare(lines: Iterable[tuple[int, bytes]]) -> PreparedBatch:
+def prepare(lines: Iterable[Line]) -> PreparedBatch:
     """Validate numbered NDJSON lines; keep one fact per ``trans_num``.
 
     A ``trans_num`` seen twice in one object keeps the first occurrence's facts (a retried
@@ -208,6 +209,11 @@ def prepare(lines: Iterable[tuple[int, bytes]]) -> PreparedBatch:
     position: dict[str, int] = {}
     months: set[str] = set()
     for line_number, line in lines:
+        if isinstance(line, OverlongLine):
+            batch.row_count += 1
+            reason = record_error(f"line exceeds {line.limit} bytes", "line_too_long")
+            batch.quarantined.append(masked_line(line_number, line.excerpt, None, reason))
+            continue
         if not line.strip():
             continue
         batch.row_count += 1
