@@ -66,6 +66,13 @@ def _settings(jwks_url: str, **values: object) -> DashboardSettings:
     return DashboardSettings.model_validate(base)
 
 
+def _as_dashboard_role(database: str) -> str:
+    """The migrated database's URL as the dashboard role (the views, nothing else)."""
+    password = uuid.uuid4().hex
+    bootstrap(database, role_passwords={names.DB_DASHBOARD_ROLE: password})
+    return with_credentials(database, names.DB_DASHBOARD_ROLE, password)
+
+
 @asynccontextmanager
 async def serving(settings: DashboardSettings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
@@ -154,11 +161,9 @@ async def test_unreachable_sources_degrade_the_feed_instead_of_failing_it(
 async def test_the_feed_reads_the_views_as_the_dashboard_role(
     jwks_url: str, signing_key: SigningKey, empty_database: str
 ) -> None:
-    password = uuid.uuid4().hex
-    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
     settings = _settings(
         jwks_url,
-        database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
+        database_url=_as_dashboard_role(empty_database),
     )
     token = _token(signing_key, *OPERATOR, names.SCOPE_WRITE)
     async with serving(settings) as client:
@@ -185,11 +190,9 @@ async def test_the_feed_reads_the_views_as_the_dashboard_role(
 async def test_a_reader_without_the_operator_scope_is_refused_and_sees_nothing(
     jwks_url: str, signing_key: SigningKey, empty_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    password = uuid.uuid4().hex
-    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
     settings = _settings(
         jwks_url,
-        database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
+        database_url=_as_dashboard_role(empty_database),
     )
     # A merchant's reader: transactions:read reads its own tenant's rows only, and the
     # dashboard shows every tenant's.
@@ -231,11 +234,9 @@ async def test_a_reader_without_the_operator_scope_is_refused_and_sees_nothing(
 async def test_a_lost_database_keeps_the_last_panels_and_says_so(
     jwks_url: str, signing_key: SigningKey, empty_database: str
 ) -> None:
-    password = uuid.uuid4().hex
-    bootstrap(empty_database, role_passwords={names.DB_DASHBOARD_ROLE: password})
     settings = _settings(
         jwks_url,
-        database_url=with_credentials(empty_database, names.DB_DASHBOARD_ROLE, password),
+        database_url=_as_dashboard_role(empty_database),
         snapshot_ttl_s=0,
         snapshot_hold_factor=0,
     )
