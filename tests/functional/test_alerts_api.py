@@ -226,16 +226,20 @@ async def test_another_tenants_alert_answers_exactly_like_a_missing_one(
     assert after["history"] == []
 
 
+async def _burst_at_two_merchants(database: str, card: int) -> tuple[list[str], list[str]]:
+    """One card probed at four merchants, two posting through merchant-1 (1.50 each), two
+    through merchant-2 with amounts of their own (2.75 each, the last completing the
+    burst): the burst's evidence is computed over all four. The trans_nums of each."""
+    probes = [probe(card, i, "1.50" if i < 2 else "2.75") for i in range(4)]
+    clients = ["merchant-1", "merchant-1", "merchant-2", "merchant-2"]
+    await load(database, list(zip(probes, clients, strict=True)))
+    return [p["trans_num"] for p in probes[:2]], [p["trans_num"] for p in probes[2:]]
+
+
 async def test_evidence_shown_to_a_merchant_names_no_other_merchants_transactions(
     aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
-    # One card probed at four merchants, two of them posting through merchant-2 with
-    # amounts of their own: the burst's evidence is computed over all four.
-    probes = [probe(21, i, "1.50" if i < 2 else "2.75") for i in range(4)]
-    clients = ["merchant-1", "merchant-1", "merchant-2", "merchant-2"]
-    await load(module_database, list(zip(probes, clients, strict=True)))
-    ours = [p["trans_num"] for p in probes[:2]]
-    theirs = [p["trans_num"] for p in probes[2:]]
+    ours, theirs = await _burst_at_two_merchants(module_database, 21)
     m1 = bearer(token(names.SCOPE_READ, subject="merchant-1"))
     m2 = bearer(token(names.SCOPE_READ, subject="merchant-2"))
     operator = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
@@ -269,13 +273,7 @@ async def test_evidence_shown_to_a_merchant_names_no_other_merchants_transaction
 async def test_no_answer_of_any_alert_route_shows_a_merchant_another_merchants_evidence(
     aws: str, jwks_url: str, module_database: str, token: Callable[..., str]
 ) -> None:
-    # A card probed at four merchants, two posting through merchant-1, two (with amounts of
-    # their own, the last completing the burst) through merchant-2.
-    probes = [probe(22, i, "1.50" if i < 2 else "2.75") for i in range(4)]
-    clients = ["merchant-1", "merchant-1", "merchant-2", "merchant-2"]
-    await load(module_database, list(zip(probes, clients, strict=True)))
-    ours = probes[0]["trans_num"]
-    theirs = [p["trans_num"] for p in probes[2:]]
+    ours, theirs = await _burst_at_two_merchants(module_database, 22)
     read, review, every = names.SCOPE_READ, names.SCOPE_ALERTS_REVIEW, names.SCOPE_ALL_TENANTS
     # Every combination of scopes a person of merchant-1's client can hold; tenants:all in
     # a merchant's token lifts nothing (only the operators' client reads every tenant).
@@ -288,7 +286,7 @@ async def test_no_answer_of_any_alert_route_shows_a_merchant_another_merchants_e
     ]
     operator = bearer(token(*OPERATOR, subject="analyst-7", name="Ann Analyst"))
     async with running_api(aws, jwks_url, module_database) as api:
-        alert = (await _alert_ids(api, operator))[ours]
+        alert = (await _alert_ids(api, operator))[ours[0]]
         answers: list[httpx.Response] = []
         for scopes in merchant_people:
             headers = bearer(token(*scopes, name="Mia", client="merchant-1"))
