@@ -304,7 +304,8 @@ async def get_alert(
         ),
         422: problem(
             "The body or a parameter is not valid; `errors` names each field (never its "
-            "value). A note holding a card number is refused with `type: card_number`."
+            "value). A note holding a card number is refused with `type: card_number`, a key "
+            "named twice with `type: duplicate_key`."
         ),
         429: problem(
             "Too many requests from this caller (charged before the body is read); retry "

@@ -69,7 +69,8 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     422: openapi_docs.problem(
         "The input is not valid; `errors` names each field and never repeats a value. A "
-        "card number anywhere but `cc_num` is refused with `type: card_number`."
+        "card number anywhere but `cc_num` is refused with `type: card_number`, a record "
+        "naming a key twice with `type: duplicate_key`."
     ),
     429: openapi_docs.problem(
         "Rate limit exceeded (charged before the body is read); retry after `Retry-After` seconds."
