@@ -68,12 +68,7 @@ def repeated_keys(raw: bytes, decoded: Any) -> list[str]:
     """
     if not isinstance(decoded, _CONTAINERS):
         return []
-    key_ends = len(_KEY_END.findall(raw))
-    # An object's own keys, when the text shows no more, are all it holds: no nested object
-    # and no repeat (the common case, counted without a walk).
-    if type(decoded) is dict and key_ends == len(decoded):
-        return []
-    if key_ends == _decoded_keys(decoded):
+    if len(_KEY_END.findall(raw)) == _decoded_keys(decoded):
         return []
     return _read_again(raw)
 
