@@ -136,15 +136,17 @@ class LineSplitter:
         if len(self._pending) > limit:
             self._overlong = OverlongLine(self._pending[:_EXCERPT_BYTES], limit)
             self._pending = b""
-        numbered: list[Line] = list(enumerate(parts, start=self._next_line))
+        numbered = enumerate(parts, start=self._next_line)
         # The bound is checked at C speed; the over-long lines are looked for only then.
         if parts and max(map(len, parts)) > limit:
-            numbered = [
+            lines += [
                 (n, OverlongLine(part[:_EXCERPT_BYTES], limit) if len(part) > limit else part)
-                for n, part in enumerate(parts, start=self._next_line)
+                for n, part in numbered
             ]
+        else:
+            lines += numbered
         self._next_line += len(parts)
-        return lines + numbered if lines else numbered
+        return lines
 
     def finish(self) -> list[Line]:
         """The last line, if the object does not end with a newline."""
