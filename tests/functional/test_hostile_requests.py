@@ -39,12 +39,12 @@ from card_number_forms import ascii_digits, luhn_completed, written_card_numbers
 from card_testing_bursts import load_burst
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ingest_aws import provision_ingest
 from merchant_entries import OPERATORS_CLIENT, register
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
-from cardstream_shared.pan import PanKeyring
 from ingest_api.app import create_app
 from ingest_api.settings import IngestSettings
 
@@ -121,15 +121,7 @@ def tenants(module_database: str) -> dict[str, list[str]]:
 
 @pytest.fixture
 def aws(moto_reset: str) -> str:
-    kinesis = boto3.client("kinesis", endpoint_url=moto_reset, region_name="us-east-1")
-    kinesis.create_stream(StreamName=STREAM, ShardCount=1)
-    kinesis.get_waiter("stream_exists").wait(
-        StreamName=STREAM, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1").create_secret(
-        Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
-    )
-    register(moto_reset, ALICE, BOB)
+    provision_ingest(moto_reset, ALICE, BOB)
     return moto_reset
 
 

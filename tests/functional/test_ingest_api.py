@@ -28,13 +28,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 from card_number_forms import ascii_digits, written_card_numbers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ingest_aws import provision_ingest
 from merchant_entries import OPERATORS_CLIENT, register
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
 from cardstream_shared.contract import KAGGLE_FIELDS, StreamEnvelope, TransactionIn, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
-from cardstream_shared.pan import PanKeyring, luhn_valid
+from cardstream_shared.pan import luhn_valid
 from ingest_api import kinesis_codec
 from ingest_api.app import create_app
 from ingest_api.settings import IngestSettings
@@ -91,14 +92,7 @@ def token(signing_key: SigningKey) -> Callable[..., str]:
 @pytest.fixture
 def aws(moto_reset: str) -> str:
     """A fresh stream (two shards) and PAN key secret on the moto server."""
-    kinesis = boto3.client("kinesis", endpoint_url=moto_reset, region_name="us-east-1")
-    kinesis.create_stream(StreamName=STREAM, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(
-        StreamName=STREAM, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    secrets = boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1")
-    secrets.create_secret(Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string())
-    register(moto_reset, "merchant-1", "merchant-2", "reader-7")
+    provision_ingest(moto_reset, "merchant-1", "merchant-2", "reader-7", shards=2)
     return moto_reset
 
 

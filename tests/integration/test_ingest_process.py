@@ -25,7 +25,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from merchant_entries import register
+from ingest_aws import provision_ingest
 from schemathesis.checks import not_a_server_error
 
 from cardstream.local.ports import free_port, wait_for_port
@@ -33,7 +33,6 @@ from cardstream_infra.components.fargate_task import health_check_command
 from cardstream_shared import resource_names as names
 from cardstream_shared.contract import StreamEnvelope, kaggle_example
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
-from cardstream_shared.pan import PanKeyring
 from db_loader.migrate import bootstrap, with_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -61,18 +60,6 @@ def _start_moto(log: Path) -> tuple[str, subprocess.Popen[bytes]]:
         )
     wait_for_port("127.0.0.1", port, timeout_s=60, alive=lambda: process.poll() is None)
     return f"http://127.0.0.1:{port}", process
-
-
-def _provision(endpoint: str, *, shards: int = 1) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1")
-    kinesis.create_stream(StreamName=STREAM, ShardCount=shards)
-    kinesis.get_waiter("stream_exists").wait(
-        StreamName=STREAM, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1").create_secret(
-        Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
-    )
-    register(endpoint, "merchant-1")
 
 
 def _env(endpoint: str, jwks: Path, port: int, **extra: str) -> dict[str, str]:
@@ -128,7 +115,7 @@ def own_moto(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A moto server of this test's own (one test pauses it)."""
     endpoint, process = _start_moto(tmp_path / "moto.log")
     try:
-        _provision(endpoint)
+        provision_ingest(endpoint, "merchant-1")
         yield endpoint, process
     finally:
         _stop(process)
@@ -272,7 +259,7 @@ def fuzz_api(
     port = free_port()
     api = None
     try:
-        _provision(endpoint, shards=2)
+        provision_ingest(endpoint, "merchant-1", shards=2)
         api = _run_api(
             _env(
                 endpoint,

@@ -18,14 +18,13 @@ import httpx
 import psycopg
 import pytest
 from botocore.exceptions import ReadTimeoutError
-from merchant_entries import register
+from ingest_aws import provision_ingest
 
 from cardstream_shared import resource_names as names
 from cardstream_shared.aws import aio_client
 from cardstream_shared.contract import kaggle_example
 from cardstream_shared.database import create_pool
 from cardstream_shared.jwt_auth import SigningKey, generate_signing_key, issue_token
-from cardstream_shared.pan import PanKeyring
 from db_loader.db import APPLICATION_NAME
 from db_loader.ledger import SourceObject
 from db_loader.loader import PartitionCache, load_batch
@@ -47,15 +46,7 @@ def signing_key() -> SigningKey:
 
 @pytest.fixture
 def aws(moto_reset: str) -> str:
-    kinesis = boto3.client("kinesis", endpoint_url=moto_reset, region_name="us-east-1")
-    kinesis.create_stream(StreamName=STREAM, ShardCount=1)
-    kinesis.get_waiter("stream_exists").wait(
-        StreamName=STREAM, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    boto3.client("secretsmanager", endpoint_url=moto_reset, region_name="us-east-1").create_secret(
-        Name=names.PAN_KEY_SECRET, SecretString=PanKeyring.new_secret_string()
-    )
-    register(moto_reset, "merchant-1", "merchant-2")
+    provision_ingest(moto_reset, "merchant-1", "merchant-2")
     return moto_reset
 
 
